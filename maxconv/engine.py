@@ -1,0 +1,158 @@
+"""MAX sessions and the compiled conv1d graph, one per (device, dtype).
+
+The engine knows nothing of files or modes: it runs the raw op on batches of
+tiles, shape [C, B, W] with taps [C, K], and returns [C, B, W - K + 1]. Every
+dimension of the graph is symbolic, so one compiled graph per (device, dtype)
+serves every tile width, batch, channel count and kernel length; that graph is
+read from the disk cache when it is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from max import driver, engine
+from max.dtype import DType
+from max.graph import DeviceRef, Graph, TensorType, ops
+
+from .cache import GraphCache, cache_key
+from .devices import open_device
+
+OPS_DIR = Path(__file__).parent / "ops"
+SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
+# Bumped when the graph built around the op changes shape or meaning.
+GRAPH_REVISION = "1"
+
+
+@dataclass
+class EngineStats:
+    """What the engine spent, for timing reports."""
+
+    compile_seconds: float = 0.0
+    cache_status: dict[str, str] = field(default_factory=dict)
+    compute_seconds: float = 0.0
+    calls: int = 0
+
+
+def op_source_digest() -> str:
+    """Hash of the Mojo sources, so an edited op never meets an old artifact."""
+    digest = hashlib.sha256()
+    for path in sorted(OPS_DIR.glob("*.mojo")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _host_signature() -> str:
+    """The CPU model and feature flags: CPU code is compiled for this host."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() + platform.processor()
+    wanted = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+    return platform.machine() + "\n" + "\n".join(sorted(set(wanted)))
+
+
+def build_conv1d_graph(dtype: DType, device: DeviceRef) -> Graph:
+    """The graph around the op: [C, B, W] tiles and [C, K] taps in, [C, B, W-K+1] out."""
+    signal_type = TensorType(dtype, ["channels", "batch", "width"], device=device)
+    taps_type = TensorType(dtype, ["channels", "taps"], device=device)
+    with Graph(
+        f"maxconv_conv1d_{dtype}", input_types=[signal_type, taps_type], custom_extensions=[OPS_DIR]
+    ) as graph:
+        signal, taps = (value.tensor for value in graph.inputs)
+        out_shape = [signal.shape[0], signal.shape[1], signal.shape[2] - taps.shape[1] + 1]
+        result = ops.custom(
+            name="conv1d",
+            device=device,
+            values=[signal, taps],
+            out_types=[TensorType(dtype, out_shape, device=device)],
+        )[0]
+        graph.output(result)
+    return graph
+
+
+class Engine:
+    """One MAX session on one device, and its compiled graphs."""
+
+    def __init__(self, device: str = "auto", cache: GraphCache | None = None) -> None:
+        self.spec, self.device = open_device(device)
+        self.cache = cache if cache is not None else GraphCache()
+        self.session = engine.InferenceSession(devices=[self.device])
+        self.stats = EngineStats()
+        self._models: dict[np.dtype, engine.Model] = {}
+        self._host = driver.CPU() if self.spec.kind != "cpu" else self.device
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def _device_signature(self) -> str:
+        if self.spec.kind == "cpu":
+            return "cpu\n" + _host_signature()
+        return f"gpu\n{self.device.api}\n{self.device.architecture_name}"
+
+    def graph_key(self, dtype: np.dtype) -> str:
+        """The cache key of the conv1d graph for `dtype` on this device."""
+        return cache_key(
+            GRAPH_REVISION,
+            op_source_digest(),
+            importlib.metadata.version("max"),
+            self._device_signature(),
+            str(SUPPORTED_DTYPES[np.dtype(dtype)]),
+        )
+
+    def model(self, dtype: np.dtype) -> engine.Model:
+        """The loaded conv1d model for `dtype`, from memory, disk or a compile."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._models:
+            max_dtype = SUPPORTED_DTYPES[dtype]
+            start = time.perf_counter()
+            device_ref = DeviceRef.from_device(self.device)
+            compiled, status = self.cache.get_or_compile(
+                self.graph_key(dtype),
+                lambda: self.session.compile(build_conv1d_graph(max_dtype, device_ref)),
+            )
+            self._models[dtype] = self.session.init(compiled)
+            self.stats.compile_seconds += time.perf_counter() - start
+            self.stats.cache_status[dtype.name] = status
+        return self._models[dtype]
+
+    def to_device(self, array: np.ndarray) -> driver.Buffer:
+        """Copy a contiguous host array to the engine's device."""
+        buffer = driver.Buffer.from_numpy(np.ascontiguousarray(array))
+        return buffer if self.spec.kind == "cpu" else buffer.to(self.device)
+
+    def run_on_device(self, tiles: driver.Buffer, taps: driver.Buffer) -> driver.Buffer:
+        """The op on buffers already on the device; returns a device buffer."""
+        dtype = np.dtype(tiles.dtype.to_numpy())
+        return self.model(dtype).execute(tiles, taps)[0]
+
+    def correlate_tiles(self, tiles: np.ndarray, taps: np.ndarray) -> np.ndarray:
+        """Run the op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1]."""
+        model = self.model(tiles.dtype)
+        start = time.perf_counter()
+        result = model.execute(self.to_device(tiles), self.to_device(taps.astype(tiles.dtype)))[0]
+        host = result.to_numpy() if self.spec.kind == "cpu" else result.to(self._host).to_numpy()
+        self.stats.compute_seconds += time.perf_counter() - start
+        self.stats.calls += 1
+        return host
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def get_engine(device: str = "auto") -> Engine:
+    """The process-wide engine for `device`: one session per device, graphs reused."""
+    key = device.strip().lower()
+    if key not in _ENGINES:
+        built = Engine(device)
+        _ENGINES[key] = built
+        _ENGINES.setdefault(built.label, built)
+    return _ENGINES[key]

@@ -1,0 +1,2 @@
+"""The Mojo custom ops of maxconv; this package only re-exports them."""
+from .conv1d import *

@@ -1,0 +1,31 @@
+"""Shared test setup: one compiled-graph cache for the whole run.
+
+Compiling the op costs ~20 s per dtype on the CPU, so the tests share one
+cache folder under .pytest_cache (kept between local runs, empty on a fresh
+clone) and the process-wide engine. Tests of the cache itself use their own
+empty folders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SESSION_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "maxconv-graphs"
+os.environ.setdefault("MAXCONV_CACHE_DIR", str(SESSION_CACHE))
+
+
+def gpu_available() -> bool:
+    from maxconv.devices import gpu_count
+
+    return gpu_count() > 0
+
+
+@pytest.fixture(scope="session")
+def gpu_device() -> str:
+    """The GPU device string; GPU tests are deselected unless run with -m gpu."""
+    if not gpu_available():
+        pytest.fail("test marked gpu but MAX sees no GPU; run -m gpu only on the GPU machine")
+    return "gpu"

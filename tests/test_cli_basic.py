@@ -1,0 +1,51 @@
+"""`maxconv demo`, `devices` and `cache` through typer's CliRunner and a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from maxconv.cli import app
+
+runner = CliRunner()
+REFERENCE = "[14 20 26 32 38 44 50 56 62 68 74 80 41 14 0]"
+
+
+def test_demo_prints_reference_and_passes():
+    result = runner.invoke(app, ["demo", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"Expected (numpy): {REFERENCE}" in result.stdout
+    assert f"Custom op conv1d on cpu: {REFERENCE}" in result.stdout
+    assert result.stdout.rstrip().endswith("Verification passed")
+
+
+def test_demo_bad_device_is_one_line_and_exit_1():
+    result = subprocess.run(
+        [sys.executable, "-m", "maxconv.cli", "demo", "--device", "tpu"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: device must be 'auto', 'cpu', 'gpu' or 'gpu:N', not 'tpu'"
+    ]
+
+
+def test_devices_lists_cpu():
+    result = runner.invoke(app, ["devices"])
+    assert result.exit_code == 0 and "cpu" in result.stdout
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAXCONV_CACHE_DIR", str(tmp_path))
+    (tmp_path / "conv1d-abc.mef").write_bytes(b"x" * 2000)
+    info = runner.invoke(app, ["cache", "info"])
+    assert info.exit_code == 0 and str(tmp_path) in info.stdout and "entries: 1" in info.stdout
+    cleared = runner.invoke(app, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "removed 1 entry" in cleared.stdout
+    assert not list(tmp_path.glob("*.mef"))
