@@ -59,7 +59,7 @@ def _host_signature() -> str:
     return platform.machine() + "\n" + "\n".join(sorted(set(wanted)))
 
 
-def build_conv1d_graph(dtype: DType, device: DeviceRef) -> Graph:
+def build_conv1d_graph(dtype: DType, device: DeviceRef, algorithm: int = 0) -> Graph:
     """The graph around the op: [C, B, W] tiles and [C, K] taps in, [C, B, W-K+1] out."""
     signal_type = TensorType(dtype, ["channels", "batch", "width"], device=device)
     taps_type = TensorType(dtype, ["channels", "taps"], device=device)
@@ -73,6 +73,7 @@ def build_conv1d_graph(dtype: DType, device: DeviceRef) -> Graph:
             device=device,
             values=[signal, taps],
             out_types=[TensorType(dtype, out_shape, device=device)],
+            parameters={"algorithm": algorithm},
         )[0]
         graph.output(result)
     return graph
@@ -86,7 +87,7 @@ class Engine:
         self.cache = cache if cache is not None else GraphCache()
         self.session = engine.InferenceSession(devices=[self.device])
         self.stats = EngineStats()
-        self._models: dict[np.dtype, engine.Model] = {}
+        self._models: dict[tuple[np.dtype, int], engine.Model] = {}
         self._host = driver.CPU() if self.spec.kind != "cpu" else self.device
 
     @property
@@ -98,7 +99,7 @@ class Engine:
             return "cpu\n" + _host_signature()
         return f"gpu\n{self.device.api}\n{self.device.architecture_name}"
 
-    def graph_key(self, dtype: np.dtype) -> str:
+    def graph_key(self, dtype: np.dtype, algorithm: int = 0) -> str:
         """The cache key of the conv1d graph for `dtype` on this device."""
         return cache_key(
             GRAPH_REVISION,
@@ -106,33 +107,40 @@ class Engine:
             importlib.metadata.version("max"),
             self._device_signature(),
             str(SUPPORTED_DTYPES[np.dtype(dtype)]),
+            f"algorithm={algorithm}",
         )
 
-    def model(self, dtype: np.dtype) -> engine.Model:
-        """The loaded conv1d model for `dtype`, from memory, disk or a compile."""
+    def model(self, dtype: np.dtype, algorithm: int = 0) -> engine.Model:
+        """The loaded conv1d model for `dtype`, from memory, disk or a compile.
+
+        `algorithm` 0 lets the op pick its GPU kernel by K; benchmarks pass
+        1 (strided) or 2 (register-blocked) to force one.
+        """
         dtype = np.dtype(dtype)
-        if dtype not in self._models:
+        if (dtype, algorithm) not in self._models:
             max_dtype = SUPPORTED_DTYPES[dtype]
             start = time.perf_counter()
             device_ref = DeviceRef.from_device(self.device)
             compiled, status = self.cache.get_or_compile(
-                self.graph_key(dtype),
-                lambda: self.session.compile(build_conv1d_graph(max_dtype, device_ref)),
+                self.graph_key(dtype, algorithm),
+                lambda: self.session.compile(build_conv1d_graph(max_dtype, device_ref, algorithm)),
             )
-            self._models[dtype] = self.session.init(compiled)
+            self._models[dtype, algorithm] = self.session.init(compiled)
             self.stats.compile_seconds += time.perf_counter() - start
             self.stats.cache_status[dtype.name] = status
-        return self._models[dtype]
+        return self._models[dtype, algorithm]
 
     def to_device(self, array: np.ndarray) -> driver.Buffer:
         """Copy a contiguous host array to the engine's device."""
         buffer = driver.Buffer.from_numpy(np.ascontiguousarray(array))
         return buffer if self.spec.kind == "cpu" else buffer.to(self.device)
 
-    def run_on_device(self, tiles: driver.Buffer, taps: driver.Buffer) -> driver.Buffer:
+    def run_on_device(
+        self, tiles: driver.Buffer, taps: driver.Buffer, algorithm: int = 0
+    ) -> driver.Buffer:
         """The op on buffers already on the device; returns a device buffer."""
         dtype = np.dtype(tiles.dtype.to_numpy())
-        return self.model(dtype).execute(tiles, taps)[0]
+        return self.model(dtype, algorithm).execute(tiles, taps)[0]
 
     def correlate_tiles(self, tiles: np.ndarray, taps: np.ndarray) -> np.ndarray:
         """Run the op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1]."""

@@ -29,16 +29,29 @@ comptime CPU_VECTORS = 8
 # overhead, small enough to balance two to many cores.
 comptime CPU_BLOCKS_PER_TASK = 8
 
-# GPU blocking: TPB threads each keep GPU_OUTPUTS consecutive outputs in
-# registers; taps are staged through shared memory GPU_TAP_CHUNK at a time.
-comptime TPB = 256
-comptime GPU_OUTPUTS = 16
-comptime GPU_BLOCK = TPB * GPU_OUTPUTS
-comptime GPU_TAP_CHUNK = 256
-comptime GPU_TAP_STEP = 8
-# Shared-memory words; one pad word every 32 keeps the per-thread stride of
-# GPU_OUTPUTS words free of bank conflicts.
-comptime GPU_SMEM_WORDS = (GPU_BLOCK + GPU_TAP_CHUNK) + (GPU_BLOCK + GPU_TAP_CHUNK) // 32 + 1
+# GPU, small K: each of STRIDED_TPB threads keeps STRIDED_OUTPUTS outputs
+# spaced STRIDED_TPB apart, so a warp reads consecutive shared-memory words
+# (no bank conflicts) and stores coalesce; K loads per output, which shared
+# memory serves well while K is small and the kernel is bound by HBM.
+comptime STRIDED_TPB = 256
+comptime STRIDED_OUTPUTS = 8
+comptime STRIDED_BLOCK = STRIDED_TPB * STRIDED_OUTPUTS
+# GPU, large K: each of BLOCKED_TPB threads keeps BLOCKED_OUTPUTS consecutive
+# outputs in registers and slides a window over BLOCKED_STEP taps at a time:
+# 2 * BLOCKED_STEP shared loads feed BLOCKED_OUTPUTS * BLOCKED_STEP FMAs.
+# One pad word every 32 (thread stride 33 words) keeps the reads conflict-free
+# and makes every padded offset a compile-time constant.
+comptime BLOCKED_TPB = 128
+comptime BLOCKED_OUTPUTS = 32
+comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
+comptime BLOCKED_STEP = 32
+# Taps staged in shared memory per pass, for both kernels.
+comptime TAP_CHUNK = 256
+comptime BLOCKED_SMEM = (BLOCKED_BLOCK + TAP_CHUNK) * 33 // 32
+# Below this many taps the strided kernel wins: on an H100 (N = 2^24, float32)
+# strided/blocked ran 165/86 GS/s at K=8, 95/78 at K=48, 77/79 at K=64 and
+# 41/59 at K=128.
+comptime SMALL_K = 64
 
 
 @always_inline
@@ -46,7 +59,7 @@ def _padded(i: Int) -> Int:
     return i + i // 32
 
 
-def _conv1d_gpu_kernel[
+def _conv1d_gpu_strided[
     dtype: DType
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -57,66 +70,111 @@ def _conv1d_gpu_kernel[
     n_taps: Int64,
     blocks_per_row: Int64,
 ):
-    """One thread block computes GPU_BLOCK outputs of one tile row."""
+    """One thread block computes STRIDED_BLOCK outputs of one tile row."""
     var xs = stack_allocation[
-        GPU_SMEM_WORDS, Scalar[dtype], address_space = AddressSpace.SHARED
+        STRIDED_BLOCK + TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED
     ]()
-    var ws = stack_allocation[
-        GPU_TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED
-    ]()
+    var ws = stack_allocation[TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED]()
     var tid = Int(thread_idx.x)
     var block = Int(block_idx.x)
     var row = block // Int(blocks_per_row)
-    var start = (block % Int(blocks_per_row)) * GPU_BLOCK
+    var start = (block % Int(blocks_per_row)) * STRIDED_BLOCK
     var w = Int(width)
     var k = Int(n_taps)
-    var t = w - k + 1
-    var channel = row // Int(batch)
     var row_in = row * w
-    var tap_base = channel * k
+    var tap_base = (row // Int(batch)) * k
 
-    var acc = SIMD[dtype, GPU_OUTPUTS](0)
+    var acc = SIMD[dtype, STRIDED_OUTPUTS](0)
     var c0 = 0
     while c0 < k:
-        var kc = min(GPU_TAP_CHUNK, k - c0)
-        var kc_steps = ceildiv(kc, GPU_TAP_STEP) * GPU_TAP_STEP
+        var kc = min(TAP_CHUNK, k - c0)
+        if tid < kc:
+            ws[unsafe_offset=tid] = taps[unsafe_offset=tap_base + c0 + tid]
         var i = tid
-        while i < GPU_TAP_CHUNK:
-            ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + c0 + i] if i < kc else Scalar[dtype](0)
-            i += TPB
-        i = tid
-        var span = GPU_BLOCK + kc_steps
-        while i < span:
+        while i < STRIDED_BLOCK + kc - 1:
             var src = start + c0 + i
-            xs[unsafe_offset=_padded(i)] = (
-                signal[unsafe_offset=row_in + src] if src < w else Scalar[dtype](0)
-            )
-            i += TPB
+            xs[unsafe_offset=i] = signal[unsafe_offset=row_in + src] if src < w else 0
+            i += STRIDED_TPB
         barrier()
-        var base = tid * GPU_OUTPUTS
-        var j0 = 0
-        while j0 < kc_steps:
-            var window = SIMD[dtype, 2 * GPU_OUTPUTS](0)
-            comptime for q in range(GPU_OUTPUTS + GPU_TAP_STEP):
-                window[q] = xs[unsafe_offset=_padded(base + j0 + q)]
-            comptime for jj in range(GPU_TAP_STEP):
-                var tap = ws[unsafe_offset=j0 + jj]
-                comptime for m in range(GPU_OUTPUTS):
+        for j in range(kc):
+            var tap = ws[unsafe_offset=j]
+            comptime for m in range(STRIDED_OUTPUTS):
+                acc[m] = xs[unsafe_offset=tid + m * STRIDED_TPB + j].fma(tap, acc[m])
+        barrier()
+        c0 += TAP_CHUNK
+
+    var t = w - k + 1
+    var row_out = row * t
+    comptime for m in range(STRIDED_OUTPUTS):
+        var i = start + tid + m * STRIDED_TPB
+        if i < t:
+            result[unsafe_offset=row_out + i] = acc[m]
+
+
+def _conv1d_gpu_blocked[
+    dtype: DType
+](
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    batch: Int64,
+    width: Int64,
+    n_taps: Int64,
+    blocks_per_row: Int64,
+):
+    """One thread block computes BLOCKED_BLOCK outputs of one tile row."""
+    var xs = stack_allocation[BLOCKED_SMEM, Scalar[dtype], address_space = AddressSpace.SHARED]()
+    var ws = stack_allocation[TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED]()
+    var tid = Int(thread_idx.x)
+    var block = Int(block_idx.x)
+    var row = block // Int(blocks_per_row)
+    var start = (block % Int(blocks_per_row)) * BLOCKED_BLOCK
+    var w = Int(width)
+    var k = Int(n_taps)
+    var row_in = row * w
+    var tap_base = (row // Int(batch)) * k
+    var own = tid * (BLOCKED_OUTPUTS + 1)
+
+    var acc = SIMD[dtype, BLOCKED_OUTPUTS](0)
+    var c0 = 0
+    while c0 < k:
+        var kc = min(TAP_CHUNK, k - c0)
+        var steps = ceildiv(kc, BLOCKED_STEP) * BLOCKED_STEP
+        var i = tid
+        while i < TAP_CHUNK:
+            ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + c0 + i] if i < kc else 0
+            i += BLOCKED_TPB
+        i = tid
+        while i < BLOCKED_BLOCK + steps:
+            var src = start + c0 + i
+            xs[unsafe_offset=_padded(i)] = signal[unsafe_offset=row_in + src] if src < w else 0
+            i += BLOCKED_TPB
+        barrier()
+        var s = 0
+        while s < steps:
+            var at = own + s + s // 32
+            var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
+            comptime for q in range(2 * BLOCKED_STEP):
+                window[q] = xs[unsafe_offset=at + q + q // 32]
+            comptime for jj in range(BLOCKED_STEP):
+                var tap = ws[unsafe_offset=s + jj]
+                comptime for m in range(BLOCKED_OUTPUTS):
                     acc[m] = window[m + jj].fma(tap, acc[m])
-            j0 += GPU_TAP_STEP
+            s += BLOCKED_STEP
         barrier()
-        c0 += GPU_TAP_CHUNK
+        c0 += TAP_CHUNK
 
     # Stage the results through shared memory so the global stores coalesce.
-    comptime for m in range(GPU_OUTPUTS):
-        xs[unsafe_offset=_padded(tid * GPU_OUTPUTS + m)] = acc[m]
+    comptime for m in range(BLOCKED_OUTPUTS):
+        xs[unsafe_offset=own + m] = acc[m]
     barrier()
-    var i = tid
+    var t = w - k + 1
     var row_out = row * t
-    while i < GPU_BLOCK:
+    var i = tid
+    while i < BLOCKED_BLOCK:
         if start + i < t:
             result[unsafe_offset=row_out + start + i] = xs[unsafe_offset=_padded(i)]
-        i += TPB
+        i += BLOCKED_TPB
 
 
 def _conv1d_cpu_span[
@@ -165,6 +223,12 @@ def _conv1d_cpu_span[
 struct Conv1D:
     """Correlate each tile row with its channel's taps.
 
+    Parameters:
+        target: "cpu" or "gpu", set by MAX.
+        algorithm: GPU kernel choice: 0 picks by K (strided below SMALL_K
+            taps, register-blocked above); 1 and 2 force one of them, so
+            benchmarks can measure both on either side of the crossover.
+
     Args:
         output: [C, B, T] results, T = W - K + 1.
         signal: [C, B, W] tiles, each with its K-1 halo already in place.
@@ -173,7 +237,7 @@ struct Conv1D:
     """
 
     @staticmethod
-    def execute[target: StaticString](
+    def execute[target: StaticString, algorithm: Int](
         output: OutputTensor[rank=3, ...],
         signal: InputTensor[dtype=output.dtype, rank=3, ...],
         taps: InputTensor[dtype=output.dtype, rank=2, ...],
@@ -194,18 +258,32 @@ struct Conv1D:
         var tap_ptr = taps.unsafe_ptr()
 
         comptime if target == "gpu":
-            var blocks_per_row = ceildiv(t, GPU_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_kernel[output.dtype]](
-                out_ptr,
-                in_ptr,
-                tap_ptr,
-                Int64(batch),
-                Int64(w),
-                Int64(k),
-                Int64(blocks_per_row),
-                grid_dim=rows * blocks_per_row,
-                block_dim=TPB,
-            )
+            if (algorithm == 0 and k < SMALL_K) or algorithm == 1:
+                var blocks_per_row = ceildiv(t, STRIDED_BLOCK)
+                ctx.enqueue_function[_conv1d_gpu_strided[output.dtype]](
+                    out_ptr,
+                    in_ptr,
+                    tap_ptr,
+                    Int64(batch),
+                    Int64(w),
+                    Int64(k),
+                    Int64(blocks_per_row),
+                    grid_dim=rows * blocks_per_row,
+                    block_dim=STRIDED_TPB,
+                )
+            else:
+                var blocks_per_row = ceildiv(t, BLOCKED_BLOCK)
+                ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype]](
+                    out_ptr,
+                    in_ptr,
+                    tap_ptr,
+                    Int64(batch),
+                    Int64(w),
+                    Int64(k),
+                    Int64(blocks_per_row),
+                    grid_dim=rows * blocks_per_row,
+                    block_dim=BLOCKED_TPB,
+                )
         elif target == "cpu":
             comptime width = simd_width_of[output.dtype]()
             comptime task_span = CPU_VECTORS * width * CPU_BLOCKS_PER_TASK
