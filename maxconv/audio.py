@@ -206,9 +206,9 @@ def iter_blocks(
 ) -> Iterator[np.ndarray]:
     """Yield a signal as consecutive ``(channels, n)`` blocks, ``n <= blocksize``.
 
-    Long recordings need not fit in memory: files are read with soundfile's own
-    block reader and ``.npy`` through a memory map, so memory stays proportional to
-    ``blocksize``. Standard input is the exception: a pipe cannot seek, which
+    Long recordings need not fit in memory: files are read ``blocksize`` frames at a
+    time with soundfile and ``.npy`` through a memory map, so memory stays
+    proportional to ``blocksize``. Standard input is the exception: a pipe cannot seek, which
     libsndfile needs, so it is held in memory once (see :func:`read_info`).
 
     Parameters
@@ -245,18 +245,19 @@ def iter_blocks(
     label = _label(path)
     with _open_sound(path, raw) as sound:
         expected = sound.frames
-        blocks = sound.blocks(blocksize=blocksize, dtype=np.dtype(dtype).name, always_2d=True)
         seen = 0
         while True:
+            # SoundFile.read, not SoundFile.blocks: blocks() ignores short reads and would
+            # yield stale buffer contents for a file that ends early.
             try:
-                block = next(blocks)
-            except StopIteration:
-                break
+                block = sound.read(blocksize, dtype=np.dtype(dtype).name, always_2d=True)
             except sf.LibsndfileError as exc:
                 raise InputError(
                     f"cannot read {label} after frame {seen}: {_reason(exc)}; "
                     "the file may be damaged or truncated"
                 ) from exc
+            if block.shape[0] == 0:
+                break
             seen += block.shape[0]
             yield np.ascontiguousarray(block.T)
     _check_frame_count(label, seen, expected)
@@ -405,11 +406,10 @@ class SignalWriter:
             else:
                 self._sound.close()
             self._target.commit()
-        except (OSError, sf.LibsndfileError) as exc:
+        except BaseException as exc:
             self._target.discard()
-            raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
-        except BaseException:
-            self._target.discard()
+            if isinstance(exc, (OSError, sf.LibsndfileError)):
+                raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
             raise
 
     def _discard(self) -> None:
@@ -535,7 +535,7 @@ class _StdoutSpool:
     """Output for standard output, kept until complete because libsndfile must seek."""
 
     def __init__(self) -> None:
-        # Closed by commit() or discard(), which SignalWriter always calls.
+        # Closed by commit() or discard(), which SignalWriter's __exit__ always calls.
         self.file: BinaryIO = tempfile.SpooledTemporaryFile(max_size=_STDOUT_SPOOL_BYTES)  # noqa: SIM115
 
     def commit(self) -> None:
@@ -700,6 +700,17 @@ def _npy_info(array: np.ndarray) -> SignalInfo:
         subtype=array.dtype.name,
         format="NPY",
     )
+
+
+def output_format(path: PathArg, format: str | None = None) -> str:
+    """The format a writer for `path` will use: `format`, else the suffix ('-': WAV).
+
+    Raises
+    ------
+    OutputError
+        If the format is unknown to libsndfile and is not ``NPY``.
+    """
+    return _output_format(path, format, _label(path, writing=True))
 
 
 def _output_format(path: PathArg, format: str | None, label: str) -> str:

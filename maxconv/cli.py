@@ -9,9 +9,13 @@ rich output. Heavy modules (MAX) are imported inside the commands so that
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
 import sys
+import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,15 +45,25 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     stderr.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that cleanup code runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 @contextlib.contextmanager
 def reported_errors(debug: bool = False) -> Iterator[None]:
     """Turn expected failures into one stderr line and an exit code.
 
-    Exit codes: 1 for a bad argument value or an engine failure, and the
-    `exit_code` of the MaxconvError subclass for input, kernel and output
-    faults (see errors.py); typer itself uses 2 for usage errors.
+    Exit codes (errors.py lists them): 1 for a bad option value or an engine
+    failure, 3/4/5 for input/kernel/output faults, 130 on Ctrl-C and 143 on
+    SIGTERM; typer itself uses 2 for usage errors. Interruptions unwind
+    through the writers, which delete their temporary files.
     """
     warnings.showwarning = _one_line_warning
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except (MaxconvError, ValueError, TypeError, OSError) as exc:
@@ -58,6 +72,14 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
         stderr.print(f"[red]error:[/] {exc}", soft_wrap=True)
         code = exc.exit_code if isinstance(exc, MaxconvError) else 1
         raise typer.Exit(code) from None
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/]; no partial output was left")
+        raise typer.Exit(130) from None
+    except Terminated:
+        stderr.print("[red]terminated[/]; no partial output was left")
+        raise typer.Exit(143) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _format_samples(values) -> str:  # noqa: ANN001
@@ -88,6 +110,223 @@ def demo(device: DeviceOption = "auto", debug: DebugOption = False) -> None:
             stdout.print("Verification FAILED: custom op and numpy disagree")
             raise typer.Exit(1)
         stdout.print("Verification passed")
+
+
+def _targets(inputs: list[str], output: str) -> list[tuple[str, str]]:
+    """Pair each input with its output path: a file, '-', or a name kept in a folder."""
+    from .errors import OutputError
+
+    folder = Path(output)
+    if output != "-" and (folder.is_dir() or output.endswith(("/", "\\"))):
+        if not folder.is_dir():
+            raise OutputError(f"output folder '{output}' does not exist; create it first")
+        names = [Path(name).name if name != "-" else "stdin.wav" for name in inputs]
+        if len(set(names)) != len(names):
+            raise OutputError(
+                "several inputs share a file name; they would collide in the output folder"
+            )
+        return [(name, str(folder / out)) for name, out in zip(inputs, names, strict=True)]
+    if len(inputs) > 1:
+        raise ValueError(
+            f"{len(inputs)} inputs need an existing output folder as -o, not '{output}'"
+        )
+    return [(inputs[0], output)]
+
+
+class _LazyProgress:
+    """A rich progress bar on stderr that appears only once work has run for a second.
+
+    Short jobs stay quiet; with stderr not a terminal (or --quiet) it never shows.
+    """
+
+    def __init__(self, enabled: bool, files: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.enabled = enabled and stderr.is_terminal
+        self.started = time.perf_counter()
+        self.shown = False
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self.overall = self.progress.add_task("all files", total=files, visible=files > 1)
+        self.current = None
+
+    def next_file(self, name: str) -> None:
+        if self.current is not None:
+            self.progress.remove_task(self.current)
+        self.current = self.progress.add_task(name, total=None)
+
+    def update(self, done: int, total: int) -> None:
+        self.progress.update(self.current, completed=done, total=total)
+        if self.enabled and not self.shown and time.perf_counter() - self.started > 1.0:
+            self.progress.start()
+            self.shown = True
+
+    def file_done(self) -> None:
+        self.progress.advance(self.overall)
+
+    def stop(self) -> None:
+        if self.shown:
+            self.progress.stop()
+
+
+def _summary(report) -> str:  # noqa: ANN001
+    seconds = report.seconds
+    speed = f"{report.samples_per_second / 1e6:.1f} MS/s"
+    if report.realtime:
+        speed += f", {report.realtime:.0f}x realtime"
+    return (
+        f"{report.input} -> {report.output}: {report.frames_in} frames x {report.channels} ch, "
+        f"{report.taps} taps, {report.dtype} on {report.device} (graph: {report.cache}); "
+        f"read {seconds['read']:.3f} s, compile {seconds['compile']:.3f} s, "
+        f"compute {seconds['compute']:.3f} s, write {seconds['write']:.3f} s, "
+        f"total {seconds['total']:.3f} s; {speed}"
+    )
+
+
+def _clip_warning(report) -> str:  # noqa: ANN001
+    over = report.peak_dbfs or 0.0
+    return (
+        f"{report.clipped} samples clipped in {report.output} (peak {over:+.1f} dBFS); "
+        f"use --gain {-over - 0.1:.1f}, --normalize, or a float --subtype such as FLOAT"
+    )
+
+
+@app.command("filter")
+def filter_command(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, .npy arrays, or - for stdin.")],
+    kernel: Annotated[
+        str,
+        typer.Option(
+            "--kernel",
+            "-k",
+            help="Taps: .npy, a text file of coefficients (SoX fir format), an audio impulse "
+            "response, or a design: lowpass:F, highpass:F, bandpass:F1-F2, bandstop:F1-F2 (Hz).",
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Output file, existing folder (several inputs), or - for stdout."
+        ),
+    ],
+    taps: Annotated[int, typer.Option(help="Length of designed filters.")] = 255,
+    window: Annotated[
+        str,
+        typer.Option(
+            help="Window of designed filters: hamming, hann, blackman, kaiser:BETA, rect."
+        ),
+    ] = "hamming",
+    align: Annotated[
+        str | None,
+        typer.Option(
+            help="center (default for coefficients, like SoX fir) or causal "
+            "(default for impulse responses)."
+        ),
+    ] = None,
+    tail: Annotated[
+        bool, typer.Option("--tail", help="Keep the K-1 samples of filter tail.")
+    ] = False,
+    mode: Annotated[
+        str | None, typer.Option(help="numpy's full, same or valid instead of --align/--tail.")
+    ] = None,
+    correlate: Annotated[
+        bool, typer.Option("--correlate", help="Correlate instead of convolve.")
+    ] = False,
+    gain: Annotated[float, typer.Option("--gain", help="Output gain in dB.")] = 0.0,
+    normalize: Annotated[
+        bool, typer.Option("--normalize", help="Scale the output peak to -0.1 dBFS (two passes).")
+    ] = False,
+    mix: Annotated[float, typer.Option(help="Wet share 0..1 of a dry/wet mix (reverb).")] = 1.0,
+    device: DeviceOption = "auto",
+    subtype: Annotated[
+        str | None,
+        typer.Option(help="Output subtype (PCM_16, PCM_24, FLOAT, ...); default: the input's."),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Output format (WAV, FLAC, NPY, ...); default: from the name, WAV on stdout.",
+        ),
+    ] = None,
+    precision: Annotated[str, typer.Option(help="Compute in auto, float32 or float64.")] = "auto",
+    rate: Annotated[int | None, typer.Option(help="Sample rate of raw samples on stdin.")] = None,
+    channels: Annotated[int | None, typer.Option(help="Channels of raw samples on stdin.")] = None,
+    sample_format: Annotated[
+        str,
+        typer.Option(help="Sample format of raw stdin: FLOAT, DOUBLE, PCM_16, PCM_24, PCM_32, ..."),
+    ] = "FLOAT",
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no summary.")
+    ] = False,
+    json_report: Annotated[
+        bool, typer.Option("--json", help="Print a JSON report (stdout, or stderr when -o -).")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Filter audio files or arrays through a FIR kernel or impulse response."""
+    with reported_errors(debug):
+        from .audio import RawFormat
+        from .filtering import FilterOptions, check_options, check_target, filter_file
+
+        raw = None
+        if rate is not None or channels is not None:
+            if rate is None or channels is None:
+                raise ValueError("raw input needs both --rate and --channels (and --sample-format)")
+            raw = RawFormat(rate, channels, sample_format.upper())
+        options = FilterOptions(
+            kernel=kernel,
+            taps=taps,
+            window=window,
+            align=align,
+            tail=tail,
+            mode=mode,
+            correlate=correlate,
+            gain_db=gain,
+            normalize=normalize,
+            mix=mix,
+            device=device,
+            subtype=subtype,
+            format=output_format,
+            precision=precision,
+            raw=raw,
+        )
+        check_options(options)
+        pairs = _targets(inputs, output)
+        for source, target in pairs:
+            check_target(source, target, force)
+        progress = _LazyProgress(not quiet, len(pairs))
+        reports = []
+        try:
+            for source, target in pairs:
+                progress.next_file(Path(source).name)
+                report = filter_file(source, target, options, progress.update)
+                progress.file_done()
+                reports.append(report)
+                if not quiet:
+                    stderr.print(_summary(report), soft_wrap=True)
+                if report.clipped:
+                    stderr.print(f"[yellow]warning:[/] {_clip_warning(report)}", soft_wrap=True)
+        finally:
+            progress.stop()
+        if json_report:
+            text = json.dumps([report.as_dict() for report in reports], indent=2)
+            (sys.stderr if output == "-" else sys.stdout).write(text + "\n")
 
 
 @app.command()

@@ -1,0 +1,298 @@
+"""Filtering one signal file into another: the work behind `maxconv filter`.
+
+This module decides *what* to compute (which slice of the full convolution,
+aligned how, mixed and scaled how) and drives the streaming engine between a
+reader and an atomic writer, timing each stage for the report. It knows
+nothing of command-line parsing or rendering.
+
+Alignment follows the tools people replace with maxconv: coefficient kernels
+(text, .npy, designs) are centred the way SoX's `fir` effect centres them
+(output = numpy.convolve(x, h, 'same')), recorded impulse responses are
+applied causally, with no shift, as convolution reverbs do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .audio import RawFormat, SignalInfo
+from .engine import get_engine
+from .errors import InputError, OutputError
+from .kernels import Kernel, load_kernel
+from .stream import CHUNK_OUTPUTS, stream_correlate
+
+ALIGNS = ("center", "causal")
+NORMALIZE_PEAK_DB = -0.1
+_FLOAT_SUBTYPE_FOR = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
+
+
+@dataclass
+class FilterOptions:
+    """Everything `maxconv filter` can ask for, with the tool's defaults."""
+
+    kernel: str
+    taps: int = 255
+    window: str = "hamming"
+    align: str | None = None
+    tail: bool = False
+    mode: str | None = None
+    correlate: bool = False
+    gain_db: float = 0.0
+    normalize: bool = False
+    mix: float = 1.0
+    device: str = "auto"
+    subtype: str | None = None
+    format: str | None = None
+    precision: str = "auto"
+    raw: RawFormat | None = None
+    chunk: int = CHUNK_OUTPUTS
+
+
+@dataclass
+class FilterReport:
+    """What one file took, for the timing summary and `--json`."""
+
+    input: str
+    output: str
+    device: str
+    samplerate: int | None
+    channels: int
+    frames_in: int
+    frames_out: int
+    taps: int
+    kernel_kind: str
+    dtype: str
+    subtype: str
+    cache: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    clipped: int = 0
+    peak_dbfs: float | None = None
+
+    @property
+    def samples_per_second(self) -> float:
+        busy = self.seconds.get("total", 0.0)
+        return self.frames_in * self.channels / busy if busy else 0.0
+
+    @property
+    def realtime(self) -> float | None:
+        """Seconds of audio filtered per second of wall time."""
+        busy = self.seconds.get("total", 0.0)
+        if not self.samplerate or not busy:
+            return None
+        return self.frames_in / self.samplerate / busy
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["samples_per_second"] = self.samples_per_second
+        data["realtime"] = self.realtime
+        return data
+
+
+@dataclass(frozen=True)
+class OutputSpan:
+    """The slice [start, start + count) of the full result, and the dry path's delay."""
+
+    start: int
+    count: int
+    delay: int
+
+
+def output_span(frames: int, n_taps: int, kernel_kind: str, options: FilterOptions) -> OutputSpan:
+    """Which outputs to write, from the mode or the alignment and --tail."""
+    centre = (n_taps - 1) // 2
+    if options.mode is not None:
+        if options.mode == "full":
+            return OutputSpan(0, frames + n_taps - 1, centre)
+        if options.mode == "same":
+            return OutputSpan(centre, frames, centre)
+        return OutputSpan(min(frames, n_taps) - 1, abs(frames - n_taps) + 1, centre)
+    align = options.align or ("causal" if kernel_kind == "impulse_response" else "center")
+    start = centre if align == "center" else 0
+    count = frames + n_taps - 1 - start if options.tail else frames
+    return OutputSpan(start, count, start)
+
+
+def check_options(options: FilterOptions) -> None:
+    """Reject option values and combinations before any file is touched."""
+    if options.mode is not None and options.mode not in ("full", "same", "valid"):
+        raise ValueError(f"--mode must be one of full, same, valid, not {options.mode!r}")
+    if options.align is not None and options.align not in ALIGNS:
+        raise ValueError(f"--align must be center or causal, not {options.align!r}")
+    if options.mode is not None and (options.align is not None or options.tail):
+        raise ValueError(
+            "--mode gives numpy's slicing; it cannot be combined with --align or --tail"
+        )
+    if not 0.0 <= options.mix <= 1.0:
+        raise ValueError(f"--mix is the wet share and must be within 0..1, not {options.mix}")
+    if options.precision not in ("auto", "float32", "float64"):
+        raise ValueError(f"--precision must be auto, float32 or float64, not {options.precision!r}")
+    if options.taps < 1:
+        raise ValueError(f"--taps must be positive, not {options.taps}")
+
+
+def check_target(source: str, target: str, force: bool) -> None:
+    """Never overwrite an input; an existing output needs --force."""
+    if target == audio.STDIO:
+        return
+    path = Path(target)
+    if source != audio.STDIO and path.exists() and os.path.samefile(source, path):
+        raise OutputError(
+            f"output '{target}' is the input file; maxconv never overwrites its input"
+        )
+    if path.exists() and not force:
+        raise OutputError(f"output '{target}' exists; use --force to overwrite it")
+    if path.is_dir():
+        raise OutputError(f"output '{target}' is a folder; give a file name inside it")
+
+
+def compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
+    """float32 for audio (at most 24 bits per sample); float64 if asked or for float64 .npy."""
+    if options.precision != "auto":
+        return np.dtype(options.precision)
+    if info.format == "NPY" and info.subtype == "float64":
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def output_subtype(info: SignalInfo, options: FilterOptions, out_format: str) -> str | None:
+    """Keep the input's subtype where the output format can hold it."""
+    if options.subtype is not None:
+        return options.subtype
+    import soundfile
+
+    if out_format == "NPY":
+        return info.subtype if info.format == "NPY" else "float32"
+    subtype = _FLOAT_SUBTYPE_FOR.get(info.subtype or "", info.subtype)
+    if subtype and soundfile.check_format(out_format, subtype):
+        return subtype
+    return None
+
+
+def _taps_matrix(kernel: Kernel, channels: int, dtype: np.dtype, correlate: bool) -> np.ndarray:
+    """[C, K] correlation taps: the kernel reversed unless --correlate."""
+    taps = np.atleast_2d(kernel.taps)
+    taps = np.broadcast_to(taps, (channels, taps.shape[1]))
+    if not correlate:
+        taps = taps[:, ::-1]
+    return np.ascontiguousarray(taps, dtype=dtype)
+
+
+class _Timed:
+    """Wrap an iterator and add the time spent inside it to a counter."""
+
+    def __init__(self, inner: Iterator[np.ndarray], seconds: dict[str, float], key: str) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.key = key
+
+    def __iter__(self) -> _Timed:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return next(self.inner)
+        finally:
+            self.seconds[self.key] = self.seconds.get(self.key, 0.0) + time.perf_counter() - start
+
+
+def filter_file(
+    source: str,
+    target: str,
+    options: FilterOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> FilterReport:
+    """Filter `source` into `target` (either may be '-'), streaming block by block.
+
+    `progress(done, total)` is called with output frames after each chunk.
+    The output appears only when complete (atomic rename); on any error or
+    interruption the target is left as it was.
+    """
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    info = audio.read_info(source, options.raw)
+    if info.frames == 0:
+        raise InputError(f"input '{source}' has no samples; nothing to filter")
+    kernel = load_kernel(
+        options.kernel, info.samplerate, info.channels, options.taps, options.window
+    )
+    dtype = compute_dtype(info, options)
+    taps = _taps_matrix(kernel, info.channels, dtype, options.correlate)
+    span = output_span(info.frames, taps.shape[1], kernel.kind, options)
+    seconds["read"] = time.perf_counter() - started
+
+    engine = get_engine(options.device)
+    compile_start = time.perf_counter()
+    engine.model(dtype)
+    seconds["compile"] = time.perf_counter() - compile_start
+    compute_before = engine.stats.compute_seconds
+
+    def chunks() -> Iterator:
+        blocks = _Timed(
+            audio.iter_blocks(source, options.chunk, dtype, options.raw), seconds, "read"
+        )
+        return stream_correlate(
+            blocks,
+            taps,
+            span.start,
+            span.count,
+            delay=span.delay,
+            device=options.device,
+            chunk=options.chunk,
+        )
+
+    def mixed(chunk) -> np.ndarray:  # noqa: ANN001
+        if options.mix == 1.0:
+            return chunk.wet
+        return (1.0 - options.mix) * chunk.dry + options.mix * chunk.wet
+
+    scale = 10.0 ** (options.gain_db / 20.0)
+    if options.normalize:
+        peak = max(float(np.max(np.abs(mixed(chunk)), initial=0.0)) for chunk in chunks())
+        if peak > 0:
+            scale *= 10.0 ** (NORMALIZE_PEAK_DB / 20.0) / peak
+
+    out_format = audio.output_format(target, options.format)
+    subtype = output_subtype(info, options, out_format)
+    peak_out = 0.0
+    write_seconds = 0.0
+    with audio.open_writer(target, info.samplerate, info.channels, subtype, out_format) as writer:
+        for chunk in chunks():
+            block = mixed(chunk)
+            if scale != 1.0:
+                block = block * np.asarray(scale, dtype=block.dtype)
+            peak_out = max(peak_out, float(np.max(np.abs(block), initial=0.0)))
+            write_start = time.perf_counter()
+            writer.write(block)
+            write_seconds += time.perf_counter() - write_start
+            if progress:
+                progress(chunk.first - span.start + block.shape[1], span.count)
+        commit_start = time.perf_counter()
+    write_seconds += time.perf_counter() - commit_start
+    seconds["write"] = write_seconds
+    seconds["compute"] = engine.stats.compute_seconds - compute_before
+    seconds["total"] = time.perf_counter() - started
+    return FilterReport(
+        input=source,
+        output=target,
+        device=engine.label,
+        samplerate=info.samplerate,
+        channels=info.channels,
+        frames_in=info.frames,
+        frames_out=writer.frames,
+        taps=taps.shape[1],
+        kernel_kind=kernel.kind,
+        dtype=dtype.name,
+        subtype=writer.subtype,
+        cache=engine.stats.cache_status.get(dtype.name, ""),
+        seconds=seconds,
+        clipped=writer.clipped,
+        peak_dbfs=20 * np.log10(peak_out) if peak_out > 0 else None,
+    )

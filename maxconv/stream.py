@@ -1,0 +1,98 @@
+"""Streaming correlation: blocks in, blocks out, memory independent of length.
+
+A long file is never held whole: outputs are produced in chunks, and each
+chunk needs only the input samples under it plus the K-1 before it. This
+module keeps that rolling window over any iterator of [C, n] blocks and runs
+each chunk through the same tiled engine as the in-memory API, so streamed
+and in-memory results are identical sample for sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .convolution import correlate_rows
+
+# Outputs computed per engine call when streaming (per channel).
+CHUNK_OUTPUTS = 1 << 20
+
+
+@dataclass
+class Chunk:
+    """One computed chunk: `wet` is the filter output, `dry` the input under it.
+
+    `dry[:, n]` is the input sample `delay` places before full-correlation
+    index `first + n`, so a dry/wet mix lines up with the filter's delay.
+    """
+
+    first: int
+    wet: np.ndarray
+    dry: np.ndarray
+
+
+class _Window:
+    """The input seen so far, trimmed to what later chunks still need."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], channels: int, dtype: np.dtype) -> None:
+        self.blocks = blocks
+        self.start = 0  # input index of data[:, 0]
+        self.data = np.zeros((channels, 0), dtype=dtype)
+        self.exhausted = False
+
+    def segment(self, first: int, last: int) -> np.ndarray:
+        """Input samples [first, last) in input coordinates, zero outside the signal."""
+        pending = [self.data]
+        have = self.start + self.data.shape[1]
+        while not self.exhausted and have < last:
+            block = next(self.blocks, None)
+            if block is None:
+                self.exhausted = True
+            else:
+                pending.append(block.astype(self.data.dtype, copy=False))
+                have += block.shape[1]
+        if len(pending) > 1:
+            self.data = np.concatenate(pending, axis=1)
+        out = np.zeros((self.data.shape[0], last - first), dtype=self.data.dtype)
+        lo, hi = max(first, self.start), min(last, self.start + self.data.shape[1])
+        if hi > lo:
+            out[:, lo - first : hi - first] = self.data[:, lo - self.start : hi - self.start]
+        return out
+
+    def forget_before(self, index: int) -> None:
+        drop = min(max(0, index - self.start), self.data.shape[1])
+        if drop:
+            self.data = self.data[:, drop:].copy()
+            self.start += drop
+
+
+def stream_correlate(
+    blocks: Iterable[np.ndarray],
+    taps: np.ndarray,
+    start: int,
+    count: int,
+    *,
+    delay: int = 0,
+    device: str = "auto",
+    chunk: int = CHUNK_OUTPUTS,
+) -> Iterator[Chunk]:
+    """Yield full-correlation outputs [start, start + count) chunk by chunk.
+
+    full[m] = sum_j x[m - (K-1) + j] * taps[:, j], x zero outside the signal,
+    exactly as `convolution.correlate_rows` computes it in memory. `taps` is
+    [C, K] in the compute dtype; blocks are [C, n] and may have any sizes.
+    """
+    channels, n_taps = taps.shape
+    window = _Window(iter(blocks), channels, taps.dtype)
+    first = start
+    end = start + count
+    while first < end:
+        size = min(chunk, end - first)
+        segment = window.segment(first - (n_taps - 1), first + size)
+        wet = correlate_rows(segment, taps, n_taps - 1, size, device)
+        dry_from = n_taps - 1 - delay
+        yield Chunk(first=first, wet=wet, dry=segment[:, dry_from : dry_from + size])
+        first += size
+        window.forget_before(first - (n_taps - 1))
