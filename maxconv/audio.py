@@ -56,6 +56,18 @@ _RAW_SAMPLE_BYTES = {
 
 # Subtypes that store floating-point samples, so values beyond +-1 survive and are not clipped.
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS"})
+# Integer PCM written as integers we round ourselves: (bits of precision,
+# left shift into the container dtype, container). libsndfile reads PCM as
+# int / 2^(bits-1) but writes float as x * (2^(bits-1) - 1), so letting it
+# convert would make even an identity filter change every sample by up to
+# one LSB; rounding with the reading scale keeps a pass-through bit-exact.
+_PCM_LAYOUT = {
+    "PCM_S8": (8, 8, np.int16),
+    "PCM_U8": (8, 8, np.int16),
+    "PCM_16": (16, 0, np.int16),
+    "PCM_24": (24, 8, np.int32),
+    "PCM_32": (32, 0, np.int32),
+}
 
 # File suffixes whose format name differs from the suffix itself.
 _SUFFIX_FORMATS = {"AIF": "AIFF", "OGA": "OGG"}
@@ -263,6 +275,17 @@ def iter_blocks(
     _check_frame_count(label, seen, expected)
 
 
+def _to_pcm(block: np.ndarray, subtype: str) -> np.ndarray:
+    """Round full-scale floats to the integers an integer PCM subtype stores, clipped."""
+    layout = _PCM_LAYOUT.get(subtype)
+    if layout is None:
+        return block
+    bits, shift, container = layout
+    top = 2.0 ** (bits - 1)
+    ints = np.clip(np.rint(block.astype(np.float64) * top), -top, top - 1).astype(np.int64)
+    return (ints << shift).astype(container)
+
+
 def count_clipped(block: np.ndarray, subtype: str | None) -> int:
     """Count samples that an integer output subtype cannot represent.
 
@@ -360,7 +383,7 @@ class SignalWriter:
                 self._target.file.write(np.ascontiguousarray(block.T, dtype=self.subtype).data)
             else:
                 self.clipped += count_clipped(block, self.subtype)
-                self._sound.write(block.T)
+                self._sound.write(_to_pcm(block, self.subtype).T)
         except (OSError, sf.LibsndfileError) as exc:
             raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
         self.frames += block.shape[1]

@@ -19,6 +19,9 @@ import numpy as np
 from .convolution import correlate_rows
 from .engine import get_engine
 
+# numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
+NUMPY_MAX_MACS = 1 << 30
+
 
 @dataclass
 class Measurement:
@@ -41,6 +44,74 @@ class Measurement:
         row["samples_per_second"] = self.samples_per_second
         row["gmac_per_second"] = self.n * self.k / self.seconds / 1e9 if self.seconds else None
         return row
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """The ceilings a point is compared with, and where the figures come from."""
+
+    bytes_per_second: float
+    macs_per_second: float
+    source: str
+
+
+# Datasheet figures (NVIDIA H100/H200 SXM): HBM bandwidth and FP32 FMA rate
+# (67 TFLOPS FP32 = 33.5 TMAC/s); looked up by MAX's architecture name.
+GPU_DATASHEET = {
+    "H100": DeviceLimits(
+        3.35e12, 33.5e12, "NVIDIA H100 SXM datasheet: 3.35 TB/s HBM3, 67 TFLOPS FP32"
+    ),
+    "H200": DeviceLimits(
+        4.8e12, 33.5e12, "NVIDIA H200 SXM datasheet: 4.8 TB/s HBM3e, 67 TFLOPS FP32"
+    ),
+}
+
+
+def measure_cpu_limits(dtype: str = "float32") -> DeviceLimits:
+    """Measure this CPU's ceilings in the same run: a 256 MB copy and a matmul.
+
+    numpy's copy sets the attainable memory bandwidth and its BLAS matmul the
+    attainable multiply-add rate; no datasheet is needed, and the shares are
+    relative to what this machine really does.
+    """
+    source = np.ones(1 << 26, dtype=np.float32)
+    target = np.empty_like(source)
+    copy = median_seconds(lambda: np.copyto(target, source), lambda: None, 1, 5)
+    size = 1024
+    a = np.ones((size, size), dtype=dtype)
+    matmul = median_seconds(lambda: a @ a, lambda: None, 1, 5)
+    return DeviceLimits(
+        2 * source.nbytes / copy,
+        size**3 / matmul,
+        "measured now: numpy copy of 256 MB (read + write) and a "
+        f"{size}x{size} {np.dtype(dtype).name} BLAS matmul",
+    )
+
+
+def device_limits(device: str) -> DeviceLimits | None:
+    """Ceilings for the engine's device: datasheet for known GPUs, measured for the CPU."""
+    engine = get_engine(device)
+    if engine.spec.kind == "cpu":
+        return measure_cpu_limits()
+    name = engine.device.architecture_name
+    for key, limits in GPU_DATASHEET.items():
+        if key.lower() in name.lower():
+            return limits
+    return None
+
+
+def share_of_limit(row: Measurement, limits: DeviceLimits | None) -> tuple[float, str] | None:
+    """The larger of the bandwidth and FMA shares a point reaches, and which it is.
+
+    Bytes moved are the input once plus the output once (the least any
+    implementation must move); MACs are N*K (direct convolution's count).
+    """
+    if limits is None or not row.seconds:
+        return None
+    itemsize = np.dtype(row.dtype).itemsize
+    bandwidth = (2 * row.n + row.k - 1) * itemsize / row.seconds / limits.bytes_per_second
+    compute = row.n * row.k / row.seconds / limits.macs_per_second
+    return (bandwidth, "memory") if bandwidth >= compute else (compute, "FMA")
 
 
 def median_seconds(
@@ -81,8 +152,8 @@ def measure_maxconv(
     label = engine.label
     name = np.dtype(dtype).name
     return [
-        Measurement("maxconv (on device)", label, name, n, k, on_device),
-        Measurement("maxconv (host to host)", label, name, n, k, end_to_end),
+        Measurement("maxconv op", label, name, n, k, on_device),
+        Measurement("maxconv host-to-host", label, name, n, k, end_to_end),
     ]
 
 
@@ -93,7 +164,7 @@ def _cpu_peers(
     x = rng.standard_normal(n).astype(dtype)
     h = rng.standard_normal(k).astype(dtype)
     peers: dict[str, Callable[[], Callable[[], object]] | None] = {
-        "numpy.convolve": lambda: (lambda: np.convolve(x, h)) if n * k <= 1 << 32 else None,
+        "numpy.convolve": lambda: (lambda: np.convolve(x, h)) if n * k <= NUMPY_MAX_MACS else None,
     }
     try:
         import scipy.signal as signal
@@ -116,7 +187,8 @@ def measure_peers(
         for peer, make in _cpu_peers(dtype, n, k).items():
             run = make() if make else None
             if run is None:
-                results.append(Measurement(peer, "cpu", name, n, k, None, "absent"))
+                note = "absent" if make is None else "skipped: over a minute per run"
+                results.append(Measurement(peer, "cpu", name, n, k, None, note))
                 continue
             results.append(
                 Measurement(
@@ -169,8 +241,12 @@ def run_sweep(
     warmup: int = 2,
     repeat: int = 7,
     peers: bool = True,
+    on_point: Callable[[int, int], None] | None = None,
 ) -> list[Measurement]:
-    """Every (dtype, N, K) point: maxconv both ways, then the peers."""
+    """Every (dtype, N, K) point: maxconv both ways, then the peers.
+
+    `on_point(done, total)` is called after each point, for progress bars.
+    """
     kind = get_engine(device).spec.kind
     rows: list[Measurement] = []
     for dtype_name in dtypes:
@@ -180,4 +256,48 @@ def run_sweep(
                 rows.extend(measure_maxconv(device, dtype, n, k, warmup, repeat))
                 if peers:
                     rows.extend(measure_peers(kind, dtype, n, k, warmup, repeat))
+                if on_point:
+                    on_point(len(rows), len(dtypes) * len(ns) * len(ks))
     return rows
+
+
+def speedups(rows: list[Measurement]) -> dict[int, float]:
+    """For each row, how many times faster maxconv's on-device time is (peer / maxconv)."""
+    best: dict[tuple[str, str, int, int], float] = {}
+    for row in rows:
+        if row.name == "maxconv op" and row.seconds:
+            best[row.device.split(":")[0], row.dtype, row.n, row.k] = row.seconds
+    ratios = {}
+    for index, row in enumerate(rows):
+        ours = best.get((row.device.split(":")[0], row.dtype, row.n, row.k))
+        if ours and row.seconds and not row.name.startswith("maxconv"):
+            ratios[index] = row.seconds / ours
+    return ratios
+
+
+def plot_throughput(rows: list[Measurement], path: str) -> None:
+    """Samples/s against K, one line per implementation and device (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ValueError("--plot needs matplotlib: uv sync --extra plot") from exc
+    figure, axes = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row.samples_per_second:
+            label = f"{row.name} [{row.device}, {row.dtype}, N={row.n}]"
+            series.setdefault(label, []).append((row.k, row.samples_per_second))
+    for label, points in series.items():
+        points.sort()
+        axes.plot([k for k, _ in points], [v for _, v in points], marker="o", label=label)
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel("kernel length K (taps)")
+    axes.set_ylabel("samples / s")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

@@ -329,6 +329,132 @@ def filter_command(
             (sys.stderr if output == "-" else sys.stdout).write(text + "\n")
 
 
+DEFAULT_BENCH_K = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+
+
+def _rate(value: float | None) -> str:
+    if not value:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f} "
+
+
+@app.command()
+def bench(
+    device: Annotated[
+        list[str], typer.Option("--device", "-d", help="Devices to measure (repeatable).")
+    ] = ["auto"],  # noqa: B006
+    n: Annotated[
+        list[int] | None,
+        typer.Option("--n", help="Signal lengths (default 2^24 on GPU, 2^22 on CPU)."),
+    ] = None,
+    k: Annotated[
+        list[int] | None, typer.Option("--k", help="Kernel lengths (default 1 to 16384).")
+    ] = None,
+    dtype: Annotated[list[str], typer.Option(help="float32 and/or float64.")] = ["float32"],  # noqa: B006
+    warmup: Annotated[int, typer.Option(help="Untimed runs per point.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Timed runs per point; the median is reported.")] = 5,
+    peers: Annotated[
+        bool, typer.Option(help="Measure the peers (numpy, scipy, torch, cupyx).")
+    ] = True,
+    json_report: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a throughput-vs-K chart (needs matplotlib).")
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Measure the op against its peers, on data on the device and host to host."""
+    with reported_errors(debug):
+        from rich.table import Table
+
+        from .bench import device_limits, plot_throughput, run_sweep, share_of_limit, speedups
+        from .engine import get_engine
+
+        rows = []
+        limits = {}
+        for spec in device:
+            engine = get_engine(spec)
+            lengths = n or [1 << 24 if engine.spec.kind == "gpu" else 1 << 22]
+            progress = _LazyProgress(True, 1)
+            progress.next_file(f"bench {engine.label}")
+            try:
+                rows += run_sweep(
+                    spec,
+                    dtype,
+                    lengths,
+                    k or DEFAULT_BENCH_K,
+                    warmup,
+                    repeat,
+                    peers,
+                    progress.update,
+                )
+            finally:
+                progress.stop()
+            limits[engine.label] = device_limits(spec)
+        ratios = speedups(rows)
+        if json_report:
+            data = [
+                dict(row.as_dict(), maxconv_speedup=ratios.get(i)) for i, row in enumerate(rows)
+            ]
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "results": data,
+                        "limits": {
+                            label: limit and limit.__dict__ for label, limit in limits.items()
+                        },
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+        else:
+            for label, limit in limits.items():
+                if limit:
+                    stdout.print(
+                        f"{label} limits: {limit.bytes_per_second / 1e9:.0f} GB/s, "
+                        f"{limit.macs_per_second / 1e9:.0f} GMAC/s ({limit.source})"
+                    )
+            table = Table(
+                "implementation",
+                "device",
+                "dtype",
+                "N",
+                "K",
+                "ms",
+                "samples/s",
+                "GMAC/s",
+                "of limit",
+                "maxconv speedup",
+            )
+            for index, row in enumerate(rows):
+                share = (
+                    share_of_limit(row, limits.get(row.device))
+                    if row.name == "maxconv op"
+                    else None
+                )
+                table.add_row(
+                    row.name,
+                    row.device,
+                    row.dtype,
+                    str(row.n),
+                    str(row.k),
+                    f"{row.seconds * 1e3:.3f}" if row.seconds else row.note,
+                    _rate(row.samples_per_second),
+                    f"{row.n * row.k / row.seconds / 1e9:.1f}" if row.seconds else "-",
+                    f"{share[0]:.0%} {share[1]}" if share else "",
+                    f"{ratios[index]:.2f}x" if index in ratios else "",
+                )
+            wide = Console(highlight=False, width=max(stdout.width, 150))
+            wide.print(table)
+        if plot:
+            plot_throughput(rows, str(plot))
+
+
 @app.command()
 def devices(debug: DebugOption = False) -> None:
     """List the devices maxconv can run on."""

@@ -153,10 +153,14 @@ def check_target(source: str, target: str, force: bool) -> None:
 
 
 def compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
-    """float32 for audio (at most 24 bits per sample); float64 if asked or for float64 .npy."""
+    """float32 where it holds every input bit (up to 24-bit PCM), else float64.
+
+    PCM_32, DOUBLE and float64 .npy inputs need float64 to pass through
+    unchanged; `--precision` overrides the choice.
+    """
     if options.precision != "auto":
         return np.dtype(options.precision)
-    if info.format == "NPY" and info.subtype == "float64":
+    if info.subtype in ("PCM_32", "DOUBLE", "float64"):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 
