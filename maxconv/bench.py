@@ -93,7 +93,7 @@ def device_limits(device: str) -> DeviceLimits | None:
     engine = get_engine(device)
     if engine.spec.kind == "cpu":
         return measure_cpu_limits()
-    name = engine.device.architecture_name
+    name = f"{getattr(engine.device, 'model_name', '')} {engine.device.architecture_name}"
     for key, limits in GPU_DATASHEET.items():
         if key.lower() in name.lower():
             return limits

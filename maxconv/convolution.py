@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import get_engine
-from .tiling import iter_batches, plan_tiles, stitch
+from .tiling import batch_ranges, fill_tiles, plan_tiles, store_tiles
 
 MODES = ("full", "same", "valid")
 
@@ -72,15 +72,16 @@ def correlate_rows(
     full[m] = sum_j x[m - (K-1) + j] * taps[j], x zero outside [0, N). Rows
     are [C, N] and taps [C, K], both already in the compute dtype.
     """
-    channels, length = rows.shape
+    channels = rows.shape[0]
     n_taps = taps.shape[1]
     plan = plan_tiles(outputs, n_taps, channels)
-    left = n_taps - 1 - start
-    padded = np.zeros((channels, max(plan.padded_length, left + length)), dtype=rows.dtype)
-    padded[:, left : left + length] = rows
     engine = get_engine(device)
-    results = [engine.correlate_tiles(batch, taps) for batch in iter_batches(padded, plan)]
-    return stitch(results, outputs)
+    result = np.empty((channels, outputs), dtype=rows.dtype)
+    for first, count in batch_ranges(plan):
+        tiles = engine.host_buffer((channels, count, plan.width), rows.dtype)
+        fill_tiles(rows, n_taps - 1 - start, plan, first, tiles)
+        store_tiles(result, plan, first, engine.correlate_tiles(tiles, taps))
+    return result
 
 
 def _full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:

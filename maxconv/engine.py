@@ -89,6 +89,10 @@ class Engine:
         self.stats = EngineStats()
         self._models: dict[tuple[np.dtype, int], engine.Model] = {}
         self._host = driver.CPU() if self.spec.kind != "cpu" else self.device
+        # Reused host and device buffers, keyed by (role, shape, dtype): a long
+        # signal runs many batches of one shape, so nothing is allocated (or
+        # page-faulted, or pinned) again after the first batch.
+        self._buffers: dict[tuple, tuple[np.ndarray, driver.Buffer | None]] = {}
 
     @property
     def label(self) -> str:
@@ -142,15 +146,70 @@ class Engine:
         dtype = np.dtype(tiles.dtype.to_numpy())
         return self.model(dtype, algorithm).execute(tiles, taps)[0]
 
+    def _buffer(self, role: str, shape: tuple[int, ...], dtype: np.dtype):
+        """A cached (host array, device-side buffer) pair for one role and shape."""
+        key = (role, shape, np.dtype(dtype))
+        if key not in self._buffers:
+            if len(self._buffers) > 8:
+                self._buffers.clear()
+            self._buffers[key] = self._allocate(role, shape, np.dtype(dtype))
+        return self._buffers[key]
+
+    def _allocate(self, role: str, shape: tuple[int, ...], dtype: np.dtype):
+        if self.spec.kind == "cpu":
+            return np.empty(shape, dtype), None
+        max_dtype = SUPPORTED_DTYPES[dtype]
+        if role == "device":
+            return np.empty(0, dtype), driver.Buffer(max_dtype, shape, device=self.device)
+        staging = driver.Buffer(max_dtype, shape, device=self.device, usage=driver.Usage.STAGING)
+        view = staging.to_numpy()
+        if view.ctypes.data != staging.to_numpy().ctypes.data:
+            # to_numpy copied instead of viewing the pinned memory: use plain memory.
+            return np.empty(shape, dtype), None
+        return view, staging
+
+    def host_buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A host array to fill with tiles for `correlate_tiles`, reused per shape.
+
+        On a GPU it is pinned memory, which the device reads at full bus
+        speed (about 50 GB/s on an H100 host, against 10 GB/s pageable).
+        Valid until the next `host_buffer` call with the same shape.
+        """
+        return self._buffer("tiles", tuple(shape), dtype)[0]
+
     def correlate_tiles(self, tiles: np.ndarray, taps: np.ndarray) -> np.ndarray:
-        """Run the op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1]."""
+        """Run the op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1].
+
+        The result may be a reused buffer: copy it out before the next call.
+        """
         model = self.model(tiles.dtype)
         start = time.perf_counter()
-        result = model.execute(self.to_device(tiles), self.to_device(taps.astype(tiles.dtype)))[0]
-        host = result.to_numpy() if self.spec.kind == "cpu" else result.to(self._host).to_numpy()
+        taps_in = self.to_device(taps.astype(tiles.dtype, copy=False))
+        if self.spec.kind == "cpu":
+            result = model.execute(driver.Buffer.from_numpy(tiles), taps_in)[0].to_numpy()
+        else:
+            result = self._correlate_on_gpu(model, tiles, taps_in)
         self.stats.compute_seconds += time.perf_counter() - start
         self.stats.calls += 1
-        return host
+        return result
+
+    def _correlate_on_gpu(
+        self, model: engine.Model, tiles: np.ndarray, taps: driver.Buffer
+    ) -> np.ndarray:
+        shape = tuple(tiles.shape)
+        view, staging = self._buffer("tiles", shape, tiles.dtype)
+        if staging is not None and view.ctypes.data == tiles.ctypes.data:
+            _, device_tiles = self._buffer("device", shape, tiles.dtype)
+            device_tiles.inplace_copy_from(staging)
+        else:
+            device_tiles = self.to_device(tiles)
+        result = model.execute(device_tiles, taps)[0]
+        out_view, out_staging = self._buffer("out", tuple(result.shape), tiles.dtype)
+        if out_staging is None:
+            return result.to(self._host).to_numpy()
+        out_staging.inplace_copy_from(result)
+        self.device.synchronize()
+        return out_view
 
 
 _ENGINES: dict[str, Engine] = {}

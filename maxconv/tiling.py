@@ -57,21 +57,35 @@ def plan_tiles(
     return TilePlan(outputs=outputs, taps=taps, tile=tile, tiles=tiles, batch=batch)
 
 
-def iter_batches(padded: np.ndarray, plan: TilePlan) -> Iterator[np.ndarray]:
-    """Yield contiguous [C, b, W] batches of tiles from a [C, L] padded signal.
-
-    `padded` must hold at least `plan.padded_length` samples per channel;
-    tiles are views into it until each batch is copied out.
-    """
-    if padded.shape[-1] < plan.padded_length:
-        raise ValueError("padded signal is shorter than the tile plan needs")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, plan.width, axis=-1)
-    tiles = windows[:, : plan.tiles * plan.tile : plan.tile]
+def batch_ranges(plan: TilePlan) -> Iterator[tuple[int, int]]:
+    """(first tile, tile count) of each batch, in order."""
     for first in range(0, plan.tiles, plan.batch):
-        yield np.ascontiguousarray(tiles[:, first : first + plan.batch])
+        yield first, min(plan.batch, plan.tiles - first)
 
 
-def stitch(batches: list[np.ndarray], outputs: int) -> np.ndarray:
-    """Join [C, b, T] batch results into [C, outputs], dropping the padding tail."""
-    joined = np.concatenate([part.reshape(part.shape[0], -1) for part in batches], axis=1)
-    return joined[:, :outputs]
+def fill_tiles(rows: np.ndarray, left: int, plan: TilePlan, first: int, out: np.ndarray) -> None:
+    """Copy tiles first, first+1, ... into `out` [C, b, W], straight from `rows`.
+
+    The padded signal is `left` zeros, then `rows` [C, N], then zeros; it is
+    never built: each tile is one copy from `rows`, zero-filled where it
+    runs past either end.
+    """
+    length = rows.shape[1]
+    for index in range(out.shape[1]):
+        begin = (first + index) * plan.tile - left
+        low, high = max(begin, 0), min(begin + plan.width, length)
+        tile = out[:, index]
+        if low >= high:
+            tile[:] = 0
+            continue
+        tile[:, : low - begin] = 0
+        tile[:, low - begin : high - begin] = rows[:, low:high]
+        tile[:, high - begin :] = 0
+
+
+def store_tiles(result: np.ndarray, plan: TilePlan, first: int, tiles: np.ndarray) -> None:
+    """Copy [C, b, T] tile outputs into `result` [C, outputs], dropping the padding tail."""
+    start = first * plan.tile
+    flat = tiles.reshape(tiles.shape[0], -1)
+    count = min(flat.shape[1], plan.outputs - start)
+    result[:, start : start + count] = flat[:, :count]

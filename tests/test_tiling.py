@@ -5,21 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maxconv.tiling import iter_batches, plan_tiles, stitch
+from maxconv.tiling import batch_ranges, fill_tiles, plan_tiles, store_tiles
 
 
-def numpy_tiled_correlation(padded: np.ndarray, taps: np.ndarray, plan) -> np.ndarray:
-    """Run every tile through np.correlate, as the op would, and stitch."""
-    results = []
-    for batch in iter_batches(padded, plan):
-        assert batch.shape[1] <= plan.batch and batch.shape[2] == plan.width
-        assert batch.flags.c_contiguous
+def numpy_tiled_correlation(rows: np.ndarray, left: int, taps: np.ndarray, plan) -> np.ndarray:
+    """Run every tile through np.correlate, as the op would, and store the outputs."""
+    result = np.full((rows.shape[0], plan.outputs), np.nan)
+    covered = 0
+    for first, count in batch_ranges(plan):
+        assert first == covered and 1 <= count <= plan.batch
+        covered += count
+        tiles = np.full((rows.shape[0], count, plan.width), np.nan)
+        fill_tiles(rows, left, plan, first, tiles)
         per_tile = [
-            [np.correlate(tile, taps[c], mode="valid") for tile in batch[c]]
-            for c in range(batch.shape[0])
+            [np.correlate(tile, taps[c], mode="valid") for tile in tiles[c]]
+            for c in range(rows.shape[0])
         ]
-        results.append(np.array(per_tile))
-    return stitch(results, plan.outputs)
+        store_tiles(result, plan, first, np.array(per_tile))
+    assert covered == plan.tiles
+    return result
 
 
 @pytest.mark.parametrize(
@@ -37,10 +41,17 @@ def numpy_tiled_correlation(padded: np.ndarray, taps: np.ndarray, plan) -> np.nd
 def test_stitched_tiles_equal_untiled(outputs: int, taps: int, tile: int, batch_samples: int):
     rng = np.random.default_rng(outputs * 31 + taps)
     plan = plan_tiles(outputs, taps, channels=2, tile=tile, batch_samples=batch_samples)
-    padded = rng.standard_normal((2, plan.padded_length))
+    rows = rng.standard_normal((2, max(1, outputs - 3)))
     kernel = rng.standard_normal((2, taps))
-    expected = np.array([np.correlate(padded[c], kernel[c], "valid")[:outputs] for c in range(2)])
-    np.testing.assert_allclose(numpy_tiled_correlation(padded, kernel, plan), expected, rtol=1e-12)
+    for left in sorted({0, taps // 2, taps - 1}):
+        padded = np.concatenate(
+            [np.zeros((2, left)), rows, np.zeros((2, plan.padded_length + taps))], axis=1
+        )
+        expected = np.array(
+            [np.correlate(padded[c], kernel[c], "valid")[:outputs] for c in range(2)]
+        )
+        result = numpy_tiled_correlation(rows, left, kernel, plan)
+        np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_plan_shrinks_tile_for_short_signals():
@@ -59,7 +70,9 @@ def test_plan_rejects_nonpositive_sizes():
         plan_tiles(0, 3)
 
 
-def test_short_padding_is_refused():
+def test_tiles_past_the_signal_are_zero():
     plan = plan_tiles(10, 3, tile=4)
-    with pytest.raises(ValueError, match="shorter"):
-        next(iter_batches(np.zeros((1, plan.padded_length - 1)), plan))
+    tiles = np.full((1, plan.tiles, plan.width), np.nan)
+    fill_tiles(np.ones((1, 2)), 0, plan, 0, tiles)
+    np.testing.assert_array_equal(tiles[0, 0], [1, 1, 0, 0, 0, 0])
+    assert not tiles[0, 1:].any()
