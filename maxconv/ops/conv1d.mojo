@@ -19,15 +19,22 @@ from max.gpu.memory import AddressSpace
 from max.gpu.sync import barrier
 from std.math import ceildiv
 from std.memory import stack_allocation
+from std.memory.alloc import unsafe_alloc
 from std.sys import simd_width_of
 
 
-# CPU blocking: each task owns CPU_VECTORS SIMD accumulators (enough to hide
+# CPU, direct: each task owns CPU_VECTORS SIMD accumulators (enough to hide
 # the FMA latency on two FMA pipes) and sweeps all K taps over them.
 comptime CPU_VECTORS = 8
 # Output blocks handed to one parallel task; big enough to amortise the task
 # overhead, small enough to balance two to many cores.
 comptime CPU_BLOCKS_PER_TASK = 8
+# CPU, lanes: from CPU_LANES_K taps on, the direct kernel's unaligned loads
+# (many of them split across cache lines) bound it; the lanes kernel gives
+# each SIMD lane CPU_LANE_ROWS contiguous outputs and transposes the input
+# under them, so every load is aligned (and folds into its FMA).
+comptime CPU_LANES_K = 128
+comptime CPU_LANE_ROWS = 256
 
 # GPU, small K: each of STRIDED_TPB threads keeps STRIDED_OUTPUTS outputs
 # spaced STRIDED_TPB apart, so a warp reads consecutive shared-memory words
@@ -227,6 +234,59 @@ def _conv1d_cpu_span[
         i += 1
 
 
+def _conv1d_cpu_lanes[
+    dtype: DType, width: Int
+](
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    out_base: Int,
+    in_base: Int,
+    in_width: Int,
+    tap_base: Int,
+    n_taps: Int,
+    first: Int,
+    last: Int,
+):
+    """Outputs [first, last) of one row, lane l taking a contiguous run of them.
+
+    lanes[r, l] = signal[first + l * rows + r]: row r of the transposed
+    buffer is one aligned vector, and outputs m of all lanes are
+    sum_j lanes[m + j] * taps[j], accumulated in the same order as the
+    direct kernel, so both give identical results.
+    """
+    comptime block = CPU_VECTORS * width
+    var count = last - first
+    var rows = ceildiv(count, width)
+    var rows_padded = ceildiv(rows, CPU_VECTORS) * CPU_VECTORS
+    var span = rows_padded + n_taps
+    var lanes = unsafe_alloc[Scalar[dtype]](span * width, alignment=64)
+    var sums = unsafe_alloc[Scalar[dtype]](rows_padded * width, alignment=64)
+    for l in range(width):
+        var source = first + l * rows
+        for r in range(span):
+            var index = source + r
+            lanes[unsafe_offset=r * width + l] = (
+                signal[unsafe_offset=in_base + index] if index < in_width else 0
+            )
+    for m0 in range(0, rows_padded, CPU_VECTORS):
+        var acc = SIMD[dtype, block](0)
+        for j in range(n_taps):
+            var tap = SIMD[dtype, width](taps[unsafe_offset=tap_base + j])
+            comptime for v in range(CPU_VECTORS):
+                var row = lanes.unsafe_load[width=width]((m0 + v + j) * width)
+                var sum = acc.slice[width, offset = v * width]()
+                acc = acc.insert[offset = v * width](row.fma(tap, sum))
+        sums.unsafe_store(m0 * width, acc)
+    for l in range(width):
+        for m in range(rows):
+            var index = l * rows + m
+            if index < count:
+                result[unsafe_offset=out_base + first + index] = sums[unsafe_offset=m * width + l]
+    lanes.unsafe_free()
+    sums.unsafe_free()
+
+
 @extensibility.register("conv1d")
 struct Conv1D:
     """Correlate each tile row with its channel's taps.
@@ -310,23 +370,29 @@ struct Conv1D:
                 )
         elif target == "cpu":
             comptime width = simd_width_of[output.dtype]()
-            comptime task_span = CPU_VECTORS * width * CPU_BLOCKS_PER_TASK
+            var lanes = k >= CPU_LANES_K
+            var task_span = (
+                width * CPU_LANE_ROWS if lanes else CPU_VECTORS * width * CPU_BLOCKS_PER_TASK
+            )
             var tasks_per_row = ceildiv(t, task_span)
 
-            def work(task: Int) {var out_ptr, var in_ptr, var tap_ptr, var tasks_per_row, var t, var w, var k, var batch}:
+            def work(task: Int) {
+                var out_ptr, var in_ptr, var tap_ptr, var tasks_per_row, var task_span,
+                var lanes, var t, var w, var k, var batch
+            }:
                 var row = task // tasks_per_row
                 var first = (task % tasks_per_row) * task_span
-                _conv1d_cpu_span[output.dtype, width](
-                    out_ptr,
-                    in_ptr,
-                    tap_ptr,
-                    row * t,
-                    row * w,
-                    (row // batch) * k,
-                    k,
-                    first,
-                    min(first + task_span, t),
-                )
+                var last = min(first + task_span, t)
+                if lanes:
+                    _conv1d_cpu_lanes[output.dtype, width](
+                        out_ptr, in_ptr, tap_ptr, row * t, row * w, w, (row // batch) * k, k,
+                        first, last,
+                    )
+                else:
+                    _conv1d_cpu_span[output.dtype, width](
+                        out_ptr, in_ptr, tap_ptr, row * t, row * w, (row // batch) * k, k,
+                        first, last,
+                    )
 
             sync_parallelize(work, rows * tasks_per_row)
         else:
