@@ -531,9 +531,7 @@ class _AtomicFile:
         if target.is_dir():
             raise OutputError(f"cannot write {label}: it is a folder; give a file name")
         try:
-            descriptor, temp = tempfile.mkstemp(
-                dir=folder, prefix=f".{target.name}.", suffix=".part"
-            )
+            descriptor, temp = tempfile.mkstemp(dir=folder, prefix=".maxconv-", suffix=".part")
         except OSError as exc:
             raise OutputError(
                 f"cannot write {label}: {_reason(exc)}; check that folder '{folder}' is writable"

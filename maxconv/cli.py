@@ -195,11 +195,12 @@ def _summary(report) -> str:  # noqa: ANN001
     )
 
 
-def _clip_warning(report) -> str:  # noqa: ANN001
+def _clip_warning(report, gain_db: float) -> str:  # noqa: ANN001
+    """The clip count and the --gain that puts the peak at -0.1 dBFS instead."""
     over = report.peak_dbfs or 0.0
     return (
         f"{report.clipped} samples clipped in {report.output} (peak {over:+.1f} dBFS); "
-        f"use --gain {-over - 0.1:.1f}, --normalize, or a float --subtype such as FLOAT"
+        f"use --gain {gain_db - over - 0.1:.1f}, --normalize, or a float --subtype such as FLOAT"
     )
 
 
@@ -262,7 +263,9 @@ def filter_command(
         ),
     ] = None,
     precision: Annotated[str, typer.Option(help="Compute in auto, float32 or float64.")] = "auto",
-    rate: Annotated[int | None, typer.Option(help="Sample rate of raw samples on stdin.")] = None,
+    rate: Annotated[
+        int | None, typer.Option(help="Sample rate of raw samples on stdin, or of .npy inputs.")
+    ] = None,
     channels: Annotated[int | None, typer.Option(help="Channels of raw samples on stdin.")] = None,
     sample_format: Annotated[
         str,
@@ -285,10 +288,18 @@ def filter_command(
         from .filtering import FilterOptions, check_options, check_target, filter_file
 
         raw = None
-        if rate is not None or channels is not None:
-            if rate is None or channels is None:
-                raise ValueError("raw input needs both --rate and --channels (and --sample-format)")
+        if channels is not None:
+            if "-" not in inputs or rate is None:
+                raise ValueError(
+                    "--channels describes raw samples on stdin: give '-' as input, with --rate "
+                    "and --sample-format"
+                )
             raw = RawFormat(rate, channels, sample_format.upper())
+        elif rate is not None and any(not name.lower().endswith(".npy") for name in inputs):
+            raise ValueError(
+                "--rate gives .npy inputs a sample rate, or (with --channels) describes raw "
+                "stdin; audio files carry their own"
+            )
         options = FilterOptions(
             kernel=kernel,
             taps=taps,
@@ -305,6 +316,7 @@ def filter_command(
             format=output_format,
             precision=precision,
             raw=raw,
+            rate=rate,
         )
         check_options(options)
         pairs = _targets(inputs, output)
@@ -321,7 +333,9 @@ def filter_command(
                 if not quiet:
                     stderr.print(_summary(report), soft_wrap=True)
                 if report.clipped:
-                    stderr.print(f"[yellow]warning:[/] {_clip_warning(report)}", soft_wrap=True)
+                    stderr.print(
+                        f"[yellow]warning:[/] {_clip_warning(report, gain)}", soft_wrap=True
+                    )
         finally:
             progress.stop()
         if json_report:

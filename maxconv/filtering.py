@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class FilterOptions:
     format: str | None = None
     precision: str = "auto"
     raw: RawFormat | None = None
+    rate: int | None = None
     chunk: int = CHUNK_OUTPUTS
 
 
@@ -142,7 +143,12 @@ def check_target(source: str, target: str, force: bool) -> None:
     if target == audio.STDIO:
         return
     path = Path(target)
-    if source != audio.STDIO and path.exists() and os.path.samefile(source, path):
+    if (
+        source != audio.STDIO
+        and Path(source).exists()
+        and path.exists()
+        and os.path.samefile(source, path)
+    ):
         raise OutputError(
             f"output '{target}' is the input file; maxconv never overwrites its input"
         )
@@ -221,7 +227,10 @@ def filter_file(
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    info = audio.read_info(source, options.raw)
+    raw = options.raw if source == audio.STDIO else None
+    info = audio.read_info(source, raw)
+    if info.samplerate is None and options.rate is not None:
+        info = replace(info, samplerate=options.rate)
     if info.frames == 0:
         raise InputError(f"input '{source}' has no samples; nothing to filter")
     kernel = load_kernel(
@@ -239,9 +248,7 @@ def filter_file(
     compute_before = engine.stats.compute_seconds
 
     def chunks() -> Iterator:
-        blocks = _Timed(
-            audio.iter_blocks(source, options.chunk, dtype, options.raw), seconds, "read"
-        )
+        blocks = _Timed(audio.iter_blocks(source, options.chunk, dtype, raw), seconds, "read")
         return stream_correlate(
             blocks,
             taps,

@@ -452,15 +452,16 @@ def test_output_folder_missing(tmp_path: Path) -> None:
     assert "does not exist" in _one_line(error) and error.value.exit_code == 5
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
-def test_output_folder_not_writable(tmp_path: Path) -> None:
-    folder = tmp_path / "locked"
-    folder.mkdir(mode=0o500)
-    try:
-        with pytest.raises(OutputError, match="writable"):
-            write_signal(folder / "out.wav", _signal(), 8000)
-    finally:
-        folder.chmod(0o700)
+def test_output_folder_is_a_regular_file(tmp_path: Path) -> None:
+    # Unwritable for every user, root included: no file can be created inside a file.
+    blocker = tmp_path / "notes.txt"
+    blocker.write_bytes(b"not a folder")
+    for target in (blocker / "out.wav", blocker / "out.npy"):
+        with pytest.raises(OutputError) as error:
+            write_signal(target, _signal(), 8000)
+        assert "notes.txt" in _one_line(error) and error.value.exit_code == 5
+    assert blocker.read_bytes() == b"not a folder"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_output_is_a_folder(tmp_path: Path) -> None:
