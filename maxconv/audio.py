@@ -336,7 +336,7 @@ class SignalWriter:
         if self.format != "NPY" and samplerate is None:
             raise OutputError(
                 f"cannot write {self.label}: {self.format} needs a sample rate and none is known; "
-                "give one, or write .npy"
+                "give one with --rate, or write .npy"
             )
         self._target: _AtomicFile | _StdoutSpool = (
             _StdoutSpool() if _is_stdio(path) else _AtomicFile(Path(path), self.label)

@@ -49,8 +49,24 @@ class Terminated(BaseException):
     """SIGTERM, raised like KeyboardInterrupt so that cleanup code runs."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+_SIGNALS_SEEN: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """Record the signal, then raise it as an exception.
+
+    The record matters: a signal that lands while libsndfile is inside one
+    of soundfile's Python callbacks raises there, and cffi swallows the
+    exception; `raise_if_signalled` raises it again at the next safe point.
+    """
+    _SIGNALS_SEEN.append(signum)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def raise_if_signalled(*_: object) -> None:
+    """Raise a signal that an inner callback swallowed (see `_on_signal`)."""
+    if _SIGNALS_SEEN:
+        raise KeyboardInterrupt() if _SIGNALS_SEEN[0] == signal.SIGINT else Terminated()
 
 
 @contextlib.contextmanager
@@ -63,9 +79,12 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
     through the writers, which delete their temporary files.
     """
     warnings.showwarning = _one_line_warning
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {
+        signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
+        raise_if_signalled()
     except (MaxconvError, ValueError, TypeError, OSError) as exc:
         if debug:
             raise
@@ -79,7 +98,8 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
         stderr.print("[red]terminated[/]; no partial output was left")
         raise typer.Exit(143) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _format_samples(values) -> str:  # noqa: ANN001
@@ -97,12 +117,12 @@ def demo(device: DeviceOption = "auto", debug: DebugOption = False) -> None:
         from .convolution import conv1d
         from .engine import get_engine
 
-        signal = np.arange(15, dtype=np.float32)
+        samples = np.arange(15, dtype=np.float32)
         kernel = np.arange(4, dtype=np.float32)
-        expected = np.correlate(np.pad(signal, (0, kernel.size - 1)), kernel, mode="valid")
-        result = conv1d(signal, kernel, device=device)
+        expected = np.correlate(np.pad(samples, (0, kernel.size - 1)), kernel, mode="valid")
+        result = conv1d(samples, kernel, device=device)
         engine = get_engine(device)
-        stdout.print(f"Input: {_format_samples(signal)}")
+        stdout.print(f"Input: {_format_samples(samples)}")
         stdout.print(f"Kernel: {_format_samples(kernel)}")
         stdout.print(f"Expected (numpy): {_format_samples(expected)}")
         stdout.print(f"Custom op conv1d on {engine.label}: {_format_samples(result)}")
@@ -168,6 +188,7 @@ class _LazyProgress:
         self.current = self.progress.add_task(name, total=None)
 
     def update(self, done: int, total: int) -> None:
+        raise_if_signalled()
         self.progress.update(self.current, completed=done, total=total)
         if self.enabled and not self.shown and time.perf_counter() - self.started > 1.0:
             self.progress.start()

@@ -221,7 +221,9 @@ def filter_file(
 ) -> FilterReport:
     """Filter `source` into `target` (either may be '-'), streaming block by block.
 
-    `progress(done, total)` is called with output frames after each chunk.
+    `progress(done, total)` is called with output frames after each chunk
+    and once more just before the output is committed; it may raise to
+    abandon the output (the CLI re-raises signals that way).
     The output appears only when complete (atomic rename); on any error or
     interruption the target is left as it was.
     """
@@ -285,6 +287,8 @@ def filter_file(
             write_seconds += time.perf_counter() - write_start
             if progress:
                 progress(chunk.first - span.start + block.shape[1], span.count)
+        if progress:
+            progress(span.count, span.count)
         commit_start = time.perf_counter()
     write_seconds += time.perf_counter() - commit_start
     seconds["write"] = write_seconds

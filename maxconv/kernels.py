@@ -110,7 +110,8 @@ def load_kernel(
             )
         if samplerate is None:
             raise KernelError(
-                f"kernel design '{spec}' needs a sample rate and the input has none; give one"
+                f"kernel design '{spec}' needs a sample rate and the input has none; "
+                "give one with --rate"
             )
         coefficients = design_fir(
             response, _parse_cutoff(spec, response, frequencies), samplerate, taps, window

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from maxconv.cli import app
 
 runner = CliRunner()
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 REFERENCE = "[14 20 26 32 38 44 50 56 62 68 74 80 41 14 0]"
 
 
@@ -49,3 +51,18 @@ def test_cache_info_and_clear(tmp_path, monkeypatch):
     cleared = runner.invoke(app, ["cache", "clear"])
     assert cleared.exit_code == 0 and "removed 1 entry" in cleared.stdout
     assert not list(tmp_path.glob("*.mef"))
+
+
+def test_a_signal_swallowed_by_a_callback_still_abandons_the_output(tmp_path, monkeypatch):
+    """cffi swallows exceptions raised inside soundfile's I/O callbacks; the record stays."""
+    import signal
+
+    from maxconv import cli
+
+    monkeypatch.setattr(cli, "_SIGNALS_SEEN", [signal.SIGTERM])
+    out = tmp_path / "out.wav"
+    result = runner.invoke(
+        app, ["filter", str(SAMPLES / "speech.wav"), "-k", str(SAMPLES / "eq.txt"), "-o", str(out)]
+    )
+    assert result.exit_code == 143
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
