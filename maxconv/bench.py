@@ -9,6 +9,7 @@ cannot be imported are reported as absent, never estimated.
 
 from __future__ import annotations
 
+import importlib.metadata
 import statistics
 import time
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .cache import cache_key
 from .convolution import correlate_rows
-from .engine import get_engine
+from .engine import SUPPORTED_DTYPES, Engine, get_engine
 
 # numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
 NUMPY_MAX_MACS = 1 << 30
@@ -177,6 +179,44 @@ def _cpu_peers(
     return peers
 
 
+def _max_conv2d_model(engine: Engine, dtype: np.dtype):
+    """MAX's built-in conv2d as a 1 x K correlation, compiled once (symbolic W, K) and cached."""
+    from max.graph import DeviceRef, Graph, TensorType, ops
+
+    max_dtype = SUPPORTED_DTYPES[np.dtype(dtype)]
+    device = DeviceRef.from_device(engine.device)
+
+    def compile_graph():
+        signal = TensorType(max_dtype, [1, 1, "width", 1], device=device)
+        taps = TensorType(max_dtype, [1, "taps", 1, 1], device=device)
+        with Graph(f"max_conv2d_peer_{max_dtype}", input_types=[signal, taps]) as graph:
+            x, h = (value.tensor for value in graph.inputs)
+            graph.output(ops.conv2d(x, h))
+        return engine.session.compile(graph)
+
+    key = cache_key(
+        "max-conv2d-peer",
+        importlib.metadata.version("max"),
+        engine.device_signature(),
+        str(max_dtype),
+    )
+    compiled, _ = engine.cache.get_or_compile(key, compile_graph)
+    return engine.session.init(compiled)
+
+
+def measure_max_conv2d(
+    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+) -> Measurement:
+    """MAX's own ops.conv2d on device-resident data, the in-house baseline."""
+    engine = get_engine(device)
+    model = _max_conv2d_model(engine, dtype)
+    rng = np.random.default_rng(2)
+    x = engine.to_device(rng.standard_normal((1, 1, n + k - 1, 1)).astype(dtype))
+    h = engine.to_device(rng.standard_normal((1, k, 1, 1)).astype(dtype))
+    seconds = median_seconds(lambda: model.execute(x, h), engine.device.synchronize, warmup, repeat)
+    return Measurement("MAX ops.conv2d", engine.label, np.dtype(dtype).name, n, k, seconds)
+
+
 def measure_peers(
     device_kind: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
@@ -255,6 +295,7 @@ def run_sweep(
             for k in ks:
                 rows.extend(measure_maxconv(device, dtype, n, k, warmup, repeat))
                 if peers:
+                    rows.append(measure_max_conv2d(device, dtype, n, k, warmup, repeat))
                     rows.extend(measure_peers(kind, dtype, n, k, warmup, repeat))
                 if on_point:
                     on_point(len(rows), len(dtypes) * len(ns) * len(ks))

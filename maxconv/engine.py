@@ -98,7 +98,8 @@ class Engine:
     def label(self) -> str:
         return self.spec.label
 
-    def _device_signature(self) -> str:
+    def device_signature(self) -> str:
+        """What the compiled code depends on: CPU model and flags, or GPU API and architecture."""
         if self.spec.kind == "cpu":
             return "cpu\n" + _host_signature()
         return f"gpu\n{self.device.api}\n{self.device.architecture_name}"
@@ -109,7 +110,7 @@ class Engine:
             GRAPH_REVISION,
             op_source_digest(),
             importlib.metadata.version("max"),
-            self._device_signature(),
+            self.device_signature(),
             str(SUPPORTED_DTYPES[np.dtype(dtype)]),
             f"algorithm={algorithm}",
         )

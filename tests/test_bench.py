@@ -1,0 +1,104 @@
+"""`maxconv bench` end to end on the CPU, on tiny sizes (numbers are not checked here:
+speed is measured by running the benchmark, never in tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from maxconv.bench import Measurement, share_of_limit, speedups
+from maxconv.cli import app
+
+runner = CliRunner()
+
+
+def test_bench_json_has_every_peer_and_ratios():
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--n",
+            "4096",
+            "--k",
+            "4",
+            "--k",
+            "65",
+            "--warmup",
+            "0",
+            "--repeat",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    names = {row["name"] for row in report["results"]}
+    assert names == {
+        "maxconv op",
+        "maxconv host-to-host",
+        "MAX ops.conv2d",
+        "numpy.convolve",
+        "scipy.signal.oaconvolve",
+        "scipy.signal.fftconvolve",
+    }
+    assert {row["k"] for row in report["results"]} == {4, 65}
+    for row in report["results"]:
+        assert row["seconds"] > 0 and row["samples_per_second"] == row["n"] / row["seconds"]
+        if not row["name"].startswith("maxconv"):
+            assert row["maxconv_speedup"] > 0
+    limits = report["limits"]["cpu"]
+    assert limits["bytes_per_second"] > 0 and "measured now" in limits["source"]
+
+
+def test_bench_table_and_plot(tmp_path: Path):
+    chart = tmp_path / "chart.png"
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--n",
+            "2048",
+            "--k",
+            "3",
+            "--k",
+            "9",
+            "--warmup",
+            "0",
+            "--repeat",
+            "1",
+            "--plot",
+            str(chart),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "maxconv op" in result.stdout and "limits" in result.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speedup_is_peer_time_over_maxconv_time():
+    rows = [
+        Measurement("maxconv op", "gpu:0", "float32", 100, 4, 2.0),
+        Measurement("torch conv1d", "gpu", "float32", 100, 4, 5.0),
+        Measurement("cupyx oaconvolve", "gpu", "float32", 100, 4, None, "absent"),
+        Measurement("torch conv1d", "gpu", "float32", 100, 8, 5.0),
+    ]
+    assert speedups(rows) == {1: 2.5}
+
+
+def test_share_of_limit_picks_the_binding_ceiling():
+    from maxconv.bench import DeviceLimits
+
+    limits = DeviceLimits(bytes_per_second=1e9, macs_per_second=1e9, source="test")
+    small_k = Measurement("maxconv op", "cpu", "float32", 1000, 1, 1e-5)
+    share, kind = share_of_limit(small_k, limits)
+    assert kind == "memory" and np.isclose(share, 2000 * 4 / 1e-5 / 1e9)
+    big_k = Measurement("maxconv op", "cpu", "float32", 1000, 1000, 1e-3)
+    share, kind = share_of_limit(big_k, limits)
+    assert kind == "FMA" and np.isclose(share, 1000 * 1000 / 1e-3 / 1e9)
