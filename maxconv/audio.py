@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from maxconv.errors import InputError, OutputError
+from maxconv.errors import InputError, MaxconvError, OutputError
 
 STDIO = "-"
 """Path that stands for standard input when reading and standard output when writing."""
@@ -683,21 +683,34 @@ def _sound_info(sound: sf.SoundFile) -> SignalInfo:
 def _load_npy(path: PathArg, mmap: bool) -> np.ndarray:
     label = _label(path)
     _check_readable(path, label)
+    return _check_npy_shape(load_numeric_npy(path, label, InputError, mmap), label)
+
+
+def load_numeric_npy(
+    path: PathArg, label: str, error: type[MaxconvError], mmap: bool = False
+) -> np.ndarray:
+    """np.load for signals and kernels alike: real numbers only, no pickles, no archives.
+
+    `error` is the exception to raise (InputError or KernelError), so each
+    caller's exit code tells which file was at fault.
+    """
     try:
         loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(
+        raise error(
             f"cannot read {label}: {_reason(exc)}; save a numeric array with numpy.save"
         ) from exc
     if not isinstance(loaded, np.ndarray):
         loaded.close()
-        raise InputError(
-            f"cannot read {label}: it is an .npz archive; save one array with numpy.save"
-        )
+        raise error(f"cannot read {label}: it is an .npz archive; save one array with numpy.save")
     if loaded.dtype.kind not in "iuf":
-        raise InputError(
+        raise error(
             f"cannot read {label}: it holds {loaded.dtype} values; save real numbers (int or float)"
         )
+    return loaded
+
+
+def _check_npy_shape(loaded: np.ndarray, label: str) -> np.ndarray:
     if loaded.ndim not in (1, 2):
         raise InputError(
             f"cannot read {label}: it has {loaded.ndim} dimensions; "

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from maxconv.audio import read_signal
+from maxconv.audio import load_numeric_npy, read_signal
 from maxconv.errors import InputError, KernelError
 
 DESIGNS = ("lowpass", "highpass", "bandpass", "bandstop")
@@ -240,18 +240,7 @@ def _parse_cutoff(spec: str, response: str, text: str) -> float | tuple[float, .
 
 
 def _load_npy(path: Path, label: str) -> np.ndarray:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise KernelError(
-            f"cannot read {label}: {exc}; save a numeric array with numpy.save"
-        ) from exc
-    if not isinstance(loaded, np.ndarray):
-        loaded.close()
-        raise KernelError(f"{label} is an .npz archive; save one array with numpy.save")
-    if loaded.dtype.kind not in "iuf":
-        raise KernelError(f"{label} holds {loaded.dtype} values; save real numbers")
-    return loaded.astype(np.float64)
+    return load_numeric_npy(path, label, KernelError).astype(np.float64)
 
 
 def _load_text(path: Path, label: str) -> np.ndarray:
