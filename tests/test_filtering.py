@@ -159,11 +159,11 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     y = np.load(target)
     assert y.dtype == np.float64 and y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
-    # Really streamed: one progress call per chunk, ending at the output length.
+    # Really streamed: one progress call per chunk, then one more just before the commit.
     count = expected.shape[1]
-    assert len(calls) == -(-count // chunk)
-    assert [done for done, _ in calls] == sorted({done for done, _ in calls})
-    assert calls[-1] == (count, count)
+    assert len(calls) == -(-count // chunk) + 1
+    assert [done for done, _ in calls[:-1]] == sorted({done for done, _ in calls})
+    assert calls[-2] == calls[-1] == (count, count)
     assert (report.frames_in, report.frames_out, report.channels) == (FRAMES, count, 2)
     assert (report.taps, report.kernel_kind, report.dtype) == (TAPS, "coefficients", "float64")
     assert (report.subtype, report.samplerate, report.realtime, report.clipped) == (
