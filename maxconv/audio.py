@@ -55,6 +55,8 @@ _RAW_SAMPLE_BYTES = {
 }
 
 # Subtypes that store floating-point samples, so values beyond +-1 survive and are not clipped.
+# Frames per read when a whole signal is loaded (see read_signal).
+READ_BLOCK_FRAMES = 1 << 20
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE", "VORBIS", "OPUS"})
 # Integer PCM written as integers we round ourselves: (bits of precision,
 # left shift into the container dtype, container). libsndfile reads PCM as
@@ -197,17 +199,14 @@ def read_signal(
     if _is_npy(path, raw):
         array = _load_npy(path, mmap=False)
         return np.ascontiguousarray(_as_rows(array), dtype=dtype), _npy_info(array)
-    label = _label(path)
     with _open_sound(path, raw) as sound:
         info = _sound_info(sound)
-        try:
-            frames = sound.read(dtype=np.dtype(dtype).name, always_2d=True)
-        except sf.LibsndfileError as exc:
-            raise InputError(
-                f"cannot read {label}: {_reason(exc)}; the file may be damaged"
-            ) from exc
-    _check_frame_count(label, frames.shape[0], info.frames)
-    return np.ascontiguousarray(frames.T), info
+    # Block by block, not sound.read(): a damaged header can claim terabytes,
+    # and memory should follow the data that is really there.
+    blocks = list(iter_blocks(path, READ_BLOCK_FRAMES, dtype, raw))
+    if not blocks:
+        return np.zeros((info.channels, 0), dtype=dtype), info
+    return np.concatenate(blocks, axis=1), info
 
 
 def iter_blocks(
@@ -342,12 +341,14 @@ class SignalWriter:
             _StdoutSpool() if _is_stdio(path) else _AtomicFile(Path(path), self.label)
         )
         self._sound: sf.SoundFile | None = None
+        self._io: _ErrorRecordingFile | None = None
         try:
             if self.format == "NPY":
                 self._npy_header_bytes = self._write_npy_header()
             else:
+                self._io = _ErrorRecordingFile(self._target.file)
                 self._sound = sf.SoundFile(
-                    self._target.file,
+                    self._io,
                     "w",
                     samplerate=samplerate,
                     channels=channels,
@@ -384,8 +385,8 @@ class SignalWriter:
             else:
                 self.clipped += count_clipped(block, self.subtype)
                 self._sound.write(_to_pcm(block, self.subtype).T)
-        except (OSError, sf.LibsndfileError) as exc:
-            raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
+        except (OSError, sf.LibsndfileError, AssertionError) as exc:
+            raise OutputError(f"cannot write {self.label}: {self._cause(exc)}") from exc
         self.frames += block.shape[1]
 
     def __enter__(self) -> SignalWriter:
@@ -431,9 +432,14 @@ class SignalWriter:
             self._target.commit()
         except BaseException as exc:
             self._target.discard()
-            if isinstance(exc, (OSError, sf.LibsndfileError)):
-                raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
+            if isinstance(exc, (OSError, sf.LibsndfileError, AssertionError)):
+                raise OutputError(f"cannot write {self.label}: {self._cause(exc)}") from exc
             raise
+
+    def _cause(self, exc: BaseException) -> str:
+        """The real reason: an OSError swallowed in soundfile's callback, if there was one."""
+        recorded = self._io.error if self._io is not None else None
+        return _reason(recorded or exc)
 
     def _discard(self) -> None:
         if self._sound is not None:
@@ -519,6 +525,29 @@ def write_signal(
     with open_writer(path, samplerate, data.shape[0], subtype, format) as writer:
         writer.write(data)
     return writer.clipped
+
+
+class _ErrorRecordingFile:
+    """A file wrapper that keeps the OSError of a failed write.
+
+    soundfile writes through Python callbacks that run inside cffi, which
+    swallows their exceptions (soundfile then fails an assert), so without
+    this a full disk would surface as an AssertionError, not its cause.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.file, name)
 
 
 class _AtomicFile:
@@ -696,7 +725,7 @@ def load_numeric_npy(
     """
     try:
         loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # a damaged header can raise TokenError, SyntaxError, MemoryError...
         raise error(
             f"cannot read {label}: {_reason(exc)}; save a numeric array with numpy.save"
         ) from exc

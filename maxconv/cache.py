@@ -8,7 +8,8 @@ or corrupted file is detected before MAX sees it, and rebuilt with one
 warning. Writers take a per-key file lock, so concurrent processes compile a
 key once and readers never see a half-written entry (entries appear by
 atomic rename). A cache folder that cannot be written degrades to compiling
-in memory, with one warning.
+in memory, with one warning. Hits are read without the lock (entries
+only ever appear whole), so a stalled compiler never blocks a cached run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import fcntl
 import hashlib
 import io
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -72,15 +74,18 @@ class GraphCache:
         'rebuilt' (a bad entry was replaced) or 'uncached' (built, but the
         cache folder could not be written).
         """
+        found, bad = self._read(key)
+        if found is not None:
+            return found, "hit"
         with self._locked(key) as locked:
-            found, bad = self._read(key)
-            if found is not None:
-                return found, "hit"
+            if locked:
+                # Another process may have stored it while this one waited.
+                found, again_bad = self._read(key)
+                if found is not None:
+                    return found, "hit"
+                bad = bad or again_bad
             model = compile_model()
-            if not locked:
-                return model, "uncached"
-            stored = self._write(key, model)
-            if not stored:
+            if not locked or not self._write(key, model):
                 return model, "uncached"
             return model, "rebuilt" if bad else "compiled"
 
@@ -124,7 +129,14 @@ class GraphCache:
             yield False
             return
         with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._warn_once(
+                    "waiting",
+                    f"waiting for another maxconv process to finish compiling into {self.root}",
+                )
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield True
             finally:
@@ -134,6 +146,9 @@ class GraphCache:
         """Read an entry; (model, False) on a hit, (None, True) if it was bad."""
         path = self.entry_path(key)
         try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                self._warn_once(key, f"cache entry {path.name} is not a regular file; recompiling")
+                return None, True
             blob = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None, False

@@ -85,10 +85,12 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
     try:
         yield
         raise_if_signalled()
-    except (MaxconvError, ValueError, TypeError, OSError) as exc:
+    except (MaxconvError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        # RuntimeError: what MAX raises when a compile or a device call fails.
         if debug:
             raise
-        stderr.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        stderr.print(f"[red]error:[/] {message}", soft_wrap=True)
         code = exc.exit_code if isinstance(exc, MaxconvError) else 1
         raise typer.Exit(code) from None
     except KeyboardInterrupt:

@@ -185,6 +185,19 @@ def output_subtype(info: SignalInfo, options: FilterOptions, out_format: str) ->
     return None
 
 
+# Bytes per sample of the subtypes a WAV can hold; others count as 4.
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "DOUBLE": 8}
+# A WAV's 32-bit sizes cap its data chunk just under 4 GiB.
+_WAV_LIMIT = 0xFFFFFFFF - (1 << 20)
+
+
+def _large_wav_as_rf64(out_format: str, subtype: str | None, samples: int) -> str:
+    """RF64 (the 64-bit WAV, as ffmpeg's `-rf64 auto` writes) when a WAV would overflow 4 GiB."""
+    if out_format == "WAV" and samples * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
+        return "RF64"
+    return out_format
+
+
 def _taps_matrix(kernel: Kernel, channels: int, dtype: np.dtype, correlate: bool) -> np.ndarray:
     """[C, K] correlation taps: the kernel reversed unless --correlate."""
     taps = np.atleast_2d(kernel.taps)
@@ -274,6 +287,7 @@ def filter_file(
 
     out_format = audio.output_format(target, options.format)
     subtype = output_subtype(info, options, out_format)
+    out_format = _large_wav_as_rf64(out_format, subtype, span.count * info.channels)
     peak_out = 0.0
     write_seconds = 0.0
     with audio.open_writer(target, info.samplerate, info.channels, subtype, out_format) as writer:

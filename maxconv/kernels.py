@@ -19,9 +19,12 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from maxconv.audio import load_numeric_npy, read_signal
+from maxconv.audio import load_numeric_npy, read_info, read_signal
 from maxconv.errors import InputError, KernelError
 
+# Direct convolution of more taps than this is hopeless, and tiles of such
+# widths would take gigabytes: refuse cleanly instead.
+MAX_TAPS = 1 << 24
 DESIGNS = ("lowpass", "highpass", "bandpass", "bandstop")
 """Responses accepted by :func:`design_fir` and in ``name:frequencies`` specs."""
 
@@ -113,6 +116,7 @@ def load_kernel(
                 f"kernel design '{spec}' needs a sample rate and the input has none; "
                 "give one with --rate"
             )
+        _check_tap_count(taps, f"kernel design '{spec}'")
         coefficients = design_fir(
             response, _parse_cutoff(spec, response, frequencies), samplerate, taps, window
         )
@@ -240,7 +244,18 @@ def _parse_cutoff(spec: str, response: str, text: str) -> float | tuple[float, .
 
 
 def _load_npy(path: Path, label: str) -> np.ndarray:
-    return load_numeric_npy(path, label, KernelError).astype(np.float64)
+    # Memory-mapped first, so a header claiming 10^12 taps is refused, not allocated.
+    mapped = load_numeric_npy(path, label, KernelError, mmap=True)
+    _check_tap_count(mapped.shape[-1] if mapped.ndim else 1, label)
+    return np.array(mapped, dtype=np.float64)
+
+
+def _check_tap_count(taps: int, label: str) -> None:
+    if taps > MAX_TAPS:
+        raise KernelError(
+            f"{label} has {taps} taps; maxconv takes at most {MAX_TAPS} (2^24), "
+            "a 6-minute impulse response at 48 kHz"
+        )
 
 
 def _load_text(path: Path, label: str) -> np.ndarray:
@@ -268,6 +283,7 @@ def _load_text(path: Path, label: str) -> np.ndarray:
 
 def _load_impulse_response(path: Path, label: str, samplerate: int | None, channels: int) -> Kernel:
     try:
+        _check_tap_count(read_info(path).frames, label)
         response, info = read_signal(path, dtype=np.float64)
     except InputError as exc:
         raise KernelError(f"bad {label}: {exc}") from exc
@@ -282,6 +298,7 @@ def _load_impulse_response(path: Path, label: str, samplerate: int | None, chann
 
 
 def _validated(taps: np.ndarray, label: str, channels: int, rows: str) -> np.ndarray:
+    _check_tap_count(taps.shape[-1] if taps.ndim else 1, label)
     if taps.ndim == 2 and taps.shape[0] == 1:
         taps = taps[0]
     if taps.ndim not in (1, 2):

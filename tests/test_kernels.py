@@ -202,7 +202,7 @@ def test_npy_rows_must_match_channels(tmp_path: Path) -> None:
         (np.zeros(0), "empty"),
         (np.zeros((2, 0)), "empty"),
         (np.array(["a"]), "<U1"),
-        (np.array([1, None], dtype=object), "allow_pickle"),
+        (np.array([1, None], dtype=object), "Python objects"),
     ],
 )
 def test_unusable_npy_kernel(tmp_path: Path, array: np.ndarray, problem: str) -> None:
