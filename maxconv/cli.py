@@ -63,6 +63,17 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Hide what cffi swallows in soundfile's callbacks and maxconv handles itself.
+
+    A full disk (OSError, reported by the writer) or a signal (re-raised by
+    `raise_if_signalled`) would otherwise also print cffi's traceback.
+    """
+    if issubclass(unraisable.exc_type, (OSError, KeyboardInterrupt, Terminated)):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def raise_if_signalled(*_: object) -> None:
     """Raise a signal that an inner callback swallowed (see `_on_signal`)."""
     if _SIGNALS_SEEN:
@@ -79,6 +90,7 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
     through the writers, which delete their temporary files.
     """
     warnings.showwarning = _one_line_warning
+    sys.unraisablehook = _quiet_unraisable
     previous = {
         signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
