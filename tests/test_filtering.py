@@ -227,3 +227,14 @@ def test_pcm16_target_counts_clipped_samples(tmp_path):
     assert report.peak_dbfs == pytest.approx(20 * np.log10(np.abs(3 * x32).max()), abs=1e-4)
     assert (report.subtype, report.samplerate) == ("PCM_16", 8000)
     assert report.realtime == pytest.approx(3000 / 8000 / report.seconds["total"])
+
+
+def test_a_wav_past_4_gib_is_written_as_rf64():
+    from maxconv.filtering import _large_wav_as_rf64
+
+    quarter_billion = 2**28  # float32 samples: exactly 1 GiB
+    assert _large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"
+    assert _large_wav_as_rf64("WAV", "FLOAT", 4 * quarter_billion) == "RF64"
+    assert _large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
+    assert _large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
+    assert _large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
