@@ -1,6 +1,23 @@
-"""maxconv: 1-D convolution filtering with a Mojo custom op in a cached MAX graph."""
+"""maxconv: 1-D convolution filtering with a Mojo custom op in a cached MAX graph.
 
-from .convolution import conv1d, convolve, correlate
+The public functions are loaded on first use: importing MAX costs about half
+a second, which `maxconv --help` and argument errors should not pay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __all__ = ["conv1d", "convolve", "correlate"]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .convolution import conv1d, convolve, correlate
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import convolution
+
+        return getattr(convolution, name)
+    raise AttributeError(f"module 'maxconv' has no attribute {name!r}")
