@@ -103,6 +103,8 @@ class SignalInfo:
     frames: int
     subtype: str | None
     format: str | None
+    # A 1-D .npy: its output is written 1-D too, as numpy users expect.
+    one_dimensional: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,8 +327,10 @@ class SignalWriter:
         channels: int,
         subtype: str | None = None,
         format: str | None = None,
+        one_dimensional: bool = False,
     ) -> None:
         self.label = _label(path, writing=True)
+        self.one_dimensional = one_dimensional and channels == 1
         self.format = _output_format(path, format, self.label)
         self.subtype = _output_subtype(self.format, subtype, self.label)
         self.channels = channels
@@ -415,7 +419,7 @@ class SignalWriter:
         return {
             "descr": np.lib.format.dtype_to_descr(np.dtype(self.subtype)),
             "fortran_order": True,
-            "shape": (self.channels, frames),
+            "shape": (frames,) if self.one_dimensional else (self.channels, frames),
         }
 
     def _commit(self) -> None:
@@ -454,6 +458,7 @@ def open_writer(
     channels: int,
     subtype: str | None = None,
     format: str | None = None,
+    one_dimensional: bool = False,
 ) -> SignalWriter:
     """Start writing a signal block by block, committed only on a clean exit.
 
@@ -473,6 +478,8 @@ def open_writer(
         ``'WAV'`` for standard output. Standard output is assembled in a spooled
         temp file and copied out on commit, because finishing a WAV header needs
         a seek that a pipe cannot do.
+    one_dimensional
+        Write a single-channel ``.npy`` as a 1-D array (the input was 1-D).
 
     Returns
     -------
@@ -485,7 +492,7 @@ def open_writer(
         If the folder is missing or not writable, or the format/subtype is unknown
         or incompatible.
     """
-    return SignalWriter(path, samplerate, channels, subtype, format)
+    return SignalWriter(path, samplerate, channels, subtype, format, one_dimensional)
 
 
 def write_signal(
@@ -762,6 +769,7 @@ def _npy_info(array: np.ndarray) -> SignalInfo:
         frames=rows.shape[1],
         subtype=array.dtype.name,
         format="NPY",
+        one_dimensional=array.ndim == 1,
     )
 
 

@@ -290,7 +290,9 @@ def filter_file(
     out_format = _large_wav_as_rf64(out_format, subtype, span.count * info.channels)
     peak_out = 0.0
     write_seconds = 0.0
-    with audio.open_writer(target, info.samplerate, info.channels, subtype, out_format) as writer:
+    with audio.open_writer(
+        target, info.samplerate, info.channels, subtype, out_format, info.one_dimensional
+    ) as writer:
         for chunk in chunks():
             block = mixed(chunk)
             if scale != 1.0:

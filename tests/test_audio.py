@@ -94,7 +94,7 @@ def test_npy_1d_reads_as_one_channel(tmp_path: Path) -> None:
     values = np.linspace(-2, 2, 50)
     np.save(tmp_path / "x.npy", values)
     back, info = read_signal(tmp_path / "x.npy")
-    assert info == SignalInfo(None, 1, 50, "float64", "NPY")
+    assert info == SignalInfo(None, 1, 50, "float64", "NPY", one_dimensional=True)
     assert back.shape == (1, 50) and back.dtype == np.float32
     np.testing.assert_allclose(back[0], values, rtol=1e-6)  # no scaling for arrays
 

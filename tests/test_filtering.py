@@ -238,3 +238,24 @@ def test_a_wav_past_4_gib_is_written_as_rf64():
     assert _large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
     assert _large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
     assert _large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
+
+
+def test_one_dimensional_npy_stays_one_dimensional(tmp_path):
+    x = np.random.default_rng(5).standard_normal(5000)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "h.txt").write_text("0.25 0.5 0.25")
+    filter_file(
+        str(tmp_path / "x.npy"),
+        str(tmp_path / "y.npy"),
+        FilterOptions(kernel=str(tmp_path / "h.txt"), device="cpu"),
+    )
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (5000,)
+    np.testing.assert_allclose(y, np.convolve(x, [0.25, 0.5, 0.25], "same"), atol=1e-12)
+    np.save(tmp_path / "x2.npy", x[np.newaxis])
+    filter_file(
+        str(tmp_path / "x2.npy"),
+        str(tmp_path / "y2.npy"),
+        FilterOptions(kernel=str(tmp_path / "h.txt"), device="cpu"),
+    )
+    assert np.load(tmp_path / "y2.npy").shape == (1, 5000)
