@@ -223,7 +223,8 @@ def _summary(report) -> str:  # noqa: ANN001
         speed += f", {report.realtime:.0f}x realtime"
     return (
         f"{report.input} -> {report.output}: {report.frames_in} frames x {report.channels} ch, "
-        f"{report.taps} taps, {report.dtype} on {report.device} (graph: {report.cache}); "
+        f"{report.taps} taps, {report.method} {report.dtype} on {report.device} "
+        f"(graph: {report.cache}); "
         f"read {seconds['read']:.3f} s, compile {seconds['compile']:.3f} s, "
         f"compute {seconds['compute']:.3f} s, write {seconds['write']:.3f} s, "
         f"total {seconds['total']:.3f} s; {speed}"
@@ -298,6 +299,12 @@ def filter_command(
         ),
     ] = None,
     precision: Annotated[str, typer.Option(help="Compute in auto, float32 or float64.")] = "auto",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="direct, fft (overlap-save) or auto (fft from 128 taps on the CPU, 2048 on a GPU)."
+        ),
+    ] = "auto",
     rate: Annotated[
         int | None, typer.Option(help="Sample rate of raw samples on stdin, or of .npy inputs.")
     ] = None,
@@ -352,6 +359,7 @@ def filter_command(
             precision=precision,
             raw=raw,
             rate=rate,
+            method=method,
         )
         check_options(options)
         pairs = _targets(inputs, output)

@@ -11,14 +11,27 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import get_engine
-from .tiling import batch_ranges, fill_tiles, plan_tiles, store_tiles
+from .tiling import (
+    TILE_OUTPUTS,
+    batch_ranges,
+    fft_tile_outputs,
+    fill_tiles,
+    plan_tiles,
+    store_tiles,
+)
 
 MODES = ("full", "same", "valid")
+METHODS = ("auto", "direct", "fft")
 
 
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of 'full', 'same', 'valid', not {mode!r}")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of 'auto', 'direct', 'fft', not {method!r}")
 
 
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -65,22 +78,32 @@ def _kernel_rows(h: np.ndarray, channels: int, axis: int) -> np.ndarray:
 
 
 def correlate_rows(
-    rows: np.ndarray, taps: np.ndarray, start: int, outputs: int, device: str = "auto"
+    rows: np.ndarray,
+    taps: np.ndarray,
+    start: int,
+    outputs: int,
+    device: str = "auto",
+    method: str = "auto",
 ) -> np.ndarray:
     """Outputs [start, start + outputs) of the full correlation of each row.
 
     full[m] = sum_j x[m - (K-1) + j] * taps[j], x zero outside [0, N). Rows
-    are [C, N] and taps [C, K], both already in the compute dtype.
+    are [C, N] and taps [C, K], both already in the compute dtype. `method`
+    'auto' takes the FFT op where it is measured to win on this device.
     """
+    check_method(method)
     channels = rows.shape[0]
     n_taps = taps.shape[1]
-    plan = plan_tiles(outputs, n_taps, channels)
     engine = get_engine(device)
+    if method == "auto":
+        method = "fft" if engine.fft_pays_off(n_taps) else "direct"
+    tile = fft_tile_outputs(n_taps, outputs) if method == "fft" else TILE_OUTPUTS
+    plan = plan_tiles(outputs, n_taps, channels, tile=tile)
     result = np.empty((channels, outputs), dtype=rows.dtype)
     for first, count in batch_ranges(plan):
         tiles = engine.host_buffer((channels, count, plan.width), rows.dtype)
         fill_tiles(rows, n_taps - 1 - start, plan, first, tiles)
-        store_tiles(result, plan, first, engine.correlate_tiles(tiles, taps))
+        store_tiles(result, plan, first, engine.correlate_tiles(tiles, taps, method))
     return result
 
 
@@ -94,7 +117,13 @@ def _full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
 
 
 def correlate(
-    in1: np.ndarray, in2: np.ndarray, mode: str = "full", *, axis: int = -1, device: str = "auto"
+    in1: np.ndarray,
+    in2: np.ndarray,
+    mode: str = "full",
+    *,
+    axis: int = -1,
+    device: str = "auto",
+    method: str = "auto",
 ) -> np.ndarray:
     """Cross-correlate a signal with a kernel, like `scipy.signal.correlate`.
 
@@ -112,6 +141,11 @@ def correlate(
         The samples axis of 2-D input (default -1: channels x samples).
     device : str, optional
         'auto' (GPU if MAX sees one, else CPU), 'cpu', 'gpu' or 'gpu:N'.
+    method : str {'auto', 'direct', 'fft'}, optional
+        'direct' sums every product; 'fft' runs overlap-save FFT convolution
+        in the op (N log K instead of N K); 'auto' takes the FFT from the
+        kernel length where it was measured to win on the device (128 taps
+        on the CPU, 2048 on a GPU).
 
     Returns
     -------
@@ -129,9 +163,10 @@ def correlate(
 
     Notes
     -----
-    The sum is computed directly, so NaN or Inf in the input or kernel
-    reaches exactly the outputs whose window covers it (as numpy's direct
-    method does), not the whole block as FFT methods do.
+    With the direct method a NaN or Inf in the input or kernel reaches
+    exactly the outputs whose window covers it (as numpy's direct method
+    does); the FFT method spreads it over its whole block, as scipy's FFT
+    methods do. Pass method='direct' to confine it.
 
     Examples
     --------
@@ -140,6 +175,7 @@ def correlate(
     array([1., 3., 5., 7.])
     """
     _check_mode(mode)
+    check_method(method)
     x = np.asarray(in1)
     h = np.asarray(in2)
     dtype = compute_dtype(x, h)
@@ -152,12 +188,19 @@ def correlate(
         start,
         count,
         device,
+        method,
     )
     return result[0] if x.ndim == 1 else np.moveaxis(result, -1, axis)
 
 
 def convolve(
-    in1: np.ndarray, in2: np.ndarray, mode: str = "full", *, axis: int = -1, device: str = "auto"
+    in1: np.ndarray,
+    in2: np.ndarray,
+    mode: str = "full",
+    *,
+    axis: int = -1,
+    device: str = "auto",
+    method: str = "auto",
 ) -> np.ndarray:
     """Convolve a signal with a kernel, like `scipy.signal.convolve`.
 
@@ -171,9 +214,8 @@ def convolve(
     array([0. , 1. , 2.5, 4. , 1.5])
     """
     h = np.asarray(in2)
-    return correlate(
-        in1, np.flip(h, axis=-1 if h.ndim == 1 else axis), mode, axis=axis, device=device
-    )
+    flipped = np.flip(h, axis=-1 if h.ndim == 1 else axis)
+    return correlate(in1, flipped, mode, axis=axis, device=device, method=method)
 
 
 def conv1d(x: np.ndarray, k: np.ndarray, *, device: str = "auto") -> np.ndarray:

@@ -26,6 +26,9 @@ from .devices import open_device
 
 OPS_DIR = Path(__file__).parent / "ops"
 SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
+# Kernel lengths from which method="auto" takes the FFT op (see fft_pays_off).
+FFT_FROM_TAPS_CPU = 128
+FFT_FROM_TAPS_GPU = 2048
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "1"
 
@@ -59,21 +62,33 @@ def _host_signature() -> str:
     return platform.machine() + "\n" + "\n".join(sorted(set(wanted)))
 
 
-def build_conv1d_graph(dtype: DType, device: DeviceRef, algorithm: int = 0) -> Graph:
-    """The graph around the op: [C, B, W] tiles and [C, K] taps in, [C, B, W-K+1] out."""
+METHODS = ("direct", "fft")
+
+
+def build_conv1d_graph(
+    dtype: DType, device: DeviceRef, algorithm: int = 0, method: str = "direct"
+) -> Graph:
+    """The graph around an op: [C, B, W] tiles and [C, K] taps in, [C, B, W-K+1] out.
+
+    `method` picks the op: "direct" (conv1d, `algorithm` chooses its GPU
+    kernel) or "fft" (fft_conv1d, overlap-save; same contract).
+    """
     signal_type = TensorType(dtype, ["channels", "batch", "width"], device=device)
     taps_type = TensorType(dtype, ["channels", "taps"], device=device)
+    name, parameters = ("conv1d", {"algorithm": algorithm})
+    if method == "fft":
+        name, parameters = ("fft_conv1d", {"threads": 0})
     with Graph(
-        f"maxconv_conv1d_{dtype}", input_types=[signal_type, taps_type], custom_extensions=[OPS_DIR]
+        f"maxconv_{name}_{dtype}", input_types=[signal_type, taps_type], custom_extensions=[OPS_DIR]
     ) as graph:
         signal, taps = (value.tensor for value in graph.inputs)
         out_shape = [signal.shape[0], signal.shape[1], signal.shape[2] - taps.shape[1] + 1]
         result = ops.custom(
-            name="conv1d",
+            name=name,
             device=device,
             values=[signal, taps],
             out_types=[TensorType(dtype, out_shape, device=device)],
-            parameters={"algorithm": algorithm},
+            parameters=parameters,
         )[0]
         graph.output(result)
     return graph
@@ -87,7 +102,7 @@ class Engine:
         self.cache = cache if cache is not None else GraphCache()
         self.session = engine.InferenceSession(devices=[self.device])
         self.stats = EngineStats()
-        self._models: dict[tuple[np.dtype, int], engine.Model] = {}
+        self._models: dict[tuple[np.dtype, int, str], engine.Model] = {}
         self._host = driver.CPU() if self.spec.kind != "cpu" else self.device
         # Reused host and device buffers, keyed by (role, shape, dtype): a long
         # signal runs many batches of one shape, so nothing is allocated (or
@@ -104,7 +119,7 @@ class Engine:
             return "cpu\n" + _host_signature()
         return f"gpu\n{self.device.api}\n{self.device.architecture_name}"
 
-    def graph_key(self, dtype: np.dtype, algorithm: int = 0) -> str:
+    def graph_key(self, dtype: np.dtype, algorithm: int = 0, method: str = "direct") -> str:
         """The cache key of the conv1d graph for `dtype` on this device."""
         return cache_key(
             GRAPH_REVISION,
@@ -113,27 +128,40 @@ class Engine:
             self.device_signature(),
             str(SUPPORTED_DTYPES[np.dtype(dtype)]),
             f"algorithm={algorithm}",
+            f"method={method}",
         )
 
-    def model(self, dtype: np.dtype, algorithm: int = 0) -> engine.Model:
-        """The loaded conv1d model for `dtype`, from memory, disk or a compile.
+    def model(self, dtype: np.dtype, algorithm: int = 0, method: str = "direct") -> engine.Model:
+        """The loaded model for `dtype` and `method`, from memory, disk or a compile.
 
-        `algorithm` 0 lets the op pick its GPU kernel by K; benchmarks pass
-        1 (strided) or 2 (register-blocked) to force one.
+        `algorithm` 0 lets the direct op pick its GPU kernel by K; benchmarks
+        pass 1 (strided), 2 or 3 (register-blocked) to force one.
         """
         dtype = np.dtype(dtype)
-        if (dtype, algorithm) not in self._models:
+        if (dtype, algorithm, method) not in self._models:
             max_dtype = SUPPORTED_DTYPES[dtype]
             start = time.perf_counter()
             device_ref = DeviceRef.from_device(self.device)
             compiled, status = self.cache.get_or_compile(
-                self.graph_key(dtype, algorithm),
-                lambda: self.session.compile(build_conv1d_graph(max_dtype, device_ref, algorithm)),
+                self.graph_key(dtype, algorithm, method),
+                lambda: self.session.compile(
+                    build_conv1d_graph(max_dtype, device_ref, algorithm, method)
+                ),
             )
-            self._models[dtype, algorithm] = self.session.init(compiled)
+            self._models[dtype, algorithm, method] = self.session.init(compiled)
             self.stats.compile_seconds += time.perf_counter() - start
             self.stats.cache_status[dtype.name] = status
-        return self._models[dtype, algorithm]
+        return self._models[dtype, algorithm, method]
+
+    def fft_pays_off(self, n_taps: int) -> bool:
+        """Whether FFT overlap-save beats the direct op at this kernel length here.
+
+        Crossovers measured with research/fft/proto.py crossover (both ops on
+        the same tiles): from K of 32-64 on the 2-core AVX2 CPU (1.05-1.23x at
+        64, 9-12x at 1024) and about 2048 on an H100 (0.82x at 1024, 2.85x at
+        4096); each is taken a step higher, where the FFT surely wins.
+        """
+        return n_taps >= (FFT_FROM_TAPS_GPU if self.spec.kind == "gpu" else FFT_FROM_TAPS_CPU)
 
     def to_device(self, array: np.ndarray) -> driver.Buffer:
         """Copy a contiguous host array to the engine's device."""
@@ -178,12 +206,14 @@ class Engine:
         """
         return self._buffer("tiles", tuple(shape), dtype)[0]
 
-    def correlate_tiles(self, tiles: np.ndarray, taps: np.ndarray) -> np.ndarray:
-        """Run the op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1].
+    def correlate_tiles(
+        self, tiles: np.ndarray, taps: np.ndarray, method: str = "direct"
+    ) -> np.ndarray:
+        """Run an op on host arrays: [C, B, W] tiles, [C, K] taps -> [C, B, W-K+1].
 
         The result may be a reused buffer: copy it out before the next call.
         """
-        model = self.model(tiles.dtype)
+        model = self.model(tiles.dtype, method=method)
         start = time.perf_counter()
         taps_in = self.to_device(taps.astype(tiles.dtype, copy=False))
         if self.spec.kind == "cpu":

@@ -53,6 +53,7 @@ class FilterOptions:
     precision: str = "auto"
     raw: RawFormat | None = None
     rate: int | None = None
+    method: str = "auto"
     chunk: int = CHUNK_OUTPUTS
 
 
@@ -70,6 +71,7 @@ class FilterReport:
     taps: int
     kernel_kind: str
     dtype: str
+    method: str
     subtype: str
     cache: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -134,6 +136,8 @@ def check_options(options: FilterOptions) -> None:
         raise ValueError(f"--mix is the wet share and must be within 0..1, not {options.mix}")
     if options.precision not in ("auto", "float32", "float64"):
         raise ValueError(f"--precision must be auto, float32 or float64, not {options.precision!r}")
+    if options.method not in ("auto", "direct", "fft"):
+        raise ValueError(f"--method must be auto, direct or fft, not {options.method!r}")
     if options.taps < 1:
         raise ValueError(f"--taps must be positive, not {options.taps}")
 
@@ -258,7 +262,10 @@ def filter_file(
 
     engine = get_engine(options.device)
     compile_start = time.perf_counter()
-    engine.model(dtype)
+    method = options.method
+    if method == "auto":
+        method = "fft" if engine.fft_pays_off(taps.shape[1]) else "direct"
+    engine.model(dtype, method=method)
     seconds["compile"] = time.perf_counter() - compile_start
     compute_before = engine.stats.compute_seconds
 
@@ -271,6 +278,7 @@ def filter_file(
             span.count,
             delay=span.delay,
             device=options.device,
+            method=method,
             chunk=options.chunk,
         )
 
@@ -321,6 +329,7 @@ def filter_file(
         taps=taps.shape[1],
         kernel_kind=kernel.kind,
         dtype=dtype.name,
+        method=method,
         subtype=writer.subtype,
         cache=engine.stats.cache_status.get(dtype.name, ""),
         seconds=seconds,

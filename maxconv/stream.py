@@ -76,6 +76,7 @@ def stream_correlate(
     *,
     delay: int = 0,
     device: str = "auto",
+    method: str = "auto",
     chunk: int = CHUNK_OUTPUTS,
 ) -> Iterator[Chunk]:
     """Yield full-correlation outputs [start, start + count) chunk by chunk.
@@ -91,7 +92,7 @@ def stream_correlate(
     while first < end:
         size = min(chunk, end - first)
         segment = window.segment(first - (n_taps - 1), first + size)
-        wet = correlate_rows(segment, taps, n_taps - 1, size, device)
+        wet = correlate_rows(segment, taps, n_taps - 1, size, device, method)
         dry_from = n_taps - 1 - delay
         yield Chunk(first=first, wet=wet, dry=segment[:, dry_from : dry_from + size])
         first += size

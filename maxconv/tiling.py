@@ -20,6 +20,19 @@ TILE_OUTPUTS = 1 << 16
 BATCH_SAMPLES = 1 << 24
 
 
+# FFT tiles: L = 4K rounded up to a power of two, at least 2^14 points (where
+# a transform still runs from cache at full speed), measured best or within
+# 15 % of it for K from 64 to 65536 (research/fft/README.md).
+FFT_MIN_POINTS = 1 << 14
+
+
+def fft_tile_outputs(n_taps: int, outputs: int) -> int:
+    """Outputs per tile for the FFT op: T = L - K + 1 with L a power of two."""
+    points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    points = min(points, 1 << (outputs + n_taps - 2).bit_length())
+    return max(1, points - n_taps + 1)
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """How `outputs` results of a K-tap correlation are cut into tiles."""

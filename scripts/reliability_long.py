@@ -306,7 +306,17 @@ def part_signals(work: Path, count: int) -> dict:
         expected = 130 if signum == signal.SIGINT else 143
         delay = float(rng.uniform(0.0, 6.0))
         child = subprocess.Popen(
-            [*python, "filter", str(source), "-k", "lowpass:1000", "--taps", "16001"]
+            [
+                *python,
+                "filter",
+                str(source),
+                "-k",
+                "lowpass:1000",
+                "--taps",
+                "16001",
+                "--method",
+                "direct",
+            ]
             + ["-o", str(folder / "y.wav"), "--device", "cpu", "--force"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

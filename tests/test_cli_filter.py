@@ -46,6 +46,7 @@ REPORT_KEYS = {
     "taps",
     "kernel_kind",
     "dtype",
+    "method",
     "subtype",
     "cache",
     "seconds",
@@ -956,6 +957,8 @@ def test_signal_mid_run_leaves_no_output(tmp_path, long_input, signum, code):
         "lowpass:1000",
         "--taps",
         "30001",
+        "--method",
+        "direct",  # slow on purpose: the FFT would finish before the signal
         "-o",
         str(folder / "y.wav"),
         "--device",
@@ -1009,3 +1012,15 @@ def test_matches_sox_fir(tmp_path):
     ours, _ = sf.read(tmp_path / "ours.wav", dtype="int16")
     assert ours.shape == theirs.shape
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "auto"])
+def test_method_option_gives_the_same_numbers(tmp_path, speech, method):
+    out = tmp_path / "out.wav"
+    taps = np.hanning(301)
+    kernel = save_kernel(tmp_path, taps / taps.sum())
+    result = cli(
+        SPEECH, "-k", kernel, "-o", out, "--method", method, "--subtype", "FLOAT", "--json"
+    )
+    assert json.loads(result.stdout)[0]["method"] == ("fft" if method == "auto" else method)
+    assert_float(load(out)[0], centred(speech, taps / taps.sum()))

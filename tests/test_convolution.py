@@ -57,23 +57,25 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("n", "k"), SHAPES)
-def test_modes_match_scipy(n: int, k: int, dtype, device: str):
+def test_modes_match_scipy(n: int, k: int, dtype, device: str, method: str):
     x, h = signal_pair(n, k, dtype)
     x64, h64 = x.astype(np.float64), h.astype(np.float64)
     for mode in ("full", "same", "valid"):
         expected_conv = scipy.signal.convolve(
             x64, h64, mode=mode, method="direct" if n * k < 1e7 else "fft"
         )
-        result = maxconv.convolve(x, h, mode, device=device)
+        result = maxconv.convolve(x, h, mode, device=device, method=method)
         assert result.dtype == np.dtype(dtype)
         assert_matches(result, expected_conv, x64, h64)
         expected_corr = scipy.signal.correlate(
             x64, h64, mode=mode, method="direct" if n * k < 1e7 else "fft"
         )
-        assert_matches(maxconv.correlate(x, h, mode, device=device), expected_corr, x64, h64)
+        ours = maxconv.correlate(x, h, mode, device=device, method=method)
+        assert_matches(ours, expected_corr, x64, h64)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -93,11 +95,14 @@ def test_conv1d_is_correlation_zero_past_end(n: int, k: int, device: str):
     assert_matches(maxconv.conv1d(x, h, device=device), expected, x, h)
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_multichannel_matches_per_channel_scipy(axis: int, per_channel: bool, dtype, device: str):
+def test_multichannel_matches_per_channel_scipy(
+    axis: int, per_channel: bool, dtype, device: str, method: str
+):
     rng = np.random.default_rng(11)
     channels, n, k = 3, T + 77, 31
     x = rng.standard_normal((channels, n)).astype(dtype)
@@ -105,7 +110,7 @@ def test_multichannel_matches_per_channel_scipy(axis: int, per_channel: bool, dt
     x_in = x if axis == -1 else x.T
     h_in = h.T if per_channel and axis == 0 else h
     for mode in ("full", "same", "valid"):
-        result = maxconv.convolve(x_in, h_in, mode, axis=axis, device=device)
+        result = maxconv.convolve(x_in, h_in, mode, axis=axis, device=device, method=method)
         result = result if axis == -1 else result.T
         for c in range(channels):
             kernel = h[c] if per_channel else h
@@ -195,6 +200,27 @@ def test_property_matches_scipy(n, k, channels, mode, correlate, double, seed):
 def test_bad_arguments_raise_value_error(x, h, kwargs, message):
     with pytest.raises(ValueError, match=message):
         maxconv.convolve(x, h, **kwargs)
+
+
+def test_unknown_method_says_what_to_use():
+    with pytest.raises(
+        ValueError, match="method must be one of 'auto', 'direct', 'fft', not 'fast'"
+    ):
+        maxconv.convolve(np.ones(10), np.ones(3), method="fast")
+
+
+def test_auto_method_takes_fft_only_for_long_kernels_on_cpu(monkeypatch):
+    from maxconv.engine import get_engine
+
+    chosen = []
+    engine = get_engine("cpu")
+    real = engine.correlate_tiles
+    monkeypatch.setattr(
+        engine, "correlate_tiles", lambda t, h, m: chosen.append(m) or real(t, h, m)
+    )
+    maxconv.convolve(np.ones(1000), np.ones(127), device="cpu")
+    maxconv.convolve(np.ones(1000), np.ones(128), device="cpu")
+    assert chosen == ["direct", "fft"]
 
 
 def test_complex_input_is_a_type_error():

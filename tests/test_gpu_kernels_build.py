@@ -11,10 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gpu_kernels_compile_for_h100(tmp_path: Path):
+@pytest.mark.parametrize(
+    "program",
+    ["tests/mojo/gpu_kernels_build.mojo", "research/fft/gpu_check.mojo"],
+    ids=["conv1d", "fft_conv1d"],
+)
+def test_gpu_kernels_compile_for_h100(tmp_path: Path, program: str):
     mojo = shutil.which("mojo", path=str(Path(sys.executable).parent))
     assert mojo, "the mojo compiler comes with the max package and should be in the venv"
     result = subprocess.run(
@@ -24,7 +31,7 @@ def test_gpu_kernels_compile_for_h100(tmp_path: Path):
             "--target-accelerator=sm_90",
             "-I",
             str(ROOT),
-            str(ROOT / "tests" / "mojo" / "gpu_kernels_build.mojo"),
+            str(ROOT / program),
             "-o",
             str(tmp_path / "gpu_kernels_build"),
         ],

@@ -1,6 +1,6 @@
 # Correctness and speed of the CPU FFT path without a MAX graph:
-#   .venv/bin/mojo run -I research/fft research/fft/check_cpu.mojo
-from ops.fft_conv import fft_conv_cpu, _alloc
+#   .venv/bin/mojo run -I . research/fft/check_cpu.mojo
+from maxconv.ops.fft_conv import fft_conv_cpu, _alloc
 from std.time import perf_counter_ns
 
 

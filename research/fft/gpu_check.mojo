@@ -1,12 +1,12 @@
 # The GPU path of fft_conv1d, standalone: builds every kernel for an H100
 # (sm_90) on a machine without a GPU, where MAX would only say "Failed to
 # compile the model":
-#   .venv/bin/mojo build --target-accelerator=sm_90 -I research/fft \
+#   .venv/bin/mojo build --target-accelerator=sm_90 -I . \
 #       research/fft/gpu_check.mojo -o /tmp/gpu_check
 # Run on a GPU machine, it also checks results against a direct float64
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
 from max.gpu.host import DeviceContext
-from ops.fft_conv import fft_conv_gpu
+from maxconv.ops.fft_conv import fft_conv_gpu
 from std.time import perf_counter_ns
 
 

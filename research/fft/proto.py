@@ -9,7 +9,7 @@
 `--device gpu` runs the same on a GPU (run on an H100 through the device tool:
 check PASS; see README.md).
 The graph mirrors `maxconv.engine.build_conv1d_graph` (all dims symbolic,
-one compiled graph per dtype) with the op folder `research/fft/ops`.
+one compiled graph per dtype) with maxconv's op folder (maxconv/ops/fft_conv.mojo).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from max import driver, engine
 from max.dtype import DType
 from max.graph import DeviceRef, Graph, TensorType, ops
 
-OPS_DIR = Path(__file__).parent / "ops"
+OPS_DIR = Path(__file__).resolve().parents[2] / "maxconv" / "ops"
 DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
 
 

@@ -1,2 +1,0 @@
-"""Research copy of an FFT custom op for maxconv; this package only re-exports it."""
-from .fft_conv import *
