@@ -169,11 +169,11 @@ class Engine:
         return buffer if self.spec.kind == "cpu" else buffer.to(self.device)
 
     def run_on_device(
-        self, tiles: driver.Buffer, taps: driver.Buffer, algorithm: int = 0
+        self, tiles: driver.Buffer, taps: driver.Buffer, algorithm: int = 0, method: str = "direct"
     ) -> driver.Buffer:
-        """The op on buffers already on the device; returns a device buffer."""
+        """An op on buffers already on the device; returns a device buffer."""
         dtype = np.dtype(tiles.dtype.to_numpy())
-        return self.model(dtype, algorithm).execute(tiles, taps)[0]
+        return self.model(dtype, algorithm, method).execute(tiles, taps)[0]
 
     def _buffer(self, role: str, shape: tuple[int, ...], dtype: np.dtype):
         """A cached (host array, device-side buffer) pair for one role and shape."""

@@ -40,6 +40,7 @@ def test_bench_json_has_every_peer_and_ratios():
     names = {row["name"] for row in report["results"]}
     assert names == {
         "maxconv op",
+        "maxconv fft op",
         "maxconv host-to-host",
         "MAX ops.conv2d",
         "numpy.convolve",
