@@ -107,7 +107,7 @@ def correlate_rows(
     return result
 
 
-def _full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
+def full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
     """(start, count) of the full result that `mode` keeps, as scipy.signal does."""
     if mode == "full":
         return 0, length + n_taps - 1
@@ -181,7 +181,7 @@ def correlate(
     dtype = compute_dtype(x, h)
     rows = _as_rows(x, axis, "in1")
     taps = _kernel_rows(h, rows.shape[0], axis if h.ndim == 2 else -1)
-    start, count = _full_slice(mode, rows.shape[1], taps.shape[1])
+    start, count = full_slice(mode, rows.shape[1], taps.shape[1])
     result = correlate_rows(
         rows.astype(dtype, copy=False),
         np.ascontiguousarray(taps, dtype=dtype),

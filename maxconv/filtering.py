@@ -23,6 +23,7 @@ import numpy as np
 
 from . import audio
 from .audio import RawFormat, SignalInfo
+from .convolution import full_slice
 from .engine import get_engine
 from .errors import InputError, OutputError
 from .kernels import Kernel, load_kernel
@@ -111,11 +112,7 @@ def output_span(frames: int, n_taps: int, kernel_kind: str, options: FilterOptio
     """Which outputs to write, from the mode or the alignment and --tail."""
     centre = (n_taps - 1) // 2
     if options.mode is not None:
-        if options.mode == "full":
-            return OutputSpan(0, frames + n_taps - 1, centre)
-        if options.mode == "same":
-            return OutputSpan(centre, frames, centre)
-        return OutputSpan(min(frames, n_taps) - 1, abs(frames - n_taps) + 1, centre)
+        return OutputSpan(*full_slice(options.mode, frames, n_taps), centre)
     align = options.align or ("causal" if kernel_kind == "impulse_response" else "center")
     start = centre if align == "center" else 0
     count = frames + n_taps - 1 - start if options.tail else frames
