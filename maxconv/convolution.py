@@ -95,8 +95,7 @@ def correlate_rows(
     channels = rows.shape[0]
     n_taps = taps.shape[1]
     engine = get_engine(device)
-    if method == "auto":
-        method = "fft" if engine.fft_pays_off(n_taps) else "direct"
+    method = engine.resolve_method(method, n_taps)
     tile = fft_tile_outputs(n_taps, outputs) if method == "fft" else TILE_OUTPUTS
     plan = plan_tiles(outputs, n_taps, channels, tile=tile)
     result = np.empty((channels, outputs), dtype=rows.dtype)

@@ -153,6 +153,12 @@ class Engine:
             self.stats.cache_status[dtype.name] = status
         return self._models[dtype, algorithm, method]
 
+    def resolve_method(self, method: str, n_taps: int) -> str:
+        """'direct' or 'fft': `method` itself, or for 'auto' the one that wins here."""
+        if method != "auto":
+            return method
+        return "fft" if self.fft_pays_off(n_taps) else "direct"
+
     def fft_pays_off(self, n_taps: int) -> bool:
         """Whether FFT overlap-save beats the direct op at this kernel length here.
 

@@ -259,9 +259,7 @@ def filter_file(
 
     engine = get_engine(options.device)
     compile_start = time.perf_counter()
-    method = options.method
-    if method == "auto":
-        method = "fft" if engine.fft_pays_off(taps.shape[1]) else "direct"
+    method = engine.resolve_method(options.method, taps.shape[1])
     engine.model(dtype, method=method)
     seconds["compile"] = time.perf_counter() - compile_start
     compute_before = engine.stats.compute_seconds
