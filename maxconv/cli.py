@@ -414,7 +414,7 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed runs per point.")] = 1,
     repeat: Annotated[int, typer.Option(help="Timed runs per point; the median is reported.")] = 5,
     peers: Annotated[
-        bool, typer.Option(help="Measure the peers (numpy, scipy, torch, cupyx).")
+        bool, typer.Option(help="Measure the peers (numpy, scipy, torch, cupyx, MAX ops.conv2d).")
     ] = True,
     json_report: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON on stdout.")
