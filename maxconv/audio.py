@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import re
+import secrets
 import shutil
 import stat
 import sys
@@ -87,6 +88,11 @@ _STDOUT_SPOOL_BYTES = 64 * 2**20
 _NPY_DTYPES = ("float16", "float32", "float64")
 
 _stdin_cache: tuple[object, bytes] | None = None
+
+# Temp outputs neither committed nor discarded yet. A signal can land after a temp file
+# exists but before the `with` block that would discard it has begun; the CLI calls
+# discard_uncommitted() on its way out so that such a file is not left behind either.
+_UNCOMMITTED: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -359,9 +365,11 @@ class SignalWriter:
                     subtype=self.subtype,
                     format=self.format,
                 )
-        except (OSError, sf.LibsndfileError) as exc:
+        except BaseException as exc:
             self._target.discard()
-            raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
+            if isinstance(exc, (OSError, sf.LibsndfileError)):
+                raise OutputError(f"cannot write {self.label}: {_reason(exc)}") from exc
+            raise
 
     def write(self, block: np.ndarray) -> None:
         """Append one ``(channels, n)`` block.
@@ -566,26 +574,51 @@ class _AtomicFile:
             raise OutputError(f"cannot write {label}: folder '{folder}' does not exist; create it")
         if target.is_dir():
             raise OutputError(f"cannot write {label}: it is a folder; give a file name")
-        try:
-            descriptor, temp = tempfile.mkstemp(dir=folder, prefix=".maxconv-", suffix=".part")
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write {label}: {_reason(exc)}; check that folder '{folder}' is writable"
-            ) from exc
         self.target = target
-        self.temp = Path(temp)
+        self.temp, descriptor = _create_temp(folder, label)
         self.file: BinaryIO = os.fdopen(descriptor, "w+b")
 
     def commit(self) -> None:
         self.file.close()
-        # mkstemp creates 0600 files; give the result the permissions a plain open would.
+        # The temp file is created 0600; give the result the permissions a plain open would.
         os.chmod(self.temp, _new_file_mode(self.target))
         os.replace(self.temp, self.target)
+        _UNCOMMITTED.discard(self.temp)
 
     def discard(self) -> None:
         self.file.close()
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()
+        _UNCOMMITTED.discard(self.temp)
+
+
+def _create_temp(folder: Path, label: str) -> tuple[Path, int]:
+    """Create a private temp file in ``folder``, recorded in _UNCOMMITTED before it exists.
+
+    Recording first (rather than after tempfile.mkstemp returns) leaves no moment in
+    which an interruption could orphan the file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        temp = folder / f".maxconv-{secrets.token_hex(8)}.part"
+        _UNCOMMITTED.add(temp)
+        try:
+            return temp, os.open(temp, flags, 0o600)
+        except FileExistsError:
+            _UNCOMMITTED.discard(temp)
+        except OSError as exc:
+            _UNCOMMITTED.discard(temp)
+            raise OutputError(
+                f"cannot write {label}: {_reason(exc)}; check that folder '{folder}' is writable"
+            ) from exc
+
+
+def discard_uncommitted() -> None:
+    """Delete every temp output not yet committed; for a process cut short by a signal."""
+    for temp in list(_UNCOMMITTED):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    _UNCOMMITTED.clear()
 
 
 class _StdoutSpool:

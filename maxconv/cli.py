@@ -80,6 +80,17 @@ def raise_if_signalled(*_: object) -> None:
         raise KeyboardInterrupt() if _SIGNALS_SEEN[0] == signal.SIGINT else Terminated()
 
 
+def _discard_uncommitted_outputs() -> None:
+    """Delete temp outputs that a signal cut off before their writer could.
+
+    Only if maxconv.audio was imported at all: otherwise nothing was written, and
+    importing it here would only slow the exit down.
+    """
+    audio = sys.modules.get("maxconv.audio")
+    if audio is not None:
+        audio.discard_uncommitted()
+
+
 @contextlib.contextmanager
 def reported_errors(debug: bool = False) -> Iterator[None]:
     """Turn expected failures into one stderr line and an exit code.
@@ -106,9 +117,11 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
         code = exc.exit_code if isinstance(exc, MaxconvError) else 1
         raise typer.Exit(code) from None
     except KeyboardInterrupt:
+        _discard_uncommitted_outputs()
         stderr.print("[red]interrupted[/]; no partial output was left")
         raise typer.Exit(130) from None
     except Terminated:
+        _discard_uncommitted_outputs()
         stderr.print("[red]terminated[/]; no partial output was left")
         raise typer.Exit(143) from None
     finally:

@@ -18,6 +18,7 @@ from maxconv.audio import (
     RawFormat,
     SignalInfo,
     count_clipped,
+    discard_uncommitted,
     iter_blocks,
     open_writer,
     read_info,
@@ -269,6 +270,31 @@ def test_failed_write_leaves_existing_target_untouched(tmp_path: Path) -> None:
         raise KeyboardInterrupt
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def test_interrupt_while_the_writer_opens_removes_the_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal inside libsndfile's header write, before any `with` block exists."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sf, "SoundFile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_writer(tmp_path / "out.wav", 8000, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_discard_uncommitted_removes_a_writer_that_was_never_entered(tmp_path: Path) -> None:
+    """What the CLI does on a signal that lands between open_writer and its `with`."""
+    kept = tmp_path / "kept.wav"
+    write_signal(kept, _signal(), 8000)
+    writer = open_writer(tmp_path / "out.wav", 8000, 2)
+    writer.write(_signal())
+    assert len(list(tmp_path.glob(".maxconv-*.part"))) == 1
+    discard_uncommitted()
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.wav"]
 
 
 def test_failure_at_commit_removes_the_temp_file(tmp_path: Path) -> None:

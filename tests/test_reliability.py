@@ -908,7 +908,11 @@ for line in sys.stdin:
     seconds = time.perf_counter() - start
     print(json.dumps({**case, "outcome": outcome, "message": message, "seconds": seconds}))
     sys.stdout.flush()
-print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec, and subprocess
+# starts children with vfork, so ru_maxrss would report pytest's own peak.
+with open("/proc/self/status") as status:
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"maxrss_kb": hwm}))
 """
 
 
