@@ -26,7 +26,9 @@ from .tiling import fft_tile_outputs, fill_tiles, plan_tiles
 NUMPY_MAX_MACS = 1 << 30
 # MAX's conv2d runs at ~4 GMAC/s on the 2-core CPU and ~0.7 TMAC/s on an H100.
 CONV2D_MAX_MACS_CPU = 1 << 35
-CONV2D_MAX_MACS_GPU = 1 << 42
+CONV2D_MAX_MACS_GPU = 1 << 40
+# torch's conv1d (cuDNN) falls to ~0.3 TMAC/s past K = 256 on an H100: skip it past this.
+TORCH_MAX_MACS = 1 << 40
 # The direct op past this many MACs takes seconds per run on a CPU.
 DIRECT_MAX_MACS = 1 << 38
 
@@ -233,7 +235,7 @@ def measure_max_conv2d(
     engine = get_engine(device)
     limit = CONV2D_MAX_MACS_CPU if engine.spec.kind == "cpu" else CONV2D_MAX_MACS_GPU
     if n * k > limit:
-        note = "skipped: over 10 s per run"
+        note = "skipped: N*K too large"
         return Measurement("MAX ops.conv2d", engine.label, np.dtype(dtype).name, n, k, None, note)
     model = _max_conv2d_model(engine, dtype)
     rng = np.random.default_rng(2)
@@ -263,6 +265,7 @@ def measure_peers(
             )
         return results
     results.extend(_torch_peer(dtype, n, k, warmup, repeat))
+    results.extend(_torchaudio_peer(dtype, n, k, warmup, repeat))
     results.extend(_cupy_peer(dtype, n, k, warmup, repeat))
     return results
 
@@ -276,6 +279,8 @@ def _torch_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> li
         return [Measurement("torch conv1d", "gpu", name, n, k, None, "absent")]
     if not torch.cuda.is_available():
         return [Measurement("torch conv1d", "gpu", name, n, k, None, "no CUDA")]
+    if n * k > TORCH_MAX_MACS:
+        return [Measurement("torch conv1d", "gpu", name, n, k, None, "skipped: N*K too large")]
     tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     x = torch.randn(1, 1, n + k - 1, device="cuda", dtype=tdtype)
     w = torch.randn(1, 1, k, device="cuda", dtype=tdtype)
@@ -283,6 +288,27 @@ def _torch_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> li
         lambda: functional.conv1d(x, w), torch.cuda.synchronize, warmup, repeat
     )
     return [Measurement("torch conv1d", "gpu", name, n, k, seconds)]
+
+
+def _torchaudio_peer(
+    dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+) -> list[Measurement]:
+    """torchaudio's FFT convolution, the ground of the long-kernel (reverb) users."""
+    name = np.dtype(dtype).name
+    try:
+        import torch
+        import torchaudio.functional as audio_functional
+    except ImportError:
+        return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, None, "absent")]
+    if not torch.cuda.is_available():
+        return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, None, "no CUDA")]
+    tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+    x = torch.randn(n, device="cuda", dtype=tdtype)
+    h = torch.randn(k, device="cuda", dtype=tdtype)
+    seconds = median_seconds(
+        lambda: audio_functional.fftconvolve(x, h), torch.cuda.synchronize, warmup, repeat
+    )
+    return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, seconds)]
 
 
 def _cupy_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> list[Measurement]:
@@ -341,6 +367,29 @@ def speedups(rows: list[Measurement]) -> dict[int, float]:
         if ours and row.seconds and not row.name.startswith("maxconv"):
             ratios[index] = row.seconds / ours
     return ratios
+
+
+def crossovers(rows: list[Measurement]) -> dict[tuple[str, str, int], int | None]:
+    """Per (device, dtype, N): the least swept K from which the FFT op beats the direct op.
+
+    "From" means at that K and every larger one swept; a K where the direct op
+    was skipped counts as an FFT win. None if the FFT op never takes over.
+    """
+    times: dict[tuple[str, str, int], dict[int, dict[str, float | None]]] = {}
+    for row in rows:
+        if row.name in ("maxconv op", "maxconv fft op"):
+            point = times.setdefault((row.device, row.dtype, row.n), {}).setdefault(row.k, {})
+            point[row.name] = row.seconds
+    found: dict[tuple[str, str, int], int | None] = {}
+    for key, by_k in times.items():
+        crossover = None
+        for k in sorted(by_k, reverse=True):
+            direct, fft = by_k[k].get("maxconv op"), by_k[k].get("maxconv fft op")
+            if fft is None or (direct is not None and direct <= fft):
+                break
+            crossover = k
+        found[key] = crossover
+    return found
 
 
 def plot_throughput(rows: list[Measurement], path: str) -> None:

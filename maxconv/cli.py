@@ -399,7 +399,9 @@ def filter_command(
             (sys.stderr if output == "-" else sys.stdout).write(text + "\n")
 
 
-DEFAULT_BENCH_K = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+# Up to 16384 both ops run; past it only the FFT op and the FFT peers do, up to the
+# million taps of a long reverb.
+DEFAULT_BENCH_K = [1, 4, 16, 64, 256, 1024, 4096, 16384, 131072, 1048576]
 
 
 def _rate(value: float | None) -> str:
@@ -421,13 +423,16 @@ def bench(
         typer.Option("--n", help="Signal lengths (default 2^24 on GPU, 2^22 on CPU)."),
     ] = None,
     k: Annotated[
-        list[int] | None, typer.Option("--k", help="Kernel lengths (default 1 to 16384).")
+        list[int] | None, typer.Option("--k", help="Kernel lengths (default 1 to 2^20).")
     ] = None,
     dtype: Annotated[list[str], typer.Option(help="float32 and/or float64.")] = ["float32"],  # noqa: B006
     warmup: Annotated[int, typer.Option(help="Untimed runs per point.")] = 1,
     repeat: Annotated[int, typer.Option(help="Timed runs per point; the median is reported.")] = 5,
     peers: Annotated[
-        bool, typer.Option(help="Measure the peers (numpy, scipy, torch, cupyx, MAX ops.conv2d).")
+        bool,
+        typer.Option(
+            help="Measure the peers (numpy, scipy, torch, torchaudio, cupyx, MAX ops.conv2d)."
+        ),
     ] = True,
     json_report: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON on stdout.")
@@ -441,7 +446,14 @@ def bench(
     with reported_errors(debug):
         from rich.table import Table
 
-        from .bench import device_limits, plot_throughput, run_sweep, share_of_limit, speedups
+        from .bench import (
+            crossovers,
+            device_limits,
+            plot_throughput,
+            run_sweep,
+            share_of_limit,
+            speedups,
+        )
         from .engine import get_engine
 
         rows = []
@@ -466,6 +478,7 @@ def bench(
                 progress.stop()
             limits[engine.label] = device_limits(spec)
         ratios = speedups(rows)
+        fft_from = crossovers(rows)
         if json_report:
             data = [
                 dict(row.as_dict(), maxconv_speedup=ratios.get(i)) for i, row in enumerate(rows)
@@ -477,6 +490,10 @@ def bench(
                         "limits": {
                             label: limit and limit.__dict__ for label, limit in limits.items()
                         },
+                        "fft_crossover": [
+                            {"device": d, "dtype": t, "n": size, "fft_from_k": k_from}
+                            for (d, t, size), k_from in fft_from.items()
+                        ],
                     },
                     indent=2,
                 )
@@ -521,6 +538,13 @@ def bench(
                 )
             wide = Console(highlight=False, width=max(stdout.width, 150))
             wide.print(table)
+            for (label, dtype_name, size), k_from in fft_from.items():
+                verdict = (
+                    f"the fft op beats the direct op from K = {k_from} of those swept"
+                    if k_from
+                    else "the direct op was faster at the largest K swept"
+                )
+                stdout.print(f"{label} {dtype_name} N={size}: {verdict}")
         if plot:
             plot_throughput(rows, str(plot))
 

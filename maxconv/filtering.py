@@ -27,6 +27,7 @@ from .convolution import full_slice
 from .engine import get_engine
 from .errors import InputError, OutputError
 from .kernels import Kernel, load_kernel
+from .pipeline import WriteBehind
 from .stream import CHUNK_OUTPUTS, stream_correlate
 
 ALIGNS = ("center", "causal")
@@ -55,7 +56,7 @@ class FilterOptions:
     raw: RawFormat | None = None
     rate: int | None = None
     method: str = "auto"
-    chunk: int = CHUNK_OUTPUTS
+    chunk: int | None = None  # outputs per engine call; None: the method's choice
 
 
 @dataclass
@@ -265,7 +266,8 @@ def filter_file(
     compute_before = engine.stats.compute_seconds
 
     def chunks() -> Iterator:
-        blocks = _Timed(audio.iter_blocks(source, options.chunk, dtype, raw), seconds, "read")
+        read_block = options.chunk or CHUNK_OUTPUTS
+        blocks = _Timed(audio.iter_blocks(source, read_block, dtype, raw), seconds, "read")
         return stream_correlate(
             blocks,
             taps,
@@ -292,25 +294,23 @@ def filter_file(
     subtype = output_subtype(info, options, out_format)
     out_format = _large_wav_as_rf64(out_format, subtype, span.count * info.channels)
     peak_out = 0.0
-    write_seconds = 0.0
     with audio.open_writer(
         target, info.samplerate, info.channels, subtype, out_format, info.one_dimensional
     ) as writer:
-        for chunk in chunks():
-            block = mixed(chunk)
-            if scale != 1.0:
-                block = block * np.asarray(scale, dtype=block.dtype)
-            peak_out = max(peak_out, float(np.max(np.abs(block), initial=0.0)))
-            write_start = time.perf_counter()
-            writer.write(block)
-            write_seconds += time.perf_counter() - write_start
-            if progress:
-                progress(chunk.first - span.start + block.shape[1], span.count)
+        with WriteBehind(writer.write) as behind:
+            for chunk in chunks():
+                block = mixed(chunk)
+                if scale != 1.0:
+                    block = block * np.asarray(scale, dtype=block.dtype)
+                peak_out = max(peak_out, float(np.max(np.abs(block), initial=0.0)))
+                behind.write(block)
+                if progress:
+                    progress(chunk.first - span.start + block.shape[1], span.count)
         if progress:
             progress(span.count, span.count)
         commit_start = time.perf_counter()
-    write_seconds += time.perf_counter() - commit_start
-    seconds["write"] = write_seconds
+    # Writing overlaps the compute of the next chunk, so read + compute + write > total.
+    seconds["write"] = behind.seconds + time.perf_counter() - commit_start
     seconds["compute"] = engine.stats.compute_seconds - compute_before
     seconds["total"] = time.perf_counter() - started
     return FilterReport(

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .convolution import correlate_rows
+from .engine import get_engine
+from .tiling import fft_tile_outputs
 
 # Outputs computed per engine call when streaming (per channel).
 CHUNK_OUTPUTS = 1 << 20
+# The least the FFT op gets per call (see chunk_outputs).
+FFT_CHUNK_OUTPUTS = 1 << 22
 
 
 @dataclass
@@ -77,15 +81,18 @@ def stream_correlate(
     delay: int = 0,
     device: str = "auto",
     method: str = "auto",
-    chunk: int = CHUNK_OUTPUTS,
+    chunk: int | None = None,
 ) -> Iterator[Chunk]:
     """Yield full-correlation outputs [start, start + count) chunk by chunk.
 
     full[m] = sum_j x[m - (K-1) + j] * taps[:, j], x zero outside the signal,
     exactly as `convolution.correlate_rows` computes it in memory. `taps` is
     [C, K] in the compute dtype; blocks are [C, n] and may have any sizes.
+    `chunk` outputs are computed per engine call; None picks `chunk_outputs`.
     """
     channels, n_taps = taps.shape
+    if chunk is None:
+        chunk = chunk_outputs(n_taps, get_engine(device).resolve_method(method, n_taps))
     window = _Window(iter(blocks), channels, taps.dtype)
     first = start
     end = start + count
@@ -97,3 +104,18 @@ def stream_correlate(
         yield Chunk(first=first, wet=wet, dry=segment[:, dry_from : dry_from + size])
         first += size
         window.forget_before(first - (n_taps - 1))
+
+
+def chunk_outputs(n_taps: int, method: str) -> int:
+    """Outputs per engine call: CHUNK_OUTPUTS, or for the FFT op whole tiles, >= 2^22.
+
+    A K-tap FFT tile yields T = L - K + 1 outputs, rarely a divisor of
+    CHUNK_OUTPUTS: at K = 240,000, 2^20 outputs would take two tiles of
+    808,577 and waste a third of the work. And every call transforms the taps
+    once more, which long kernels amortize only over several tiles per call
+    (at that K, 2^22 outputs compute a third faster than 2^20 on the CPU).
+    """
+    if method != "fft":
+        return CHUNK_OUTPUTS
+    tile = fft_tile_outputs(n_taps, 1 << 62)
+    return -(-FFT_CHUNK_OUTPUTS // tile) * tile

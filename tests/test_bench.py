@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from maxconv.bench import Measurement, share_of_limit, speedups
+from maxconv.bench import Measurement, crossovers, share_of_limit, speedups
 from maxconv.cli import app
 
 runner = CliRunner()
@@ -54,6 +54,9 @@ def test_bench_json_has_every_peer_and_ratios():
             assert row["maxconv_speedup"] > 0
     limits = report["limits"]["cpu"]
     assert limits["bytes_per_second"] > 0 and "measured now" in limits["source"]
+    (crossover,) = report["fft_crossover"]
+    assert crossover["device"] == "cpu" and crossover["n"] == 4096
+    assert crossover["fft_from_k"] in (None, 4, 65)
 
 
 def test_bench_table_and_plot(tmp_path: Path):
@@ -103,3 +106,16 @@ def test_share_of_limit_picks_the_binding_ceiling():
     big_k = Measurement("maxconv op", "cpu", "float32", 1000, 1000, 1e-3)
     share, kind = share_of_limit(big_k, limits)
     assert kind == "FMA" and np.isclose(share, 1000 * 1000 / 1e-3 / 1e9)
+
+
+def test_crossover_is_where_the_fft_op_wins_from_then_on():
+    def point(k: int, direct: float | None, fft: float) -> list[Measurement]:
+        return [
+            Measurement("maxconv op", "cpu", "float32", 100, k, direct),
+            Measurement("maxconv fft op", "cpu", "float32", 100, k, fft),
+        ]
+
+    # The FFT wins at 16 by noise, loses at 64, wins from 256 (and where direct was skipped).
+    rows = point(16, 2.0, 1.0) + point(64, 1.0, 2.0) + point(256, 3.0, 2.0) + point(4096, None, 2)
+    assert crossovers(rows) == {("cpu", "float32", 100): 256}
+    assert crossovers(point(16, 1.0, 2.0)) == {("cpu", "float32", 100): None}
