@@ -387,19 +387,32 @@ class SignalWriter:
         OutputError
             If the data cannot be written (disk full, I/O error).
         """
+        self.write_frames(self.interleave(block))
+
+    def interleave(self, block: np.ndarray) -> np.ndarray:
+        """The ``(n, channels)`` frames that :meth:`write_frames` stores for a block.
+
+        Split from the write so that a pipeline can run this copy (and the
+        integer rounding) beside the I/O; ``clipped`` is counted here.
+        """
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"expected a ({self.channels}, n) block, got shape {block.shape}")
+        if self._sound is None:
+            return np.ascontiguousarray(block.T, dtype=self.subtype)
+        self.clipped += count_clipped(block, self.subtype)
+        return np.ascontiguousarray(_to_pcm(block, self.subtype).T)
+
+    def write_frames(self, frames: np.ndarray) -> None:
+        """Append frames made by :meth:`interleave`."""
         try:
             if self._sound is None:
-                # Interleaved frames are the Fortran-order layout of (channels, frames).
-                self._target.file.write(np.ascontiguousarray(block.T, dtype=self.subtype).data)
+                self._target.file.write(frames.data)
             else:
-                self.clipped += count_clipped(block, self.subtype)
-                self._sound.write(_to_pcm(block, self.subtype).T)
+                self._sound.write(frames)
         except (OSError, sf.LibsndfileError, AssertionError) as exc:
             raise OutputError(f"cannot write {self.label}: {self._cause(exc)}") from exc
-        self.frames += block.shape[1]
+        self.frames += frames.shape[0]
 
     def __enter__(self) -> SignalWriter:
         return self

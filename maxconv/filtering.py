@@ -297,7 +297,7 @@ def filter_file(
     with audio.open_writer(
         target, info.samplerate, info.channels, subtype, out_format, info.one_dimensional
     ) as writer:
-        with WriteBehind(writer.write) as behind:
+        with WriteBehind(writer.interleave, writer.write_frames) as behind:
             for chunk in chunks():
                 block = mixed(chunk)
                 if scale != 1.0:

@@ -1,13 +1,15 @@
-"""Overlapping output with compute: a block is written while the next is computed.
+"""Overlapping output with compute: blocks are written while the next is computed.
 
-Filtering a file is read, compute, write, chunk after chunk. Writing (the
-interleaving copy and libsndfile) takes as long as an FFT filter's compute on
-a CPU and several times longer than a GPU's, and it runs in C with the GIL
-released, so a worker thread hides most of it behind the next chunk.
+Filtering a file is read, compute, write, chunk after chunk. Writing a block
+is two copies, interleaving channels (with integer rounding for PCM) and the
+I/O through libsndfile; together they take as long as an FFT filter's compute
+on a CPU and several times longer than a GPU's. Both run in C with the GIL
+released, so two worker threads, one per step, hide them behind the compute.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import time
 from collections.abc import Callable
@@ -15,40 +17,51 @@ from types import TracebackType
 
 import numpy as np
 
+# Blocks handed over but not yet written; each holds a chunk of memory.
+IN_FLIGHT = 2
+
 
 class WriteBehind:
-    """Hand blocks to a writer on one worker thread, at most one block in flight.
+    """Pass blocks through `prepare` then `write`, each on its own worker thread.
 
-    One block in flight bounds the extra memory to one chunk. A write error
-    comes back from the next `write` or at the end of the `with` block. On
-    any exit the pending write is awaited first, so that the caller's writer
-    is never closed (or its temp file deleted) under a write still running.
+    At most IN_FLIGHT blocks are between the two, which bounds the extra
+    memory. A failure in either step comes back from a later `write` or at the
+    end of the `with` block. On any exit every pending step is awaited first,
+    so that the caller's writer is never closed (or its temp file deleted)
+    under a write still running.
     """
 
-    def __init__(self, write: Callable[[np.ndarray], None]) -> None:
+    def __init__(
+        self,
+        prepare: Callable[[np.ndarray], np.ndarray],
+        write: Callable[[np.ndarray], None],
+    ) -> None:
+        self._prepare = prepare
         self._write = write
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="maxconv-writer"
-        )
-        self._pending: concurrent.futures.Future | None = None
-        self.seconds = 0.0  # spent writing, on the worker
+        self._preparer = concurrent.futures.ThreadPoolExecutor(1, "maxconv-prepare")
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "maxconv-writer")
+        self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
+        self.seconds = 0.0  # spent in `write`, on its worker
+        self._failed = False
 
     def write(self, block: np.ndarray) -> None:
-        """Queue `block` once the previous one is written (raising its error, if any)."""
-        self._finish_pending()
-        self._pending = self._executor.submit(self._timed_write, block)
+        """Queue `block`, first waiting while IN_FLIGHT blocks are pending."""
+        while len(self._pending) >= IN_FLIGHT:
+            self._pending.popleft().result()
+        prepared = self._preparer.submit(self._prepare, block)
+        self._pending.append(self._writer.submit(self._timed_write, prepared))
 
-    def _timed_write(self, block: np.ndarray) -> None:
+    def _timed_write(self, prepared: concurrent.futures.Future) -> None:
+        if self._failed:
+            return  # the output is lost already: no write after a failed one
         start = time.perf_counter()
         try:
-            self._write(block)
+            self._write(prepared.result())
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self.seconds += time.perf_counter() - start
-
-    def _finish_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
 
     def __enter__(self) -> WriteBehind:
         return self
@@ -61,9 +74,11 @@ class WriteBehind:
     ) -> None:
         try:
             if exc_type is None:
-                self._finish_pending()
-            elif self._pending is not None:
-                # Its error, if any, matters less than the one already on its way out.
-                concurrent.futures.wait([self._pending])
+                while self._pending:
+                    self._pending.popleft().result()
+            else:
+                # Their errors, if any, matter less than the one already on its way out.
+                concurrent.futures.wait(self._pending)
         finally:
-            self._executor.shutdown(wait=True)
+            self._writer.shutdown(wait=True)
+            self._preparer.shutdown(wait=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from maxconv.pipeline import WriteBehind
-from maxconv.stream import FFT_CHUNK_OUTPUTS, chunk_outputs
+from maxconv.stream import chunk_outputs
 from maxconv.tiling import fft_tile_outputs
 
 
@@ -19,11 +19,25 @@ def test_blocks_are_written_in_order_on_another_thread():
     def write(block: np.ndarray) -> None:
         written.append((int(block[0, 0]), threading.current_thread().name))
 
-    with WriteBehind(write) as behind:
+    with WriteBehind(np.asarray, write) as behind:
         for value in range(5):
             behind.write(np.full((1, 4), value))
     assert [value for value, _ in written] == [0, 1, 2, 3, 4]
     assert all(name.startswith("maxconv-writer") for _, name in written)
+
+
+def test_prepare_runs_on_its_own_thread_before_the_write():
+    prepared_on: list[str] = []
+
+    def prepare(block: np.ndarray) -> np.ndarray:
+        prepared_on.append(threading.current_thread().name)
+        return block.T.copy()
+
+    written: list[np.ndarray] = []
+    with WriteBehind(prepare, written.append) as behind:
+        behind.write(np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(written[0], [[0, 3], [1, 4], [2, 5]])
+    assert prepared_on[0].startswith("maxconv-prepare")
 
 
 def test_a_write_error_comes_back_to_the_caller():
@@ -31,17 +45,23 @@ def test_a_write_error_comes_back_to_the_caller():
         if block[0, 0] == 1:
             raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space"), WriteBehind(write) as behind:
+    attempts: list[int] = []
+
+    def counted(block: np.ndarray) -> None:
+        attempts.append(int(block[0, 0]))
+        write(block)
+
+    with pytest.raises(OSError, match="No space"), WriteBehind(np.asarray, counted) as behind:
         for value in range(5):
             behind.write(np.full((1, 4), value))
-    # The error is raised by the write after the failed one: at most one block later.
+    assert attempts == [0, 1], "nothing may be written after a failed write"
 
 
 def test_an_error_at_the_last_block_is_raised_on_exit():
     def write(block: np.ndarray) -> None:
         raise OSError(5, "Input/output error")
 
-    with pytest.raises(OSError, match="Input/output"), WriteBehind(write) as behind:
+    with pytest.raises(OSError, match="Input/output"), WriteBehind(np.asarray, write) as behind:
         behind.write(np.zeros((1, 4)))
 
 
@@ -53,17 +73,16 @@ def test_an_interruption_waits_for_the_write_in_flight():
         time.sleep(0.3)
         finished.set()
 
-    with pytest.raises(KeyboardInterrupt), WriteBehind(slow_write) as behind:
+    with pytest.raises(KeyboardInterrupt), WriteBehind(np.asarray, slow_write) as behind:
         behind.write(np.zeros((1, 4)))
         raise KeyboardInterrupt
     assert finished.is_set()
 
 
-@pytest.mark.parametrize("n_taps", [128, 4096, 240_000, 1_000_000])
-def test_fft_chunks_are_whole_tiles_of_at_least_the_minimum(n_taps: int):
-    chunk = chunk_outputs(n_taps, "fft")
+@pytest.mark.parametrize(("n_taps", "tiles"), [(128, 66), (4096, 86), (240_000, 4), (1_000_000, 2)])
+def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
     tile = fft_tile_outputs(n_taps, 1 << 62)
-    assert chunk % tile == 0 and FFT_CHUNK_OUTPUTS <= chunk < FFT_CHUNK_OUTPUTS + tile
+    assert chunk_outputs(n_taps, "fft") == tiles * tile
 
 
 def test_direct_chunks_keep_the_default():
