@@ -140,10 +140,10 @@ def median_seconds(
     return statistics.median(times)
 
 
-def measure_maxconv(
+def measure_ops(
     device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
-    """Both ops on device-resident data, and end to end from the host (method auto).
+    """Both ops on device-resident data: the direct op and the FFT op.
 
     The direct op gets one [1, 1, N+K-1] row; the FFT op the power-of-two
     tiles its method uses. The direct op is skipped past DIRECT_MAX_MACS.
@@ -151,8 +151,7 @@ def measure_maxconv(
     engine = get_engine(device)
     rng = np.random.default_rng(0)
     signal = rng.standard_normal((1, n)).astype(dtype)
-    taps = rng.standard_normal((1, k)).astype(dtype)
-    taps_dev = engine.to_device(taps)
+    taps_dev = engine.to_device(rng.standard_normal((1, k)).astype(dtype))
     sync = engine.device.synchronize
     label = engine.label
     name = np.dtype(dtype).name
@@ -176,10 +175,28 @@ def measure_maxconv(
         lambda: engine.run_on_device(fft_dev, taps_dev, method="fft"), sync, warmup, repeat
     )
     rows.append(Measurement("maxconv fft op", label, name, n, k, fft_on_device))
+    return rows
+
+
+def measure_maxconv(
+    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+) -> list[Measurement]:
+    """Both ops on device-resident data, and end to end from the host (method auto)."""
+    rows = measure_ops(device, dtype, n, k, warmup, repeat)
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal((1, n)).astype(dtype)
+    taps = rng.standard_normal((1, k)).astype(dtype)
     end_to_end = median_seconds(
-        lambda: correlate_rows(signal, taps, k - 1, n, device), sync, warmup, repeat
+        lambda: correlate_rows(signal, taps, k - 1, n, device),
+        get_engine(device).device.synchronize,
+        warmup,
+        repeat,
     )
-    rows.append(Measurement("maxconv host-to-host", label, name, n, k, end_to_end))
+    rows.append(
+        Measurement(
+            "maxconv host-to-host", get_engine(device).label, np.dtype(dtype).name, n, k, end_to_end
+        )
+    )
     return rows
 
 

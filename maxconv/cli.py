@@ -315,7 +315,8 @@ def filter_command(
     method: Annotated[
         str,
         typer.Option(
-            help="direct, fft (overlap-save) or auto (fft from 128 taps on the CPU, 2048 on a GPU)."
+            help="direct, fft (overlap-save) or auto (fft from 128 taps on the CPU, 2048 on a "
+            "GPU, or where `maxconv calibrate` measured it here)."
         ),
     ] = "auto",
     rate: Annotated[
@@ -547,6 +548,65 @@ def bench(
                 stdout.print(f"{label} {dtype_name} N={size}: {verdict}")
         if plot:
             plot_throughput(rows, str(plot))
+
+
+@app.command()
+def calibrate(
+    device: DeviceOption = "auto",
+    k: Annotated[
+        list[int] | None,
+        typer.Option("--k", help="Kernel lengths to time (default 16 to 8192, doubling)."),
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Signal length (default 2^24 on GPU, 2^20 on CPU).")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="Timed runs per point; the median counts.")] = 5,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Delete this device's record; auto uses the default.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Measure where the FFT op overtakes the direct op here; method auto then uses it."""
+    with reported_errors(debug):
+        from rich.table import Table
+
+        from .calibration import (
+            CALIBRATION_TAPS,
+            calibration_path,
+            measure_crossover,
+            save_calibration,
+        )
+        from .engine import get_engine
+
+        engine = get_engine(device)
+        if forget:
+            path = calibration_path(engine)
+            path.unlink(missing_ok=True)
+            engine.forget_calibration()
+            threshold, source = engine.fft_from_taps()
+            stdout.print(f"{engine.label}: auto takes the FFT op from K = {threshold} ({source})")
+            return
+        if any(value < 1 for value in k or []) or (n is not None and n < 1) or repeat < 1:
+            raise typer.BadParameter("--k, --n and --repeat must be positive")
+        before, _ = engine.fft_from_taps()
+        calibration = measure_crossover(
+            device, tuple(sorted(set(k or CALIBRATION_TAPS))), n, repeat
+        )
+        table = Table("K", "direct op ms", "fft op ms", "faster")
+        for taps, fft in calibration.fft_seconds.items():
+            direct = calibration.direct_seconds.get(taps)
+            table.add_row(
+                str(taps),
+                f"{direct * 1e3:.3f}" if direct else "skipped",
+                f"{fft * 1e3:.3f}",
+                "fft" if not direct or fft < direct else "direct",
+            )
+        stdout.print(table)
+        path = save_calibration(engine, calibration)
+        stdout.print(
+            f"{engine.label}, N = {calibration.signal_length}: auto takes the FFT op from "
+            f"K = {calibration.fft_from_taps} (was {before}); saved in {path}"
+        )
 
 
 @app.command()

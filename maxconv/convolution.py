@@ -143,8 +143,9 @@ def correlate(
     method : str {'auto', 'direct', 'fft'}, optional
         'direct' sums every product; 'fft' runs overlap-save FFT convolution
         in the op (N log K instead of N K); 'auto' takes the FFT from the
-        kernel length where it was measured to win on the device (128 taps
-        on the CPU, 2048 on a GPU).
+        kernel length where it was measured to win on the device: by
+        `maxconv calibrate` on this one if it was run, else 128 taps on the
+        CPU and 2048 on a GPU.
 
     Returns
     -------

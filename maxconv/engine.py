@@ -108,6 +108,7 @@ class Engine:
         # signal runs many batches of one shape, so nothing is allocated (or
         # page-faulted, or pinned) again after the first batch.
         self._buffers: dict[tuple, tuple[np.ndarray, driver.Buffer | None]] = {}
+        self._fft_from_taps: tuple[int, str] | None = None
 
     @property
     def label(self) -> str:
@@ -160,14 +161,35 @@ class Engine:
         return "fft" if self.fft_pays_off(n_taps) else "direct"
 
     def fft_pays_off(self, n_taps: int) -> bool:
-        """Whether FFT overlap-save beats the direct op at this kernel length here.
+        """Whether FFT overlap-save beats the direct op at this kernel length here."""
+        return n_taps >= self.fft_from_taps()[0]
 
-        Crossovers measured with research/fft/proto.py crossover (both ops on
-        the same tiles): from K of 32-64 on the 2-core AVX2 CPU (1.05-1.23x at
-        64, 9-12x at 1024) and about 2048 on an H100 (0.82x at 1024, 2.85x at
-        4096); each is taken a step higher, where the FFT surely wins.
+    def fft_from_taps(self) -> tuple[int, str]:
+        """The kernel length from which `auto` takes the FFT op here, and where it comes from.
+
+        `maxconv calibrate`'s measurement of this device if there is one (see
+        calibration.py); else the crossovers measured on the development
+        machines with research/fft/proto.py crossover and `maxconv bench`:
+        from K of 32-256 on the 2-core AVX2 CPU and 2048 on an H100, the CPU's
+        taken a step higher, where the FFT surely wins.
         """
-        return n_taps >= (FFT_FROM_TAPS_GPU if self.spec.kind == "gpu" else FFT_FROM_TAPS_CPU)
+        if self._fft_from_taps is None:
+            from .calibration import calibration_path, load_calibration
+
+            calibration = load_calibration(self)
+            if calibration is not None:
+                self._fft_from_taps = (
+                    calibration.fft_from_taps,
+                    f"measured here by maxconv calibrate ({calibration_path(self).name})",
+                )
+            else:
+                default = FFT_FROM_TAPS_GPU if self.spec.kind == "gpu" else FFT_FROM_TAPS_CPU
+                self._fft_from_taps = (default, "built-in default (no calibration here)")
+        return self._fft_from_taps
+
+    def forget_calibration(self) -> None:
+        """Look the calibration up again at the next method choice."""
+        self._fft_from_taps = None
 
     def to_device(self, array: np.ndarray) -> driver.Buffer:
         """Copy a contiguous host array to the engine's device."""

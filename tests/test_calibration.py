@@ -1,0 +1,104 @@
+"""`maxconv calibrate` and the crossover that method="auto" takes from it.
+
+Every test here works on an engine whose cache is a private copy of the
+session's compiled graphs, so no record written here reaches another test.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import maxconv.engine
+from maxconv.cache import GraphCache
+from maxconv.calibration import (
+    Calibration,
+    calibration_path,
+    load_calibration,
+    measure_crossover,
+    save_calibration,
+)
+from maxconv.cli import app
+from maxconv.engine import FFT_FROM_TAPS_CPU, Engine
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """A CPU engine over a copy of the shared cache, and the one get_engine returns."""
+    shared = GraphCache().root
+    for entry in shared.glob("conv1d-*.mef"):
+        shutil.copy(entry, tmp_path / entry.name)
+    engine = Engine("cpu", cache=GraphCache(tmp_path))
+    monkeypatch.setattr(maxconv.engine, "get_engine", lambda device="auto": engine)
+    return engine
+
+
+def _record(crossover: int) -> Calibration:
+    return Calibration(crossover, "cpu", 1024, {16: 1.0, 64: 2.0}, {16: 2.0, 64: 1.0}, "now")
+
+
+def test_without_a_record_auto_uses_the_built_in_crossover(private_engine: Engine):
+    threshold, source = private_engine.fft_from_taps()
+    assert threshold == FFT_FROM_TAPS_CPU and "default" in source
+    assert private_engine.resolve_method("auto", FFT_FROM_TAPS_CPU - 1) == "direct"
+    assert private_engine.resolve_method("auto", FFT_FROM_TAPS_CPU) == "fft"
+
+
+def test_a_saved_record_moves_the_crossover(private_engine: Engine):
+    save_calibration(private_engine, _record(40))
+    assert private_engine.fft_from_taps()[0] == 40
+    assert private_engine.resolve_method("auto", 39) == "direct"
+    assert private_engine.resolve_method("auto", 40) == "fft"
+    assert private_engine.resolve_method("direct", 4096) == "direct"
+    assert load_calibration(private_engine) == _record(40)
+
+
+def test_a_damaged_record_is_ignored(private_engine: Engine):
+    calibration_path(private_engine).parent.mkdir(parents=True, exist_ok=True)
+    for damage in ("{not json", '{"fft_from_taps": 0}', "[]", '{"fft_from_taps": "64"}'):
+        calibration_path(private_engine).write_text(damage)
+        private_engine.forget_calibration()
+        assert load_calibration(private_engine) is None
+        assert private_engine.fft_from_taps()[0] == FFT_FROM_TAPS_CPU
+
+
+def test_a_record_of_other_op_sources_is_not_used(
+    private_engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    save_calibration(private_engine, _record(40))
+    monkeypatch.setattr(maxconv.engine, "op_source_digest", lambda: "edited op")
+    private_engine.forget_calibration()
+    assert private_engine.fft_from_taps()[0] == FFT_FROM_TAPS_CPU
+
+
+def test_measured_crossover_is_where_the_fft_op_wins_from_then_on(private_engine: Engine):
+    # K = 1 and 8192 on a short signal: the direct op must win the first and lose the last.
+    calibration = measure_crossover("cpu", taps=(1, 8192), signal_length=1 << 16, repeat=5)
+    assert calibration.fft_from_taps == 8192
+    assert set(calibration.fft_seconds) == set(calibration.direct_seconds) == {1, 8192}
+    assert calibration.direct_seconds[1] < calibration.fft_seconds[1]
+
+
+def test_calibrate_command_measures_saves_and_forgets(private_engine: Engine):
+    result = runner.invoke(
+        app, ["calibrate", "--device", "cpu", "--n", "32768", "--k", "1", "--k", "8192"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "auto takes the FFT op from K = 8192" in " ".join(result.stdout.split())
+    assert calibration_path(private_engine).is_file()
+    assert private_engine.fft_from_taps()[0] == 8192
+    result = runner.invoke(app, ["calibrate", "--device", "cpu", "--forget"])
+    assert result.exit_code == 0, result.output
+    assert not calibration_path(private_engine).exists()
+    assert private_engine.fft_from_taps()[0] == FFT_FROM_TAPS_CPU
+
+
+def test_calibrate_refuses_a_bad_ladder(private_engine: Engine):
+    result = runner.invoke(app, ["calibrate", "--device", "cpu", "--k", "0"])
+    assert result.exit_code == 2
+    assert not calibration_path(private_engine).exists()
