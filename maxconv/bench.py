@@ -182,22 +182,20 @@ def measure_maxconv(
     device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
     """Both ops on device-resident data, and end to end from the host (method auto)."""
-    rows = measure_ops(device, dtype, n, k, warmup, repeat)
+    engine = get_engine(device)
     rng = np.random.default_rng(0)
     signal = rng.standard_normal((1, n)).astype(dtype)
     taps = rng.standard_normal((1, k)).astype(dtype)
     end_to_end = median_seconds(
         lambda: correlate_rows(signal, taps, k - 1, n, device),
-        get_engine(device).device.synchronize,
+        engine.device.synchronize,
         warmup,
         repeat,
     )
-    rows.append(
-        Measurement(
-            "maxconv host-to-host", get_engine(device).label, np.dtype(dtype).name, n, k, end_to_end
-        )
+    host_to_host = Measurement(
+        "maxconv host-to-host", engine.label, np.dtype(dtype).name, n, k, end_to_end
     )
-    return rows
+    return [*measure_ops(device, dtype, n, k, warmup, repeat), host_to_host]
 
 
 def _cpu_peers(
