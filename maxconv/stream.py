@@ -38,38 +38,49 @@ class Chunk:
 
 
 class _Window:
-    """The input seen so far, trimmed to what later chunks still need."""
+    """The input blocks seen so far, trimmed to what later chunks still need.
+
+    Blocks are kept as read, not joined: a segment is copied out of them once,
+    so a long kernel's chunk costs one pass over its samples rather than the
+    three that joining, zero-filling and trimming one array would take.
+    """
 
     def __init__(self, blocks: Iterator[np.ndarray], channels: int, dtype: np.dtype) -> None:
         self.blocks = blocks
-        self.start = 0  # input index of data[:, 0]
-        self.data = np.zeros((channels, 0), dtype=dtype)
+        self.channels = channels
+        self.dtype = dtype
+        self.kept: list[np.ndarray] = []
+        self.start = 0  # input index of kept[0][:, 0]
+        self.end = 0  # input index one past the last kept sample
         self.exhausted = False
 
     def segment(self, first: int, last: int) -> np.ndarray:
         """Input samples [first, last) in input coordinates, zero outside the signal."""
-        pending = [self.data]
-        have = self.start + self.data.shape[1]
-        while not self.exhausted and have < last:
+        while not self.exhausted and self.end < last:
             block = next(self.blocks, None)
             if block is None:
                 self.exhausted = True
             else:
-                pending.append(block.astype(self.data.dtype, copy=False))
-                have += block.shape[1]
-        if len(pending) > 1:
-            self.data = np.concatenate(pending, axis=1)
-        out = np.zeros((self.data.shape[0], last - first), dtype=self.data.dtype)
-        lo, hi = max(first, self.start), min(last, self.start + self.data.shape[1])
-        if hi > lo:
-            out[:, lo - first : hi - first] = self.data[:, lo - self.start : hi - self.start]
+                self.kept.append(block.astype(self.dtype, copy=False))
+                self.end += block.shape[1]
+        out = np.empty((self.channels, last - first), dtype=self.dtype)
+        lo = max(first, self.start)
+        hi = max(lo, min(last, self.end))  # [lo, hi): what the signal covers of the request
+        out[:, : lo - first] = 0
+        out[:, hi - first :] = 0
+        position = self.start
+        for block in self.kept:
+            block_lo, block_hi = max(position, lo), min(position + block.shape[1], hi)
+            if block_hi > block_lo:
+                out[:, block_lo - first : block_hi - first] = block[
+                    :, block_lo - position : block_hi - position
+                ]
+            position += block.shape[1]
         return out
 
     def forget_before(self, index: int) -> None:
-        drop = min(max(0, index - self.start), self.data.shape[1])
-        if drop:
-            self.data = self.data[:, drop:].copy()
-            self.start += drop
+        while self.kept and self.start + self.kept[0].shape[1] <= index:
+            self.start += self.kept.pop(0).shape[1]
 
 
 def stream_correlate(

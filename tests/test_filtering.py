@@ -16,7 +16,9 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
+from maxconv.engine import get_engine
 from maxconv.filtering import FilterOptions, filter_file, output_span
+from maxconv.stream import chunk_outputs, stream_correlate
 
 SIZES = [(n, k) for n in (1, 2, 7, 16, 33) for k in (1, 2, 5, 8, 17)]
 
@@ -142,7 +144,7 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("chunk", [100, 1000, 1 << 20])
+@pytest.mark.parametrize("chunk", [100, 1000, 1 << 20, None])
 @pytest.mark.parametrize("name", CONFIGS)
 def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     source, kernel, x, h = data
@@ -161,7 +163,8 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     # Really streamed: one progress call per chunk, then one more just before the commit.
     count = expected.shape[1]
-    assert len(calls) == -(-count // chunk) + 1
+    per_call = chunk or chunk_outputs(TAPS, get_engine("cpu").resolve_method("auto", TAPS))
+    assert len(calls) == -(-count // per_call) + 1
     assert [done for done, _ in calls[:-1]] == sorted({done for done, _ in calls})
     assert calls[-2] == calls[-1] == (count, count)
     assert (report.frames_in, report.frames_out, report.channels) == (FRAMES, count, 2)
@@ -259,3 +262,23 @@ def test_one_dimensional_npy_stays_one_dimensional(tmp_path):
         FilterOptions(kernel=str(tmp_path / "h.txt"), device="cpu"),
     )
     assert np.load(tmp_path / "y2.npy").shape == (1, 5000)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_streaming_over_ragged_blocks_matches_the_whole_signal(method: str):
+    """Blocks of any sizes, smaller and larger than a chunk, straddling its halo."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5000))
+    taps = rng.standard_normal((2, 300))
+    sizes = [1, 7, 299, 300, 301, 1024, 3, 2000]
+    edges = np.cumsum([0, *sizes])
+    blocks = [x[:, a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    blocks.append(x[:, edges[-1] :])
+    count = x.shape[1] + taps.shape[1] - 1
+    chunks = list(stream_correlate(blocks, taps, 0, count, device="cpu", method=method, chunk=700))
+    streamed = np.concatenate([chunk.wet for chunk in chunks], axis=1)
+    padded = np.pad(x, ((0, 0), (299, 299)))
+    expected = np.stack([np.correlate(r, t, "valid") for r, t in zip(padded, taps, strict=True)])
+    np.testing.assert_allclose(streamed, expected, atol=1e-9 * np.abs(expected).max())
+    dry = np.concatenate([chunk.dry for chunk in chunks], axis=1)
+    np.testing.assert_array_equal(dry[:, : x.shape[1]], x)
