@@ -20,7 +20,7 @@ import numpy as np
 from .cache import cache_key
 from .convolution import correlate_rows
 from .engine import SUPPORTED_DTYPES, Engine, get_engine
-from .tiling import fft_tile_outputs, fill_tiles, plan_tiles
+from .tiling import fill_tiles, plan_tiles
 
 # numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
 NUMPY_MAX_MACS = 1 << 30
@@ -166,7 +166,7 @@ def measure_ops(
         rows.append(Measurement("maxconv op", label, name, n, k, on_device))
     else:
         rows.append(Measurement("maxconv op", label, name, n, k, None, "skipped: N*K too large"))
-    plan = plan_tiles(n, k, 1, tile=fft_tile_outputs(k, n), batch_samples=1 << 62)
+    plan = plan_tiles(n, k, 1, tile=engine.fft_tile_outputs(k, n), batch_samples=1 << 62)
     fft_tiles = np.empty((1, plan.tiles, plan.width), dtype)
     fill_tiles(signal, 0, plan, 0, fft_tiles)
     fft_dev = engine.to_device(fft_tiles)

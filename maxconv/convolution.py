@@ -14,7 +14,6 @@ from .engine import get_engine
 from .tiling import (
     TILE_OUTPUTS,
     batch_ranges,
-    fft_tile_outputs,
     fill_tiles,
     plan_tiles,
     store_tiles,
@@ -96,7 +95,7 @@ def correlate_rows(
     n_taps = taps.shape[1]
     engine = get_engine(device)
     method = engine.resolve_method(method, n_taps)
-    tile = fft_tile_outputs(n_taps, outputs) if method == "fft" else TILE_OUTPUTS
+    tile = engine.fft_tile_outputs(n_taps, outputs) if method == "fft" else TILE_OUTPUTS
     plan = plan_tiles(outputs, n_taps, channels, tile=tile)
     result = np.empty((channels, outputs), dtype=rows.dtype)
     for first, count in batch_ranges(plan):

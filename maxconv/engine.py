@@ -23,6 +23,7 @@ from max.graph import DeviceRef, Graph, TensorType, ops
 
 from .cache import GraphCache, cache_key
 from .devices import open_device
+from .tiling import FFT_MAX_POINTS_CPU, fft_tile_outputs
 
 OPS_DIR = Path(__file__).parent / "ops"
 SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
@@ -186,6 +187,11 @@ class Engine:
                 default = FFT_FROM_TAPS_GPU if self.spec.kind == "gpu" else FFT_FROM_TAPS_CPU
                 self._fft_from_taps = (default, "built-in default (no calibration here)")
         return self._fft_from_taps
+
+    def fft_tile_outputs(self, n_taps: int, outputs: int) -> int:
+        """Outputs per FFT tile on this device (CPUs cap the transform length)."""
+        cap = FFT_MAX_POINTS_CPU if self.spec.kind == "cpu" else None
+        return fft_tile_outputs(n_taps, outputs, cap)
 
     def forget_calibration(self) -> None:
         """Look the calibration up again at the next method choice."""

@@ -16,7 +16,6 @@ import numpy as np
 
 from .convolution import correlate_rows
 from .engine import get_engine
-from .tiling import fft_tile_outputs
 
 # Outputs computed per engine call when streaming (per channel).
 CHUNK_OUTPUTS = 1 << 20
@@ -103,7 +102,7 @@ def stream_correlate(
     """
     channels, n_taps = taps.shape
     if chunk is None:
-        chunk = chunk_outputs(n_taps, get_engine(device).resolve_method(method, n_taps))
+        chunk = chunk_outputs(n_taps, method, device)
     window = _Window(iter(blocks), channels, taps.dtype)
     first = start
     end = start + count
@@ -117,7 +116,7 @@ def stream_correlate(
         window.forget_before(first - (n_taps - 1))
 
 
-def chunk_outputs(n_taps: int, method: str) -> int:
+def chunk_outputs(n_taps: int, method: str = "auto", device: str = "auto") -> int:
     """Outputs per engine call: CHUNK_OUTPUTS, or for the FFT op an even count of whole tiles.
 
     A K-tap FFT tile yields T = L - K + 1 outputs, rarely a divisor of
@@ -128,9 +127,10 @@ def chunk_outputs(n_taps: int, method: str) -> int:
     the CPU at that K, so long kernels get four while that stays within
     FFT_FOUR_TILES_UP_TO outputs (memory grows with the chunk).
     """
-    if method != "fft":
+    engine = get_engine(device)
+    if engine.resolve_method(method, n_taps) != "fft":
         return CHUNK_OUTPUTS
-    tile = fft_tile_outputs(n_taps, 1 << 62)
+    tile = engine.fft_tile_outputs(n_taps, 1 << 62)
     least = 4 if 4 * tile <= FFT_FOUR_TILES_UP_TO else 2
     tiles = max(-(-CHUNK_OUTPUTS // tile), least)
     return (tiles + tiles % 2) * tile

@@ -24,11 +24,22 @@ BATCH_SAMPLES = 1 << 24
 # a transform still runs from cache at full speed), measured best or within
 # 15 % of it for K from 64 to 65536 (research/fft/README.md).
 FFT_MIN_POINTS = 1 << 14
+# On a CPU, no more than this many points unless 2K needs them: past it a
+# transform fits no cache level, and at K = 10^6 on the 2-core EPYC, L = 2^21
+# (2.1 K) ran 83 MS/s where 2^22 (4.2 K) ran 60 (at K = 16384 and 240,000 the
+# 4K rule stayed best or level). GPUs keep 4K (the only L measured there).
+FFT_MAX_POINTS_CPU = 1 << 21
 
 
-def fft_tile_outputs(n_taps: int, outputs: int) -> int:
-    """Outputs per tile for the FFT op: T = L - K + 1 with L a power of two."""
+def fft_tile_outputs(n_taps: int, outputs: int, max_points: int | None = None) -> int:
+    """Outputs per tile for the FFT op: T = L - K + 1 with L a power of two.
+
+    `max_points` caps L, though never below 2K (where half of each tile is
+    still output); the engine passes the cap of its device.
+    """
     points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    if max_points is not None:
+        points = min(points, max(max_points, 1 << (2 * n_taps - 1).bit_length()))
     points = min(points, 1 << (outputs + n_taps - 2).bit_length())
     return max(1, points - n_taps + 1)
 

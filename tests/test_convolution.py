@@ -232,3 +232,13 @@ def test_gpu_where_there_is_none_says_what_to_do(monkeypatch):
     monkeypatch.setattr("maxconv.devices.gpu_count", lambda: 0)
     with pytest.raises(ValueError, match="no GPU; use --device cpu or auto"):
         maxconv.convolve(np.ones(10), np.ones(3), device="gpu:1")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fft_past_the_cpu_transform_cap_matches_scipy(dtype):
+    """K = 600,000: L is capped at 2^21 on the CPU (not 4K = 2^22), tiles of 1.5 M outputs."""
+    n, k = 2_500_000, 600_000
+    x, h = signal_pair(n, k, dtype)
+    x64, h64 = x.astype(np.float64), h.astype(np.float64)
+    result = maxconv.convolve(x, h, "full", device="cpu", method="fft")
+    assert_matches(result, scipy.signal.fftconvolve(x64, h64), x64, h64)

@@ -16,7 +16,6 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from maxconv.engine import get_engine
 from maxconv.filtering import FilterOptions, filter_file, output_span
 from maxconv.stream import chunk_outputs, stream_correlate
 
@@ -163,7 +162,7 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     # Really streamed: one progress call per chunk, then one more just before the commit.
     count = expected.shape[1]
-    per_call = chunk or chunk_outputs(TAPS, get_engine("cpu").resolve_method("auto", TAPS))
+    per_call = chunk or chunk_outputs(TAPS, "auto", "cpu")
     assert len(calls) == -(-count // per_call) + 1
     assert [done for done, _ in calls[:-1]] == sorted({done for done, _ in calls})
     assert calls[-2] == calls[-1] == (count, count)

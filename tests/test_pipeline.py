@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from maxconv.engine import get_engine
 from maxconv.pipeline import WriteBehind
 from maxconv.stream import chunk_outputs
-from maxconv.tiling import fft_tile_outputs
 
 
 def test_blocks_are_written_in_order_on_another_thread():
@@ -81,9 +81,10 @@ def test_an_interruption_waits_for_the_write_in_flight():
 
 @pytest.mark.parametrize(("n_taps", "tiles"), [(128, 66), (4096, 86), (240_000, 4), (1_000_000, 2)])
 def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
-    tile = fft_tile_outputs(n_taps, 1 << 62)
-    assert chunk_outputs(n_taps, "fft") == tiles * tile
+    tile = get_engine("cpu").fft_tile_outputs(n_taps, 1 << 62)
+    assert chunk_outputs(n_taps, "fft", "cpu") == tiles * tile
 
 
 def test_direct_chunks_keep_the_default():
-    assert chunk_outputs(255, "direct") == chunk_outputs(1_000_000, "direct") == 1 << 20
+    assert chunk_outputs(255, "direct", "cpu") == chunk_outputs(1_000_000, "direct", "cpu")
+    assert chunk_outputs(255, "direct", "cpu") == 1 << 20

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maxconv.tiling import batch_ranges, fill_tiles, plan_tiles, store_tiles
+from maxconv.tiling import (
+    FFT_MIN_POINTS,
+    batch_ranges,
+    fft_tile_outputs,
+    fill_tiles,
+    plan_tiles,
+    store_tiles,
+)
 
 
 def numpy_tiled_correlation(rows: np.ndarray, left: int, taps: np.ndarray, plan) -> np.ndarray:
@@ -76,3 +83,12 @@ def test_tiles_past_the_signal_are_zero():
     fill_tiles(np.ones((1, 2)), 0, plan, 0, tiles)
     np.testing.assert_array_equal(tiles[0, 0], [1, 1, 0, 0, 0, 0])
     assert not tiles[0, 1:].any()
+
+
+def test_fft_tile_length_cap_never_goes_below_twice_the_kernel():
+    cap = 1 << 21
+    assert fft_tile_outputs(1_000_000, 1 << 62) == (1 << 22) - 1_000_000 + 1
+    assert fft_tile_outputs(1_000_000, 1 << 62, cap) == (1 << 21) - 1_000_000 + 1
+    assert fft_tile_outputs(240_000, 1 << 62, cap) == (1 << 20) - 240_000 + 1
+    assert fft_tile_outputs(1 << 21, 1 << 62, cap) == (1 << 22) - (1 << 21) + 1
+    assert fft_tile_outputs(16, 1 << 62, cap) == FFT_MIN_POINTS - 15
