@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from maxconv.bench import Measurement, crossovers, share_of_limit, speedups
@@ -119,3 +120,19 @@ def test_crossover_is_where_the_fft_op_wins_from_then_on():
     rows = point(16, 2.0, 1.0) + point(64, 1.0, 2.0) + point(256, 3.0, 2.0) + point(4096, None, 2)
     assert crossovers(rows) == {("cpu", "float32", 100): 256}
     assert crossovers(point(16, 1.0, 2.0)) == {("cpu", "float32", 100): None}
+
+
+@pytest.mark.gpu
+def test_gpu_bench_lists_every_gpu_peer_and_the_crossover():
+    result = runner.invoke(
+        app,
+        ["bench", "--device", "gpu", "--n", "65536", "--k", "64", "--k", "4096"]
+        + ["--warmup", "0", "--repeat", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    names = {row["name"] for row in report["results"]}
+    assert {"torch conv1d", "torchaudio fftconvolve", "cupyx oaconvolve"} <= names
+    assert {"maxconv op", "maxconv fft op", "maxconv host-to-host", "MAX ops.conv2d"} <= names
+    (crossover,) = report["fft_crossover"]
+    assert crossover["device"].startswith("gpu") and crossover["fft_from_k"] in (None, 64, 4096)

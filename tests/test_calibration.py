@@ -102,3 +102,11 @@ def test_calibrate_refuses_a_bad_ladder(private_engine: Engine):
     result = runner.invoke(app, ["calibrate", "--device", "cpu", "--k", "0"])
     assert result.exit_code == 2
     assert not calibration_path(private_engine).exists()
+
+
+@pytest.mark.gpu
+def test_gpu_crossover_is_measured_between_the_ladder_ends():
+    """On an H100 the FFT op loses at 64 taps and wins at 16384 (docs/benchmarks.md)."""
+    calibration = measure_crossover("gpu", taps=(64, 16384), signal_length=1 << 22, repeat=3)
+    assert calibration.fft_from_taps == 16384
+    assert calibration.device.startswith("gpu")

@@ -263,8 +263,9 @@ def test_one_dimensional_npy_stays_one_dimensional(tmp_path):
     assert np.load(tmp_path / "y2.npy").shape == (1, 5000)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("method", ["direct", "fft"])
-def test_streaming_over_ragged_blocks_matches_the_whole_signal(method: str):
+def test_streaming_over_ragged_blocks_matches_the_whole_signal(method: str, device: str):
     """Blocks of any sizes, smaller and larger than a chunk, straddling its halo."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 5000))
@@ -281,3 +282,19 @@ def test_streaming_over_ragged_blocks_matches_the_whole_signal(method: str):
     np.testing.assert_allclose(streamed, expected, atol=1e-9 * np.abs(expected).max())
     dry = np.concatenate([chunk.dry for chunk in chunks], axis=1)
     np.testing.assert_array_equal(dry[:, : x.shape[1]], x)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("chunk", [1000, None])
+def test_streamed_filter_on_the_gpu_matches_reference(tmp_path, data, method, chunk):
+    """The write pipeline and the chunking on the GPU, against scipy."""
+    source, kernel, x, h = data
+    target = tmp_path / "y.npy"
+    filter_file(
+        str(source),
+        str(target),
+        FilterOptions(kernel=str(kernel), device="gpu", method=method, chunk=chunk),
+    )
+    expected = _expected({}, x, h)
+    np.testing.assert_allclose(np.load(target), expected, atol=1e-10 * np.abs(expected).max())
