@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -88,3 +89,35 @@ def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
 def test_direct_chunks_keep_the_default():
     assert chunk_outputs(255, "direct", "cpu") == chunk_outputs(1_000_000, "direct", "cpu")
     assert chunk_outputs(255, "direct", "cpu") == 1 << 20
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interruption_while_waiting_for_a_slot_still_waits_for_that_write():
+    """A signal raised inside write()'s wait must not drop the awaited write from view."""
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def slow_write(block: np.ndarray) -> None:
+        started.set()
+        release.wait(5)
+        time.sleep(0.2)
+        finished.append(int(block[0, 0]))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    main = threading.get_ident()
+    try:
+        with pytest.raises(_Interrupted), WriteBehind(np.asarray, slow_write) as behind:
+            behind.write(np.zeros((1, 4)))
+            behind.write(np.ones((1, 4)))
+            started.wait(5)
+            threading.Timer(0.1, lambda: (signal.pthread_kill(main, signal.SIGUSR1))).start()
+            threading.Timer(0.3, release.set).start()
+            behind.write(np.full((1, 4), 2))  # waits for block 0; interrupted there
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert finished[:1] == [0], "the write in flight must be over when the block exits"
