@@ -115,7 +115,7 @@ def test_an_interruption_while_waiting_for_a_slot_still_waits_for_that_write():
             behind.write(np.zeros((1, 4)))
             behind.write(np.ones((1, 4)))
             started.wait(5)
-            threading.Timer(0.1, lambda: (signal.pthread_kill(main, signal.SIGUSR1))).start()
+            threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGUSR1)).start()
             threading.Timer(0.3, release.set).start()
             behind.write(np.full((1, 4), 2))  # waits for block 0; interrupted there
     finally:
