@@ -645,8 +645,19 @@ def cache_clear() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Once a command has returned, its outputs are committed or removed and its
+    exit code is decided; a signal in the remaining interpreter and MAX
+    teardown (a quarter of a second) could only add a traceback from wherever
+    it lands, or turn a finished run into a killed one. So signals are ignored
+    from there on, and the process ends with the command's own code.
+    """
+    try:
+        app()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

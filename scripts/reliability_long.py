@@ -341,11 +341,12 @@ def part_signals(work: Path, count: int) -> dict:
         elif child.returncode == expected and not left and "Traceback" not in stderr:
             outcome = "clean"
         elif (
-            left == ["y.wav"]
+            child.returncode == 0
+            and left == ["y.wav"]
             and sf.info(str(folder / "y.wav")).frames == 48000 * 240
             and "Traceback" not in stderr
         ):
-            # The output was complete and committed; the signal hit the exit itself.
+            # Committed before the signal, which the exit then ignores (cli.main).
             outcome = "complete output, signal during exit"
         else:
             outcome = "NOT CLEAN"
