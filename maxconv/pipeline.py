@@ -43,6 +43,14 @@ class WriteBehind:
         self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
         self.seconds = 0.0  # spent in `write`, on its worker
         self._failed = False
+        # Start both workers now. An executor starts its thread inside the first
+        # submit, and a signal raised while that thread starts leaves it running
+        # but unknown to shutdown(), which then returns before the first block's
+        # write ends: the writer would be closed under it (seen: "write to closed
+        # file", once a crash). Started here, before any block exists, an
+        # interrupted start has nothing to write.
+        for executor in (self._preparer, self._writer):
+            executor.submit(int).result()
 
     def write(self, block: np.ndarray) -> None:
         """Queue `block`, first waiting while IN_FLIGHT blocks are pending."""

@@ -121,3 +121,11 @@ def test_an_interruption_while_waiting_for_a_slot_still_waits_for_that_write():
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert finished[:1] == [0], "the write in flight must be over when the block exits"
+
+
+def test_the_workers_run_before_the_first_block():
+    """A signal during a worker's start must not find a block to write (see __init__)."""
+    with WriteBehind(np.asarray, lambda block: None):
+        names = {thread.name for thread in threading.enumerate()}
+        assert any(name.startswith("maxconv-prepare") for name in names)
+        assert any(name.startswith("maxconv-writer") for name in names)
