@@ -645,7 +645,7 @@ def cache_clear() -> None:
 
 
 def main() -> None:
-    """Console-script entry point.
+    """Run the CLI (the `maxconv` command calls this through maxconv.__main__).
 
     Once a command has returned, its outputs are committed or removed and its
     exit code is decided; a signal in the remaining interpreter and MAX

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from maxconv.cli import app
@@ -66,3 +68,55 @@ def test_a_signal_swallowed_by_a_callback_still_abandons_the_output(tmp_path, mo
     )
     assert result.exit_code == 143
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+@pytest.fixture
+def saved_signal_handlers():
+    """Put SIGINT/SIGTERM back as they were: these tests change them as the command does."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_signals_before_the_cli_loads_exit_quietly(monkeypatch, saved_signal_handlers):
+    import maxconv.__main__ as entry
+    import maxconv.cli
+
+    seen = {}
+
+    def fake_cli() -> None:
+        seen.update(
+            {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        )
+
+    monkeypatch.setattr(maxconv.cli, "main", fake_cli)
+    entry.main()
+    assert seen == {signal.SIGINT: entry._exit_quietly, signal.SIGTERM: entry._exit_quietly}
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        with pytest.raises(SystemExit) as exit_info:
+            entry._exit_quietly(signum, None)
+        assert exit_info.value.code == code
+
+
+def test_signals_are_ignored_once_a_command_has_returned(monkeypatch, saved_signal_handlers):
+    """Its outputs are committed or removed: a late signal must not kill a finished run."""
+    import maxconv.cli
+
+    monkeypatch.setattr(sys, "argv", ["maxconv", "cache", "info"])
+    with pytest.raises(SystemExit) as exit_info:
+        maxconv.cli.main()
+    assert exit_info.value.code == 0
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def test_python_dash_m_maxconv_runs_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "maxconv", "demo", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("Verification passed")

@@ -1,0 +1,30 @@
+"""The `maxconv` command (and `python -m maxconv`): signals before the CLI exists.
+
+Loading the CLI (typer, rich) takes a tenth of a second before any of its
+handlers are in place; a Ctrl-C there would print Python's KeyboardInterrupt
+traceback. Nothing has been written yet, so such a signal just ends the
+process with the conventional code. The commands install their own handlers
+(cli.reported_errors) once they start.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(130 if signum == signal.SIGINT else 143)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)
+    from .cli import main as run_cli
+
+    run_cli()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
