@@ -110,15 +110,23 @@ def test_an_interruption_while_waiting_for_a_slot_still_waits_for_that_write():
 
     previous = signal.signal(signal.SIGUSR1, interrupt)
     main = threading.get_ident()
+    timers = [
+        threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGUSR1)),
+        threading.Timer(0.3, release.set),
+    ]
     try:
         with pytest.raises(_Interrupted), WriteBehind(np.asarray, slow_write) as behind:
             behind.write(np.zeros((1, 4)))
             behind.write(np.ones((1, 4)))
             started.wait(5)
-            threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGUSR1)).start()
-            threading.Timer(0.3, release.set).start()
+            for timer in timers:
+                timer.start()
             behind.write(np.full((1, 4), 2))  # waits for block 0; interrupted there
     finally:
+        for timer in timers:  # no stray signal once the previous handler is back
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
         signal.signal(signal.SIGUSR1, previous)
     assert finished[:1] == [0], "the write in flight must be over when the block exits"
 
