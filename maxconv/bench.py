@@ -140,8 +140,14 @@ def median_seconds(
     return statistics.median(times)
 
 
+def bench_inputs(dtype: np.dtype, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The [1, N] signal and [1, K] taps each maxconv point is timed on (fixed seed)."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((1, n)).astype(dtype), rng.standard_normal((1, k)).astype(dtype)
+
+
 def measure_ops(
-    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+    device: str, signal: np.ndarray, taps: np.ndarray, warmup: int, repeat: int
 ) -> list[Measurement]:
     """Both ops on device-resident data: the direct op and the FFT op.
 
@@ -149,17 +155,16 @@ def measure_ops(
     tiles its method uses. The direct op is skipped past DIRECT_MAX_MACS.
     """
     engine = get_engine(device)
-    rng = np.random.default_rng(0)
-    signal = rng.standard_normal((1, n)).astype(dtype)
-    taps_dev = engine.to_device(rng.standard_normal((1, k)).astype(dtype))
+    n, k, dtype = signal.shape[1], taps.shape[1], signal.dtype
+    taps_dev = engine.to_device(taps)
     sync = engine.device.synchronize
     label = engine.label
-    name = np.dtype(dtype).name
+    name = dtype.name
     rows = []
     if n * k <= DIRECT_MAX_MACS:
         padded = np.concatenate([signal, np.zeros((1, k - 1), dtype)], axis=1).reshape(1, 1, -1)
         tiles_dev = engine.to_device(padded)
-        engine.model(np.dtype(dtype))
+        engine.model(dtype)
         on_device = median_seconds(
             lambda: engine.run_on_device(tiles_dev, taps_dev), sync, warmup, repeat
         )
@@ -170,7 +175,7 @@ def measure_ops(
     fft_tiles = np.empty((1, plan.tiles, plan.width), dtype)
     fill_tiles(signal, 0, plan, 0, fft_tiles)
     fft_dev = engine.to_device(fft_tiles)
-    engine.model(np.dtype(dtype), method="fft")
+    engine.model(dtype, method="fft")
     fft_on_device = median_seconds(
         lambda: engine.run_on_device(fft_dev, taps_dev, method="fft"), sync, warmup, repeat
     )
@@ -183,19 +188,18 @@ def measure_maxconv(
 ) -> list[Measurement]:
     """Both ops on device-resident data, and end to end from the host (method auto)."""
     engine = get_engine(device)
-    rng = np.random.default_rng(0)
-    signal = rng.standard_normal((1, n)).astype(dtype)
-    taps = rng.standard_normal((1, k)).astype(dtype)
+    signal, taps = bench_inputs(dtype, n, k)
+    rows = measure_ops(device, signal, taps, warmup, repeat)
     end_to_end = median_seconds(
         lambda: correlate_rows(signal, taps, k - 1, n, device),
         engine.device.synchronize,
         warmup,
         repeat,
     )
-    host_to_host = Measurement(
-        "maxconv host-to-host", engine.label, np.dtype(dtype).name, n, k, end_to_end
+    rows.append(
+        Measurement("maxconv host-to-host", engine.label, np.dtype(dtype).name, n, k, end_to_end)
     )
-    return [*measure_ops(device, dtype, n, k, warmup, repeat), host_to_host]
+    return rows
 
 
 def _cpu_peers(

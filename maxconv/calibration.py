@@ -94,14 +94,14 @@ def measure_crossover(
     The crossover is the least K from which the FFT op is faster at every
     larger K timed; if it never is, one step past the ladder.
     """
-    from .bench import crossovers, measure_ops
+    from .bench import bench_inputs, crossovers, measure_ops
     from .engine import get_engine
 
     engine = get_engine(device)
     n = signal_length or CALIBRATION_SIGNAL[engine.spec.kind]
     rows = []
     for k in taps:
-        rows += measure_ops(device, np.dtype(np.float32), n, k, 1, repeat)
+        rows += measure_ops(device, *bench_inputs(np.dtype(np.float32), n, k), 1, repeat)
     (found,) = crossovers(rows).values()
     seconds = {
         name: {r.k: r.seconds for r in rows if r.name == name} for name in {r.name for r in rows}
