@@ -131,3 +131,9 @@ def save_calibration(engine: Engine, calibration: Calibration) -> Path:
         raise
     engine.forget_calibration()
     return path
+
+
+def delete_calibration(engine: Engine) -> None:
+    """Remove this device's record; the engine falls back to its built-in crossover."""
+    calibration_path(engine).unlink(missing_ok=True)
+    engine.forget_calibration()

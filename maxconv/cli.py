@@ -572,7 +572,7 @@ def calibrate(
 
         from .calibration import (
             CALIBRATION_TAPS,
-            calibration_path,
+            delete_calibration,
             measure_crossover,
             save_calibration,
         )
@@ -580,9 +580,7 @@ def calibrate(
 
         engine = get_engine(device)
         if forget:
-            path = calibration_path(engine)
-            path.unlink(missing_ok=True)
-            engine.forget_calibration()
+            delete_calibration(engine)
             threshold, source = engine.fft_from_taps()
             stdout.print(f"{engine.label}: auto takes the FFT op from K = {threshold} ({source})")
             return
