@@ -192,6 +192,87 @@ def _conv1d_gpu_blocked[
         i += BLOCKED_TPB
 
 
+@always_inline
+def _padded4(i: Int) -> Int:
+    return i + ((i >> 5) << 2)
+
+
+def _conv1d_gpu_blocked_v4[
+    dtype: DType, tap_chunk: Int
+](
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    batch: Int64,
+    width: Int64,
+    n_taps: Int64,
+    blocks_per_row: Int64,
+):
+    """The blocked kernel with 4-wide shared-memory loads.
+
+    Four pad words every 32 (thread stride 36 words) keep every thread's
+    window 16-byte aligned, and a quarter warp's 4-word loads then cover all
+    32 banks once: 16 + 8 vector loads feed 1024 FMAs per step instead of
+    64 + 32 scalar ones.
+    """
+    comptime smem_words = (BLOCKED_BLOCK + tap_chunk) * 36 // 32
+    var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var ws = stack_allocation[tap_chunk, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var tid = Int(thread_idx.x)
+    var block = Int(block_idx.x)
+    var row = block // Int(blocks_per_row)
+    var start = (block % Int(blocks_per_row)) * BLOCKED_BLOCK
+    var w = Int(width)
+    var k = Int(n_taps)
+    var row_in = row * w
+    var tap_base = (row // Int(batch)) * k
+    var own = tid * (BLOCKED_OUTPUTS + 4)
+
+    var acc = SIMD[dtype, BLOCKED_OUTPUTS](0)
+    var c0 = 0
+    while c0 < k:
+        var kc = min(tap_chunk, k - c0)
+        var steps = ceildiv(kc, BLOCKED_STEP) * BLOCKED_STEP
+        var i = tid
+        while i < tap_chunk:
+            ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + c0 + i] if i < kc else 0
+            i += BLOCKED_TPB
+        i = tid
+        while i < BLOCKED_BLOCK + steps:
+            var src = start + c0 + i
+            xs[unsafe_offset=_padded4(i)] = signal[unsafe_offset=row_in + src] if src < w else 0
+            i += BLOCKED_TPB
+        barrier()
+        var s = 0
+        while s < steps:
+            var at = own + _padded4(s)
+            var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
+            comptime for v in range(2 * BLOCKED_STEP // 4):
+                comptime q = 4 * v
+                window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + q + ((q >> 5) << 2)))
+            var tap = SIMD[dtype, BLOCKED_STEP](0)
+            comptime for v in range(BLOCKED_STEP // 4):
+                tap = tap.insert[offset = 4 * v](ws.unsafe_load[width=4, alignment=16](s + 4 * v))
+            comptime for jj in range(BLOCKED_STEP):
+                comptime for m in range(BLOCKED_OUTPUTS):
+                    acc[m] = window[m + jj].fma(tap[jj], acc[m])
+            s += BLOCKED_STEP
+        barrier()
+        c0 += tap_chunk
+
+    # Stage the results through shared memory so the global stores coalesce.
+    comptime for v in range(BLOCKED_OUTPUTS // 4):
+        xs.unsafe_store[alignment=16](own + 4 * v, acc.slice[4, offset = 4 * v]())
+    barrier()
+    var t = w - k + 1
+    var row_out = row * t
+    var i = tid
+    while i < BLOCKED_BLOCK:
+        if start + i < t:
+            result[unsafe_offset=row_out + start + i] = xs[unsafe_offset=_padded4(i)]
+        i += BLOCKED_TPB
+
+
 def _conv1d_cpu_span[
     dtype: DType, width: Int
 ](

@@ -53,8 +53,8 @@ from extensibility import InputTensor, OutputTensor
 import extensibility
 from max.algorithm import sync_parallelize
 from max.gpu import block_dim, block_idx, thread_idx
-from max.gpu.host import DeviceContext
-from max.gpu.memory import AddressSpace
+from max.gpu.host import DeviceContext, FuncAttribute
+from max.gpu.memory import AddressSpace, external_memory
 from max.gpu.sync import barrier
 from std.math import ceildiv, cos, sin, pi
 from std.memory import stack_allocation
@@ -73,13 +73,16 @@ comptime CPU_CACHE_BYTES = 128 * 1024
 # one 8-way L1 set and thrash it once blocks outgrow the cache). One core,
 # float32: 19 -> 32 GFLOP/s at L = 2^18, 36 -> 41 at 2^16 (micro_cpu.mojo).
 comptime CPU_SKEW = 128
-# GPU: points of one shared-memory transform (re + im of float32 = 32 KB,
-# within the 48 KB of static shared memory; float64 uses half).
-comptime GPU_SMEM_POINTS_F32 = 4096
-comptime GPU_SMEM_POINTS_F64 = 2048
-comptime GPU_TPB = 256
-# GPU global-memory passes: threads per block.
+# GPU: log2 of the points one thread block transforms in shared memory
+# (re + im + padding: 139 KB of the H100's 227 KB for either dtype).
+comptime GPU_CHUNK_LOG_F32 = 14
+comptime GPU_CHUNK_LOG_F64 = 13
+comptime GPU_CHUNK_TPB = 256
+# GPU global-memory passes: threads per block, and the largest radix (as
+# bits: 32 complex float32 values per thread fit its registers).
 comptime GPU_PASS_TPB = 256
+comptime GPU_PASS_BITS_F32 = 5
+comptime GPU_PASS_BITS_F64 = 4
 
 
 # ---------------------------------------------------------------------------
@@ -882,12 +885,17 @@ def fft_conv_cpu[dtype: DType](
 # ---------------------------------------------------------------------------
 # GPU kernels
 # ---------------------------------------------------------------------------
-# Split re/im arrays of R rows x L points in global memory. Forward: radix-2
-# decimation-in-frequency passes in global memory while a sub-transform is
-# larger than one thread block's shared memory, then _gpu_block_fft finishes
-# every chunk of S points in shared memory, takes the product and starts
-# the inverse; mirrored global passes finish it. Index math uses shifts and
-# masks only (64-bit division is slow on a GPU).
+# Split re/im arrays, one complex row of L points per pair of tile rows. The
+# forward transform is a sequence of decimation-in-frequency stages of radix
+# r = 2..32 (each one pass in which a thread loads r points a stride m apart,
+# runs an r-point DFT in registers, twiddles and stores them back); the
+# inverse is the same sequence mirrored. Stages whose stride exceeds one
+# thread block's shared memory run as global passes (_gpu_pass; the first
+# reads the tiles straight from the signal, the last writes the outputs);
+# the rest run inside one thread block (_gpu_chunk) on chunks of up to
+# 2^GPU_CHUNK_LOG points, which also takes the product with the taps'
+# spectrum in registers between the last forward and first inverse stage.
+# Index math uses shifts and masks only (64-bit division is slow on a GPU).
 
 
 @always_inline
@@ -895,15 +903,31 @@ def _gid() -> Int:
     return Int(block_idx.x) * Int(block_dim.x) + Int(thread_idx.x)
 
 
+@always_inline
+def _pad(i: Int) -> Int:
+    """Shared-memory slot of point i: one pad word per 16 keeps the strides
+    of the last stages (16, 8, 4 words across a warp) free of bank conflicts."""
+    return i + (i >> 4)
+
+
+def _bitrev(p: Int, bits: Int) -> Int:
+    var r = 0
+    for b in range(bits):
+        r |= ((p >> b) & 1) << (bits - 1 - b)
+    return r
+
+
 def _unit_root(t: Int, n: Int) -> SIMD[DType.float64, 2]:
-    """(cos, -sin) of 2*pi*t/n for 0 <= t < n/2, n a power of two >= 8, in float64.
+    """(cos, -sin) of 2*pi*t/n for 0 <= t < n, n a power of two >= 8, in float64.
 
     Mojo has no float64 sin/cos on NVIDIA GPUs, so: exact integer reduction
     to an angle of at most pi/4, then Taylor series to x^20 (truncation
     below 1e-22 there).
     """
+    var half = n // 2
+    var negate = t >= half
     var quarter = n // 4
-    var u = t
+    var u = t - half if negate else t
     var rotate = u >= quarter
     if rotate:
         u -= quarter
@@ -932,270 +956,605 @@ def _unit_root(t: Int, n: Int) -> SIMD[DType.float64, 2]:
         var r = wr
         wr = wi
         wi = -r
+    if negate:
+        wr = -wr
+        wi = -wi
     return SIMD[DType.float64, 2](wr, wi)
 
 
 def _gpu_twiddles[dtype: DType](
-    tw_re: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_im: Pointer[Scalar[dtype], MutAnyOrigin],
-    log_points: Int64,
+    tw: Pointer[Scalar[dtype], MutAnyOrigin], log_points: Int64, lo_bits: Int64,
 ):
-    """tw[t] = W_L^t for t < L/2, evaluated in float64 (see _unit_root)."""
-    var t = _gid()
-    var n = 1 << Int(log_points)
-    if t < n // 2:
-        var w = _unit_root(t, n)
-        tw_re[unsafe_offset=t] = Scalar[dtype](w[0])
-        tw_im[unsafe_offset=t] = Scalar[dtype](w[1])
+    """The two exact tables of W_L^t = hi[t >> lo_bits] * lo[t & mask], as
+    interleaved (re, im) pairs: lo[j] = W_L^j, then hi[j] = W_L^(j << lo_bits).
 
-
-def _gpu_load_taps[dtype: DType](
-    re: Pointer[Scalar[dtype], MutAnyOrigin],
-    im: Pointer[Scalar[dtype], MutAnyOrigin],
-    taps: Pointer[Scalar[dtype], MutAnyOrigin],
-    channels: Int64,
-    n_taps: Int64,
-    log_points: Int64,
-):
-    """Row c of re = channel c's taps zero-padded to L; im = 0."""
+    Two small tables (2 * sqrt(L) entries, cache-resident) instead of one of
+    L: a twiddle costs two loads and a complex product (about one rounding
+    more), and a call builds O(sqrt(L)) float64 roots, not O(L).
+    """
     var e = _gid()
     var lp = Int(log_points)
-    if e < Int(channels) << lp:
-        var c = e >> lp
-        var n = e & ((1 << lp) - 1)
-        var k = Int(n_taps)
-        re[unsafe_offset=e] = taps[unsafe_offset=c * k + n] if n < k else 0
-        im[unsafe_offset=e] = 0
+    var lb = Int(lo_bits)
+    var n_lo = 1 << lb
+    var n_hi = 1 << (lp - lb)
+    if e < n_lo + n_hi:
+        var t = e if e < n_lo else (e - n_lo) << lb
+        var w = _unit_root(t, 1 << lp)
+        tw[unsafe_offset=2 * e] = Scalar[dtype](w[0])
+        tw[unsafe_offset=2 * e + 1] = Scalar[dtype](w[1])
 
 
-def _gpu_load_pairs[dtype: DType](
+@always_inline
+def _root[dtype: DType](tw: Pointer[Scalar[dtype], MutAnyOrigin], u: Int, lo_bits: Int) -> SIMD[dtype, 2]:
+    """W_L^u for 0 <= u < L from the two tables."""
+    var lo = tw.unsafe_load[width=2](2 * (u & ((1 << lo_bits) - 1)))
+    var hi = tw.unsafe_load[width=2]((2 << lo_bits) + 2 * (u >> lo_bits))
+    return SIMD[dtype, 2](hi[0] * lo[0] - hi[1] * lo[1], hi[0] * lo[1] + hi[1] * lo[0])
+
+
+@always_inline
+def _stage_twiddles[dtype: DType, r: Int](
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    t: Int,
+    lo_bits: Int,
+    mut wr: SIMD[dtype, r],
+    mut wi: SIMD[dtype, r],
+):
+    """wr[p] + i*wi[p] = W_L^(p*t), p < r: powers of two from the tables, the
+    others as products of those (at most log2(r) - 1 deep)."""
+    wr[0] = 1
+    wi[0] = 0
+    comptime for b in range(_log2(r)):
+        comptime p = 1 << b
+        var w = _root[dtype](tw, p * t, lo_bits)
+        wr[p] = w[0]
+        wi[p] = w[1]
+    comptime for p in range(3, r):
+        comptime if (p & (p - 1)) != 0:
+            comptime hb = 1 << (_log2(p + 1) - 1)
+            comptime rest = p - hb
+            wr[p] = wr[hb] * wr[rest] - wi[hb] * wi[rest]
+            wi[p] = wr[hb] * wi[rest] + wi[hb] * wr[rest]
+
+
+@always_inline
+def _reg_dif[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
+    """r-point DFT in registers, radix-2 DIF: natural in, X_p at index bitrev(p)."""
+    comptime for st in range(_log2(r)):
+        comptime h = r >> (st + 1)
+        comptime for s in range(r // (2 * h)):
+            comptime for j in range(h):
+                comptime i0 = s * 2 * h + j
+                comptime i1 = i0 + h
+                var ar = vr[i0]
+                var ai = vi[i0]
+                var br = vr[i1]
+                var bi = vi[i1]
+                vr[i0] = ar + br
+                vi[i0] = ai + bi
+                var dr = ar - br
+                var di = ai - bi
+                comptime if j == 0:
+                    vr[i1] = dr
+                    vi[i1] = di
+                elif 4 * j == 2 * h:
+                    # times -i
+                    vr[i1] = di
+                    vi[i1] = -dr
+                else:
+                    # float64 sin/cos do not exist on NVIDIA GPUs, even at
+                    # compile time: the series of _unit_root does.
+                    comptime w = _unit_root(j, 2 * h)
+                    comptime c = Scalar[dtype](w[0])
+                    comptime sn = Scalar[dtype](w[1])
+                    vr[i1] = dr * c - di * sn
+                    vi[i1] = dr * sn + di * c
+
+
+@always_inline
+def _reg_dit[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
+    """The mirror of _reg_dif (up to a factor r): index bitrev(p) in, natural out."""
+    comptime stages = _log2(r)
+    comptime for st_rev in range(stages):
+        comptime h = r >> (stages - st_rev)
+        comptime for s in range(r // (2 * h)):
+            comptime for j in range(h):
+                comptime i0 = s * 2 * h + j
+                comptime i1 = i0 + h
+                var ar = vr[i0]
+                var ai = vi[i0]
+                var xr = vr[i1]
+                var xi = vi[i1]
+                var br = xr
+                var bi = xi
+                comptime if j == 0:
+                    pass
+                elif 4 * j == 2 * h:
+                    # times +i
+                    br = -xi
+                    bi = xr
+                else:
+                    comptime w = _unit_root(j, 2 * h)
+                    comptime c = Scalar[dtype](w[0])
+                    comptime sn = Scalar[dtype](-w[1])
+                    br = xr * c - xi * sn
+                    bi = xr * sn + xi * c
+                vr[i0] = ar + br
+                vi[i0] = ai + bi
+                vr[i1] = ar - br
+                vi[i1] = ai - bi
+
+
+@always_inline
+def _twiddle_out[dtype: DType, r: Int](
+    mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r], wr: SIMD[dtype, r], wi: SIMD[dtype, r]
+):
+    """Forward: frequency p (register bitrev(p)) times W^(p*j)."""
+    comptime for p in range(1, r):
+        comptime i = _bitrev(p, _log2(r))
+        var a = vr[i]
+        var b = vi[i]
+        vr[i] = a * wr[p] - b * wi[p]
+        vi[i] = a * wi[p] + b * wr[p]
+
+
+@always_inline
+def _twiddle_in[dtype: DType, r: Int](
+    mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r], wr: SIMD[dtype, r], wi: SIMD[dtype, r]
+):
+    """Inverse: frequency p (register bitrev(p)) times conj(W^(p*j))."""
+    comptime for p in range(1, r):
+        comptime i = _bitrev(p, _log2(r))
+        var a = vr[i]
+        var b = vi[i]
+        vr[i] = a * wr[p] + b * wi[p]
+        vi[i] = b * wr[p] - a * wi[p]
+
+
+comptime SharedPtr[dtype: DType] = Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED]
+
+
+def _smem_dif[dtype: DType, r: Int](
+    xr: SharedPtr[dtype], xi: SharedPtr[dtype], tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    size: Int, lp: Int, lb: Int, lo_bits: Int,
+):
+    """One forward stage of radix r over blocks of 2^lb points of the chunk."""
+    comptime rb = _log2(r)
+    var lm = lb - rb
+    var m = 1 << lm
+    var b = Int(thread_idx.x)
+    while b < size >> rb:
+        var j = b & (m - 1)
+        var base = ((b >> lm) << lb) + j
+        var vr = SIMD[dtype, r](0)
+        var vi = SIMD[dtype, r](0)
+        comptime for q in range(r):
+            var at = _pad(base + q * m)
+            vr[q] = xr[unsafe_offset=at]
+            vi[q] = xi[unsafe_offset=at]
+        _reg_dif[dtype, r](vr, vi)
+        if j != 0:
+            var wr = SIMD[dtype, r](0)
+            var wi = SIMD[dtype, r](0)
+            _stage_twiddles[dtype, r](tw, j << (lp - lb), lo_bits, wr, wi)
+            _twiddle_out[dtype, r](vr, vi, wr, wi)
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            var at = _pad(base + p * m)
+            xr[unsafe_offset=at] = vr[i]
+            xi[unsafe_offset=at] = vi[i]
+        b += Int(block_dim.x)
+    barrier()
+
+
+def _smem_dit[dtype: DType, r: Int](
+    xr: SharedPtr[dtype], xi: SharedPtr[dtype], tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    size: Int, lp: Int, lb: Int, lo_bits: Int,
+):
+    """The mirror of _smem_dif."""
+    comptime rb = _log2(r)
+    var lm = lb - rb
+    var m = 1 << lm
+    var b = Int(thread_idx.x)
+    while b < size >> rb:
+        var j = b & (m - 1)
+        var base = ((b >> lm) << lb) + j
+        var vr = SIMD[dtype, r](0)
+        var vi = SIMD[dtype, r](0)
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            var at = _pad(base + p * m)
+            vr[i] = xr[unsafe_offset=at]
+            vi[i] = xi[unsafe_offset=at]
+        if j != 0:
+            var wr = SIMD[dtype, r](0)
+            var wi = SIMD[dtype, r](0)
+            _stage_twiddles[dtype, r](tw, j << (lp - lb), lo_bits, wr, wi)
+            _twiddle_in[dtype, r](vr, vi, wr, wi)
+        _reg_dit[dtype, r](vr, vi)
+        comptime for q in range(r):
+            var at = _pad(base + q * m)
+            xr[unsafe_offset=at] = vr[q]
+            xi[unsafe_offset=at] = vi[q]
+        b += Int(block_dim.x)
+    barrier()
+
+
+def _smem_stage[dtype: DType, inverse: Bool](
+    xr: SharedPtr[dtype], xi: SharedPtr[dtype], tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    size: Int, lp: Int, lb: Int, bits: Int, lo_bits: Int,
+):
+    """A stage of radix 2^bits (1..4), dispatched to its compiled form."""
+    comptime if inverse:
+        if bits == 4:
+            _smem_dit[dtype, 16](xr, xi, tw, size, lp, lb, lo_bits)
+        elif bits == 3:
+            _smem_dit[dtype, 8](xr, xi, tw, size, lp, lb, lo_bits)
+        elif bits == 2:
+            _smem_dit[dtype, 4](xr, xi, tw, size, lp, lb, lo_bits)
+        else:
+            _smem_dit[dtype, 2](xr, xi, tw, size, lp, lb, lo_bits)
+    else:
+        if bits == 4:
+            _smem_dif[dtype, 16](xr, xi, tw, size, lp, lb, lo_bits)
+        elif bits == 3:
+            _smem_dif[dtype, 8](xr, xi, tw, size, lp, lb, lo_bits)
+        elif bits == 2:
+            _smem_dif[dtype, 4](xr, xi, tw, size, lp, lb, lo_bits)
+        else:
+            _smem_dif[dtype, 2](xr, xi, tw, size, lp, lb, lo_bits)
+
+
+def _smem_middle[dtype: DType, r: Int, spectrum: Bool](
+    xr: SharedPtr[dtype], xi: SharedPtr[dtype],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin], g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    size: Int, g_base: Int, scale: Scalar[dtype],
+):
+    """The last forward stage (blocks of r points, no twiddles), then either
+    store scale * conj(X) as the spectrum, or multiply by it and run the
+    first inverse stage, all in registers."""
+    comptime rb = _log2(r)
+    var b = Int(thread_idx.x)
+    while b < size >> rb:
+        var base = b << rb
+        var vr = SIMD[dtype, r](0)
+        var vi = SIMD[dtype, r](0)
+        comptime for q in range(r):
+            vr[q] = xr[unsafe_offset=_pad(base + q)]
+            vi[q] = xi[unsafe_offset=_pad(base + q)]
+        _reg_dif[dtype, r](vr, vi)
+        comptime if spectrum:
+            comptime for p in range(r):
+                comptime i = _bitrev(p, rb)
+                g_re[unsafe_offset=g_base + base + p] = vr[i] * scale
+                g_im[unsafe_offset=g_base + base + p] = -vi[i] * scale
+        else:
+            var gr = g_re.unsafe_load[width=r](g_base + base)
+            var gi = g_im.unsafe_load[width=r](g_base + base)
+            comptime for p in range(r):
+                comptime i = _bitrev(p, rb)
+                var a = vr[i]
+                var c = vi[i]
+                vr[i] = a * gr[p] - c * gi[p]
+                vi[i] = a * gi[p] + c * gr[p]
+            _reg_dit[dtype, r](vr, vi)
+            comptime for q in range(r):
+                xr[unsafe_offset=_pad(base + q)] = vr[q]
+                xi[unsafe_offset=_pad(base + q)] = vi[q]
+        b += Int(block_dim.x)
+    barrier()
+
+
+@always_inline
+def _head_bits(ls: Int) -> Int:
+    """Chunk stages: one of radix 2^(ls % 4) first when ls > 4, then radix 16."""
+    return ls % 4 if ls > 4 else 0
+
+
+def _gpu_chunk[dtype: DType, direct: Bool, spectrum: Bool](
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
-    signal: Pointer[Scalar[dtype], MutAnyOrigin],
-    total_pairs: Int64,
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    log_points: Int64,
+    log_chunk: Int64,
+    lo_bits: Int64,
     batch: Int64,
     pairs: Int64,
     width: Int64,
-    log_points: Int64,
-):
-    """Row p = rows 2p', 2p'+1 of one channel as re + i*im, zero-padded to L."""
-    var e = _gid()
-    var lp = Int(log_points)
-    if e < Int(total_pairs) << lp:
-        var p = e >> lp
-        var n = e & ((1 << lp) - 1)
-        var c = p // Int(pairs)
-        var q = p - c * Int(pairs)
-        var b = Int(batch)
-        var w = Int(width)
-        var row = c * b + 2 * q
-        var inside = n < w
-        re[unsafe_offset=e] = signal[unsafe_offset=row * w + n] if inside else 0
-        im[unsafe_offset=e] = signal[unsafe_offset=(row + 1) * w + n] if (inside and 2 * q + 1 < b) else 0
-
-
-def _gpu_store_pairs[dtype: DType](
-    result: Pointer[Scalar[dtype], MutAnyOrigin],
-    re: Pointer[Scalar[dtype], MutAnyOrigin],
-    im: Pointer[Scalar[dtype], MutAnyOrigin],
-    total_pairs: Int64,
-    batch: Int64,
-    pairs: Int64,
     outputs: Int64,
-    log_points: Int64,
-):
-    """The first T points of each pair row back to the two output rows."""
-    var e = _gid()
-    var t = Int(outputs)
-    if e < Int(total_pairs) * t:
-        var p = e // t
-        var i = e - p * t
-        var c = p // Int(pairs)
-        var q = p - c * Int(pairs)
-        var b = Int(batch)
-        var row = c * b + 2 * q
-        var src = (p << Int(log_points)) + i
-        result[unsafe_offset=row * t + i] = re[unsafe_offset=src]
-        if 2 * q + 1 < b:
-            result[unsafe_offset=(row + 1) * t + i] = im[unsafe_offset=src]
-
-
-def _gpu_dif2_pass[dtype: DType](
-    re: Pointer[Scalar[dtype], MutAnyOrigin],
-    im: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_re: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_im: Pointer[Scalar[dtype], MutAnyOrigin],
-    n_rows: Int64,
-    log_points: Int64,
-    log_block: Int64,
-):
-    """One radix-2 DIF stage over blocks of 2^log_block points, one butterfly per thread."""
-    var e = _gid()
-    var lp = Int(log_points)
-    if e < Int(n_rows) << (lp - 1):
-        var lh = Int(log_block) - 1
-        var row = e >> (lp - 1)
-        var k = e & ((1 << (lp - 1)) - 1)
-        var j = k & ((1 << lh) - 1)
-        var o0 = (row << lp) + ((k >> lh) << (lh + 1)) + j
-        var o1 = o0 + (1 << lh)
-        var t = j << (lp - Int(log_block))
-        var wr = tw_re[unsafe_offset=t]
-        var wi = tw_im[unsafe_offset=t]
-        var ar = re[unsafe_offset=o0]
-        var ai = im[unsafe_offset=o0]
-        var br = re[unsafe_offset=o1]
-        var bi = im[unsafe_offset=o1]
-        var dr = ar - br
-        var di = ai - bi
-        re[unsafe_offset=o0] = ar + br
-        im[unsafe_offset=o0] = ai + bi
-        re[unsafe_offset=o1] = dr * wr - di * wi
-        im[unsafe_offset=o1] = dr * wi + di * wr
-
-
-def _gpu_dit2_pass[dtype: DType](
-    re: Pointer[Scalar[dtype], MutAnyOrigin],
-    im: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_re: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_im: Pointer[Scalar[dtype], MutAnyOrigin],
-    n_rows: Int64,
-    log_points: Int64,
-    log_block: Int64,
-):
-    """The mirror of _gpu_dif2_pass (up to a factor 2)."""
-    var e = _gid()
-    var lp = Int(log_points)
-    if e < Int(n_rows) << (lp - 1):
-        var lh = Int(log_block) - 1
-        var row = e >> (lp - 1)
-        var k = e & ((1 << (lp - 1)) - 1)
-        var j = k & ((1 << lh) - 1)
-        var o0 = (row << lp) + ((k >> lh) << (lh + 1)) + j
-        var o1 = o0 + (1 << lh)
-        var t = j << (lp - Int(log_block))
-        var wr = tw_re[unsafe_offset=t]
-        var wi = tw_im[unsafe_offset=t]
-        var ar = re[unsafe_offset=o0]
-        var ai = im[unsafe_offset=o0]
-        var xr = re[unsafe_offset=o1]
-        var xi = im[unsafe_offset=o1]
-        var br = xr * wr + xi * wi
-        var bi = xi * wr - xr * wi
-        re[unsafe_offset=o0] = ar + br
-        im[unsafe_offset=o0] = ai + bi
-        re[unsafe_offset=o1] = ar - br
-        im[unsafe_offset=o1] = ai - bi
-
-
-def _gpu_block_fft[dtype: DType, smem_points: Int, spectrum_only: Bool](
-    re: Pointer[Scalar[dtype], MutAnyOrigin],
-    im: Pointer[Scalar[dtype], MutAnyOrigin],
-    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
-    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_re: Pointer[Scalar[dtype], MutAnyOrigin],
-    tw_im: Pointer[Scalar[dtype], MutAnyOrigin],
-    log_points: Int64,
-    log_chunk: Int64,
-    pairs: Int64,
     scale: Scalar[dtype],
 ):
-    """One thread block finishes one chunk of S = 2^log_chunk points in shared memory.
+    """One thread block runs every shared-memory stage of one chunk of
+    2^log_chunk points.
 
-    The chunk is an independent sub-transform left by the global passes
-    (the whole row when L <= S). Forward DIF stages, then either store
-    scale * conj(X) into g (spectrum_only: the taps, one row per channel)
-    or multiply by the channel's g and run the mirrored DIT stages.
+    direct (L fits one chunk): the chunk is a whole row, read from the
+    source (tile pairs, or taps when computing the spectrum) and, for the
+    signal, written to the result. Else it is a chunk of the scratch row
+    left by the global passes, read and written in place.
+    spectrum: forward only, storing scale * conj(X) into g (one row per
+    channel); else forward, product with g, inverse.
     """
-    var xr = stack_allocation[smem_points, Scalar[dtype], address_space = AddressSpace.SHARED]()
-    var xi = stack_allocation[smem_points, Scalar[dtype], address_space = AddressSpace.SHARED]()
-    var tid = Int(thread_idx.x)
-    var threads = Int(block_dim.x)
-    var lp = Int(log_points)
+    var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var ls = Int(log_chunk)
     var size = 1 << ls
+    var xi = xr.unsafe_offset(_pad(size))
+    var lp = Int(log_points)
+    var lob = Int(lo_bits)
+    var tid = Int(thread_idx.x)
+    var threads = Int(block_dim.x)
     var base = Int(block_idx.x) << ls
     var row = base >> lp
+    var w = Int(width)
+    var bt = Int(batch)
+    var channel = row if spectrum else row // Int(pairs)
+    var first = channel * bt + 2 * (row - channel * Int(pairs))
+    var second = first + 1 < (channel + 1) * bt
+
     var i = tid
     while i < size:
-        xr[unsafe_offset=i] = re[unsafe_offset=base + i]
-        xi[unsafe_offset=i] = im[unsafe_offset=base + i]
+        comptime if direct:
+            comptime if spectrum:
+                xr[unsafe_offset=_pad(i)] = source[unsafe_offset=row * w + i] if i < w else 0
+                xi[unsafe_offset=_pad(i)] = 0
+            else:
+                var inside = i < w
+                xr[unsafe_offset=_pad(i)] = source[unsafe_offset=first * w + i] if inside else 0
+                xi[unsafe_offset=_pad(i)] = source[unsafe_offset=(first + 1) * w + i] if (inside and second) else 0
+        else:
+            xr[unsafe_offset=_pad(i)] = re[unsafe_offset=base + i]
+            xi[unsafe_offset=_pad(i)] = im[unsafe_offset=base + i]
         i += threads
     barrier()
 
+    var head = _head_bits(ls)
+    var last = 4
     var lb = ls
-    while lb >= 1:
-        var lh = lb - 1
-        var b = tid
-        while b < size // 2:
-            var j = b & ((1 << lh) - 1)
-            var o0 = ((b >> lh) << lb) + j
-            var o1 = o0 + (1 << lh)
-            var t = j << (lp - lb)
-            var wr = tw_re[unsafe_offset=t]
-            var wi = tw_im[unsafe_offset=t]
-            var ar = xr[unsafe_offset=o0]
-            var ai = xi[unsafe_offset=o0]
-            var br = xr[unsafe_offset=o1]
-            var bi = xi[unsafe_offset=o1]
-            var dr = ar - br
-            var di = ai - bi
-            xr[unsafe_offset=o0] = ar + br
-            xi[unsafe_offset=o0] = ai + bi
-            xr[unsafe_offset=o1] = dr * wr - di * wi
-            xi[unsafe_offset=o1] = dr * wi + di * wr
-            b += threads
-        barrier()
-        lb -= 1
+    if head > 0:
+        _smem_stage[dtype, False](xr, xi, tw, size, lp, lb, head, lob)
+        lb -= head
+    while lb > last:
+        _smem_stage[dtype, False](xr, xi, tw, size, lp, lb, 4, lob)
+        lb -= 4
+    var g_base = (channel << lp) + (base - (row << lp))
+    _smem_middle[dtype, 16, spectrum](xr, xi, g_re, g_im, size, g_base, scale)
 
-    comptime if spectrum_only:
+    comptime if not spectrum:
+        lb = last + 4
+        while lb <= ls - head:
+            _smem_stage[dtype, True](xr, xi, tw, size, lp, lb, 4, lob)
+            lb += 4
+        if head > 0:
+            _smem_stage[dtype, True](xr, xi, tw, size, lp, ls, head, lob)
+        var t = Int(outputs)
         i = tid
         while i < size:
-            g_re[unsafe_offset=base + i] = xr[unsafe_offset=i] * scale
-            g_im[unsafe_offset=base + i] = -xi[unsafe_offset=i] * scale
+            comptime if direct:
+                if i < t:
+                    result[unsafe_offset=first * t + i] = xr[unsafe_offset=_pad(i)]
+                    if second:
+                        result[unsafe_offset=(first + 1) * t + i] = xi[unsafe_offset=_pad(i)]
+            else:
+                re[unsafe_offset=base + i] = xr[unsafe_offset=_pad(i)]
+                im[unsafe_offset=base + i] = xi[unsafe_offset=_pad(i)]
             i += threads
+
+
+def _gpu_pass[dtype: DType, r: Int, inverse: Bool, io: Bool, spectrum: Bool](
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int64,
+    log_points: Int64,
+    log_block: Int64,
+    lo_bits: Int64,
+    batch: Int64,
+    pairs: Int64,
+    width: Int64,
+    outputs: Int64,
+):
+    """One radix-r stage over blocks of 2^log_block points in global memory,
+    one r-point butterfly per thread (a warp covers 32 consecutive columns,
+    so every load and store is coalesced).
+
+    io: the first forward pass reads its points from the source (tile pairs,
+    or taps for the spectrum) instead of the scratch rows; the last inverse
+    pass writes the outputs instead.
+    """
+    comptime rb = _log2(r)
+    var e = _gid()
+    var lp = Int(log_points)
+    if e >= Int(n_rows) << (lp - rb):
+        return
+    var lb = Int(log_block)
+    var lm = lb - rb
+    var m = 1 << lm
+    var row = e >> (lp - rb)
+    var k = e & ((1 << (lp - rb)) - 1)
+    var j = k & (m - 1)
+    var offset = ((k >> lm) << lb) + j
+    var base = (row << lp) + offset
+    var w = Int(width)
+    var bt = Int(batch)
+    var channel = row if spectrum else row // Int(pairs)
+    var first = channel * bt + 2 * (row - channel * Int(pairs))
+    var second = first + 1 < (channel + 1) * bt
+    var vr = SIMD[dtype, r](0)
+    var vi = SIMD[dtype, r](0)
+    var wr = SIMD[dtype, r](0)
+    var wi = SIMD[dtype, r](0)
+    var lob = Int(lo_bits)
+    if j != 0:
+        _stage_twiddles[dtype, r](tw, j << (lp - lb), lob, wr, wi)
+
+    comptime if not inverse:
+        comptime for q in range(r):
+            comptime if io:
+                var n = offset + q * m
+                comptime if spectrum:
+                    vr[q] = source[unsafe_offset=row * w + n] if n < w else 0
+                else:
+                    var inside = n < w
+                    vr[q] = source[unsafe_offset=first * w + n] if inside else 0
+                    vi[q] = source[unsafe_offset=(first + 1) * w + n] if (inside and second) else 0
+            else:
+                vr[q] = re[unsafe_offset=base + q * m]
+                vi[q] = im[unsafe_offset=base + q * m]
+        _reg_dif[dtype, r](vr, vi)
+        if j != 0:
+            _twiddle_out[dtype, r](vr, vi, wr, wi)
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            re[unsafe_offset=base + p * m] = vr[i]
+            im[unsafe_offset=base + p * m] = vi[i]
     else:
-        var channel = row // Int(pairs)
-        var g_base = (channel << lp) + (base - (row << lp))
-        i = tid
-        while i < size:
-            var ar = xr[unsafe_offset=i]
-            var ai = xi[unsafe_offset=i]
-            var gr = g_re[unsafe_offset=g_base + i]
-            var gi = g_im[unsafe_offset=g_base + i]
-            xr[unsafe_offset=i] = ar * gr - ai * gi
-            xi[unsafe_offset=i] = ar * gi + ai * gr
-            i += threads
-        barrier()
-        lb = 1
-        while lb <= ls:
-            var lh = lb - 1
-            var b = tid
-            while b < size // 2:
-                var j = b & ((1 << lh) - 1)
-                var o0 = ((b >> lh) << lb) + j
-                var o1 = o0 + (1 << lh)
-                var t = j << (lp - lb)
-                var wr = tw_re[unsafe_offset=t]
-                var wi = tw_im[unsafe_offset=t]
-                var ar = xr[unsafe_offset=o0]
-                var ai = xi[unsafe_offset=o0]
-                var yr = xr[unsafe_offset=o1]
-                var yi = xi[unsafe_offset=o1]
-                var br = yr * wr + yi * wi
-                var bi = yi * wr - yr * wi
-                xr[unsafe_offset=o0] = ar + br
-                xi[unsafe_offset=o0] = ai + bi
-                xr[unsafe_offset=o1] = ar - br
-                xi[unsafe_offset=o1] = ai - bi
-                b += threads
-            barrier()
-            lb += 1
-        i = tid
-        while i < size:
-            re[unsafe_offset=base + i] = xr[unsafe_offset=i]
-            im[unsafe_offset=base + i] = xi[unsafe_offset=i]
-            i += threads
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            vr[i] = re[unsafe_offset=base + p * m]
+            vi[i] = im[unsafe_offset=base + p * m]
+        if j != 0:
+            _twiddle_in[dtype, r](vr, vi, wr, wi)
+        _reg_dit[dtype, r](vr, vi)
+        var t = Int(outputs)
+        comptime for q in range(r):
+            comptime if io:
+                var n = offset + q * m
+                if n < t:
+                    result[unsafe_offset=first * t + n] = vr[q]
+                    if second:
+                        result[unsafe_offset=(first + 1) * t + n] = vi[q]
+            else:
+                re[unsafe_offset=base + q * m] = vr[q]
+                im[unsafe_offset=base + q * m] = vi[q]
+
+
+def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
+    ctx: DeviceContext,
+    bits: Int,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    lp: Int,
+    lb: Int,
+    lo_bits: Int,
+    batch: Int,
+    pairs: Int,
+    width: Int,
+    outputs: Int,
+) raises:
+    """Launch one global pass of radix 2^bits (1..5)."""
+    var threads = n_rows << (lp - bits)
+    var grid = ceildiv(threads, GPU_PASS_TPB)
+    var args = (Int64(n_rows), Int64(lp), Int64(lb), Int64(lo_bits), Int64(batch), Int64(pairs), Int64(width), Int64(outputs))
+    if bits == 5:
+        ctx.enqueue_function[_gpu_pass[dtype, 32, inverse, io, spectrum]](
+            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
+            grid_dim=grid, block_dim=GPU_PASS_TPB,
+        )
+    elif bits == 4:
+        ctx.enqueue_function[_gpu_pass[dtype, 16, inverse, io, spectrum]](
+            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
+            grid_dim=grid, block_dim=GPU_PASS_TPB,
+        )
+    elif bits == 3:
+        ctx.enqueue_function[_gpu_pass[dtype, 8, inverse, io, spectrum]](
+            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
+            grid_dim=grid, block_dim=GPU_PASS_TPB,
+        )
+    elif bits == 2:
+        ctx.enqueue_function[_gpu_pass[dtype, 4, inverse, io, spectrum]](
+            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
+            grid_dim=grid, block_dim=GPU_PASS_TPB,
+        )
+    else:
+        ctx.enqueue_function[_gpu_pass[dtype, 2, inverse, io, spectrum]](
+            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
+            grid_dim=grid, block_dim=GPU_PASS_TPB,
+        )
+
+
+def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
+    """Radix bits of global pass `index` when `above` bits lie outside the
+    chunk: as few passes as radix 2^max_bits allows, bits spread evenly."""
+    var passes = ceildiv(above, max_bits)
+    return above // passes + (1 if index < above % passes else 0)
+
+
+def _transform_rows[dtype: DType, spectrum: Bool](
+    ctx: DeviceContext,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    lp: Int,
+    ls: Int,
+    lo_bits: Int,
+    batch: Int,
+    pairs: Int,
+    width: Int,
+    outputs: Int,
+    scale: Scalar[dtype],
+) raises:
+    """Enqueue every pass for n_rows rows: the taps' spectra (spectrum) or
+    the tile pairs' correlations."""
+    comptime max_bits = GPU_PASS_BITS_F32 if dtype == DType.float32 else GPU_PASS_BITS_F64
+    var smem_bytes = 2 * _pad(1 << ls) * size_of[dtype]()
+    var chunks = n_rows << (lp - ls)
+    var above = lp - ls
+    if above == 0:
+        ctx.enqueue_function[_gpu_chunk[dtype, True, spectrum]](
+            re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
+            Int64(batch), Int64(pairs), Int64(width), Int64(outputs), scale,
+            grid_dim=chunks, block_dim=GPU_CHUNK_TPB,
+            shared_mem_bytes=smem_bytes,
+            func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
+        )
+        return
+    var passes = ceildiv(above, max_bits)
+    var lb = lp
+    for index in range(passes):
+        var bits = _pass_bits(above, max_bits, index)
+        if index == 0:
+            _enqueue_pass[dtype, False, True, spectrum](
+                ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, batch, pairs, width, outputs
+            )
+        else:
+            _enqueue_pass[dtype, False, False, spectrum](
+                ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, batch, pairs, width, outputs
+            )
+        lb -= bits
+    ctx.enqueue_function[_gpu_chunk[dtype, False, spectrum]](
+        re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
+        Int64(batch), Int64(pairs), Int64(width), Int64(outputs), scale,
+        grid_dim=chunks, block_dim=GPU_CHUNK_TPB,
+        shared_mem_bytes=smem_bytes,
+        func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
+    )
+    comptime if not spectrum:
+        for step in range(passes):
+            var index = passes - 1 - step
+            var bits = _pass_bits(above, max_bits, index)
+            lb += bits
+            if index == 0:
+                _enqueue_pass[dtype, True, True, spectrum](
+                    ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, batch, pairs, width, outputs
+                )
+            else:
+                _enqueue_pass[dtype, True, False, spectrum](
+                    ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, batch, pairs, width, outputs
+                )
 
 
 def fft_conv_gpu[dtype: DType](
@@ -1208,81 +1567,45 @@ def fft_conv_gpu[dtype: DType](
     width: Int,
     n_taps: Int,
 ) raises:
-    """Enqueue the whole GPU op: twiddles, taps spectra, row pairs, results.
+    """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
 
-    Scratch (twiddles, spectra, pair rows) is allocated on the op's stream
-    and freed in stream order when this function returns.
+    Scratch (tables, spectra, and the global passes' rows when L exceeds
+    one chunk) is allocated on the op's stream and freed in stream order
+    when this function returns.
     """
-    comptime smem = GPU_SMEM_POINTS_F32 if dtype == DType.float32 else GPU_SMEM_POINTS_F64
+    comptime chunk_log = GPU_CHUNK_LOG_F32 if dtype == DType.float32 else GPU_CHUNK_LOG_F64
     var t = width - n_taps + 1
     var points = fft_points(width, 8)
     var lp = _log2(points)
-    var ls = min(lp, _log2(smem))
+    var ls = min(lp, chunk_log)
+    var lo_bits = (lp + 1) // 2
     var pairs = (batch + 1) // 2
     var total_pairs = channels * pairs
-    var tw_re = ctx.enqueue_create_buffer[dtype](points // 2)
-    var tw_im = ctx.enqueue_create_buffer[dtype](points // 2)
+    var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
+    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
     var g_re = ctx.enqueue_create_buffer[dtype](channels * points)
     var g_im = ctx.enqueue_create_buffer[dtype](channels * points)
-    var x_re = ctx.enqueue_create_buffer[dtype](total_pairs * points)
-    var x_im = ctx.enqueue_create_buffer[dtype](total_pairs * points)
+    var scratch_rows = max(total_pairs, channels) if lp > ls else 0
+    var x_re = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
+    var x_im = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var scale = Scalar[dtype](1.0 / Float64(points))
+    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_re_p = g_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_im_p = g_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
 
     ctx.enqueue_function[_gpu_twiddles[dtype]](
-        tw_re.unsafe_ptr(), tw_im.unsafe_ptr(), Int64(lp),
-        grid_dim=ceildiv(points // 2, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+        tw_p, Int64(lp), Int64(lo_bits),
+        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
     )
-
-    # Taps: channels rows through the same forward path, into g.
-    ctx.enqueue_function[_gpu_load_taps[dtype]](
-        x_re.unsafe_ptr(), x_im.unsafe_ptr(), taps, Int64(channels), Int64(n_taps), Int64(lp),
-        grid_dim=ceildiv(channels * points, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+    _transform_rows[dtype, True](
+        ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p,
+        channels, lp, ls, lo_bits, 1, 1, n_taps, 0, scale,
     )
-    var lb = lp
-    while lb > ls:
-        ctx.enqueue_function[_gpu_dif2_pass[dtype]](
-            x_re.unsafe_ptr(), x_im.unsafe_ptr(), tw_re.unsafe_ptr(), tw_im.unsafe_ptr(),
-            Int64(channels), Int64(lp), Int64(lb),
-            grid_dim=ceildiv(channels * points // 2, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-        )
-        lb -= 1
-    ctx.enqueue_function[_gpu_block_fft[dtype, smem, True]](
-        x_re.unsafe_ptr(), x_im.unsafe_ptr(), g_re.unsafe_ptr(), g_im.unsafe_ptr(),
-        tw_re.unsafe_ptr(), tw_im.unsafe_ptr(), Int64(lp), Int64(ls), Int64(pairs), scale,
-        grid_dim=channels * (points >> ls), block_dim=GPU_TPB,
-    )
-
-    # Signal: row pairs.
-    ctx.enqueue_function[_gpu_load_pairs[dtype]](
-        x_re.unsafe_ptr(), x_im.unsafe_ptr(), signal, Int64(total_pairs), Int64(batch),
-        Int64(pairs), Int64(width), Int64(lp),
-        grid_dim=ceildiv(total_pairs * points, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-    )
-    lb = lp
-    while lb > ls:
-        ctx.enqueue_function[_gpu_dif2_pass[dtype]](
-            x_re.unsafe_ptr(), x_im.unsafe_ptr(), tw_re.unsafe_ptr(), tw_im.unsafe_ptr(),
-            Int64(total_pairs), Int64(lp), Int64(lb),
-            grid_dim=ceildiv(total_pairs * points // 2, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-        )
-        lb -= 1
-    ctx.enqueue_function[_gpu_block_fft[dtype, smem, False]](
-        x_re.unsafe_ptr(), x_im.unsafe_ptr(), g_re.unsafe_ptr(), g_im.unsafe_ptr(),
-        tw_re.unsafe_ptr(), tw_im.unsafe_ptr(), Int64(lp), Int64(ls), Int64(pairs), scale,
-        grid_dim=total_pairs * (points >> ls), block_dim=GPU_TPB,
-    )
-    lb = ls + 1
-    while lb <= lp:
-        ctx.enqueue_function[_gpu_dit2_pass[dtype]](
-            x_re.unsafe_ptr(), x_im.unsafe_ptr(), tw_re.unsafe_ptr(), tw_im.unsafe_ptr(),
-            Int64(total_pairs), Int64(lp), Int64(lb),
-            grid_dim=ceildiv(total_pairs * points // 2, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-        )
-        lb += 1
-    ctx.enqueue_function[_gpu_store_pairs[dtype]](
-        result, x_re.unsafe_ptr(), x_im.unsafe_ptr(), Int64(total_pairs), Int64(batch),
-        Int64(pairs), Int64(t), Int64(lp),
-        grid_dim=ceildiv(total_pairs * t, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+    _transform_rows[dtype, False](
+        ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p,
+        total_pairs, lp, ls, lo_bits, batch, pairs, width, t, scale,
     )
 
 

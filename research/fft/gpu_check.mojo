@@ -97,19 +97,34 @@ def bench[dtype: DType](ctx: DeviceContext, n: Int, k: Int, points: Int) raises:
 
 def main() raises:
     var ctx = DeviceContext()
-    # (channels, batch, width, taps): one shared-memory chunk, then 1, 2 and
-    # 6 global passes before it (float32 chunk = 4096 points).
+    # (channels, batch, width, taps): whole rows in one shared-memory chunk
+    # (float32 up to 2^14 points, float64 2^13), then 1..8 bits of global
+    # passes before it (radix 2, 16, 32, 8 x 8, 16 x 16); odd batches leave
+    # a row pair half empty.
+    print("f32 L=64    ", check[DType.float32](ctx, 2, 3, 50, 7))
     print("f32 L=256   ", check[DType.float32](ctx, 2, 3, 200, 7))
     print("f32 L=4096  ", check[DType.float32](ctx, 1, 3, 4096, 1000))
     print("f32 L=8192  ", check[DType.float32](ctx, 2, 1, 8000, 4097))
     print("f32 L=16384 ", check[DType.float32](ctx, 1, 2, 16384, 4097))
+    print("f32 L=2^15  ", check[DType.float32](ctx, 2, 3, 32768, 8192))
     print("f32 L=2^18  ", check[DType.float32](ctx, 1, 3, 262144, 65536))
+    print("f32 L=2^19  ", check[DType.float32](ctx, 1, 2, 524288, 131072))
+    print("f32 L=2^20  ", check[DType.float32](ctx, 2, 1, 1048576, 100000))
+    print("f32 L=2^22  ", check[DType.float32](ctx, 1, 1, 4194304, 1048576))
     print("f64 L=2048  ", check[DType.float64](ctx, 2, 3, 2048, 64))
     print("f64 L=8192  ", check[DType.float64](ctx, 1, 3, 8192, 4097))
+    print("f64 L=2^14  ", check[DType.float64](ctx, 1, 3, 16384, 4097))
+    print("f64 L=2^18  ", check[DType.float64](ctx, 2, 1, 262144, 65536))
     var n = 1 << 24
-    bench[DType.float32](ctx, n, 64, 4096)
-    bench[DType.float32](ctx, n, 1024, 4096)
+    bench[DType.float32](ctx, n, 2048, 8192)
+    bench[DType.float32](ctx, n, 2048, 16384)
     bench[DType.float32](ctx, n, 4096, 16384)
     bench[DType.float32](ctx, n, 4096, 32768)
-    bench[DType.float32](ctx, n, 65536, 262144)
-    bench[DType.float32](ctx, n, 65536, 524288)
+    bench[DType.float32](ctx, n, 16384, 32768)
+    bench[DType.float32](ctx, n, 16384, 65536)
+    bench[DType.float32](ctx, n, 131072, 262144)
+    bench[DType.float32](ctx, n, 131072, 524288)
+    bench[DType.float32](ctx, n, 131072, 1048576)
+    bench[DType.float32](ctx, n, 1048576, 2097152)
+    bench[DType.float32](ctx, n, 1048576, 4194304)
+    bench[DType.float32](ctx, n, 1048576, 8388608)
