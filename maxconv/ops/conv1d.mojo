@@ -45,29 +45,27 @@ comptime STRIDED_OUTPUTS = 8
 comptime STRIDED_BLOCK = STRIDED_TPB * STRIDED_OUTPUTS
 # GPU, large K: each of BLOCKED_TPB threads keeps BLOCKED_OUTPUTS consecutive
 # outputs in registers and slides a window over BLOCKED_STEP taps at a time:
-# 2 * BLOCKED_STEP shared loads feed BLOCKED_OUTPUTS * BLOCKED_STEP FMAs.
-# One pad word every 32 (thread stride 33 words) keeps the reads conflict-free
-# and makes every padded offset a compile-time constant.
+# 2 * BLOCKED_STEP shared words feed BLOCKED_OUTPUTS * BLOCKED_STEP FMAs.
+# Four pad words every 32 (thread stride 36 words) keep the 4-word reads
+# conflict-free and make every padded offset a compile-time constant.
 comptime BLOCKED_TPB = 128
 comptime BLOCKED_OUTPUTS = 32
 comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
 comptime BLOCKED_STEP = 32
+# Global loads each thread keeps in flight while staging a block's inputs.
+comptime LOAD_UNROLL = 8
 # Taps staged in shared memory per pass (strided kernel, narrow blocked one).
 comptime TAP_CHUNK = 256
-# Below this many taps the strided kernel wins: on an H100 (N = 2^24, float32)
-# strided/blocked ran 165/86 GS/s at K=8, 95/78 at K=48, 77/79 at K=64 and
-# 41/59 at K=128.
-comptime SMALL_K = 64
+# Below this many taps the strided kernel wins: on an H100 (N = 2^24 float32
+# in 2^16-output rows, research/direct/gpu_direct.mojo) strided/blocked ran
+# 269/162 GS/s at K=8, 237/163 at K=16, 161/162 at K=32 and 92/137 at K=64.
+comptime SMALL_K = 32
 # From this many taps the blocked kernel stages WIDE_TAP_CHUNK taps per pass
-# (fewer barrier phases): on an H100, 19.2 against 17.7 GS/s at K=1024 and
-# 5.3 against 4.7 at K=4096; within 3% either way below K=256.
+# (fewer barrier phases): on an H100 narrow/wide ran 74 and 62 / 71 and 72
+# GS/s at K=256 (two runs), 44.1/44.7 at K=512; with the earlier scalar-load
+# kernel wide won at K=1024 (19.2/17.7) and K=4096 (5.3/4.7).
 comptime WIDE_CHUNK_K = 256
 comptime WIDE_TAP_CHUNK = 1024
-
-
-@always_inline
-def _padded(i: Int) -> Int:
-    return i + i // 32
 
 
 def _conv1d_gpu_strided[
@@ -102,9 +100,17 @@ def _conv1d_gpu_strided[
             ws[unsafe_offset=tid] = taps[unsafe_offset=tap_base + c0 + tid]
         var i = tid
         while i < span + kc - 1:
-            var src = start + c0 + i
-            xs[unsafe_offset=i] = signal[unsafe_offset=row_in + src] if src < w else 0
-            i += STRIDED_TPB
+            # LOAD_UNROLL loads in flight per thread, not one: a loop of
+            # dependent load-store pairs waits a full memory latency each.
+            var v = SIMD[dtype, LOAD_UNROLL](0)
+            comptime for u in range(LOAD_UNROLL):
+                var src = start + c0 + i + u * STRIDED_TPB
+                if i + u * STRIDED_TPB < span + kc - 1 and src < w:
+                    v[u] = signal[unsafe_offset=row_in + src]
+            comptime for u in range(LOAD_UNROLL):
+                if i + u * STRIDED_TPB < span + kc - 1:
+                    xs[unsafe_offset=i + u * STRIDED_TPB] = v[u]
+            i += LOAD_UNROLL * STRIDED_TPB
         barrier()
         for j in range(kc):
             var tap = ws[unsafe_offset=j]
@@ -121,6 +127,11 @@ def _conv1d_gpu_strided[
             result[unsafe_offset=row_out + i] = acc[m]
 
 
+@always_inline
+def _padded4(i: Int) -> Int:
+    return i + ((i >> 5) << 2)
+
+
 def _conv1d_gpu_blocked[
     dtype: DType, tap_chunk: Int
 ](
@@ -135,85 +146,12 @@ def _conv1d_gpu_blocked[
     """One thread block computes BLOCKED_BLOCK outputs of one tile row.
 
     Taps are staged tap_chunk at a time: bigger chunks mean fewer barrier
-    phases per block, bounded by the 48 KB of static shared memory.
-    """
-    comptime smem_words = (BLOCKED_BLOCK + tap_chunk) * 33 // 32
-    var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED]()
-    var ws = stack_allocation[tap_chunk, Scalar[dtype], address_space = AddressSpace.SHARED]()
-    var tid = Int(thread_idx.x)
-    var block = Int(block_idx.x)
-    var row = block // Int(blocks_per_row)
-    var start = (block % Int(blocks_per_row)) * BLOCKED_BLOCK
-    var w = Int(width)
-    var k = Int(n_taps)
-    var row_in = row * w
-    var tap_base = (row // Int(batch)) * k
-    var own = tid * (BLOCKED_OUTPUTS + 1)
-
-    var acc = SIMD[dtype, BLOCKED_OUTPUTS](0)
-    var c0 = 0
-    while c0 < k:
-        var kc = min(tap_chunk, k - c0)
-        var steps = ceildiv(kc, BLOCKED_STEP) * BLOCKED_STEP
-        var i = tid
-        while i < tap_chunk:
-            ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + c0 + i] if i < kc else 0
-            i += BLOCKED_TPB
-        i = tid
-        while i < BLOCKED_BLOCK + steps:
-            var src = start + c0 + i
-            xs[unsafe_offset=_padded(i)] = signal[unsafe_offset=row_in + src] if src < w else 0
-            i += BLOCKED_TPB
-        barrier()
-        var s = 0
-        while s < steps:
-            var at = own + s + s // 32
-            var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
-            comptime for q in range(2 * BLOCKED_STEP):
-                window[q] = xs[unsafe_offset=at + q + q // 32]
-            comptime for jj in range(BLOCKED_STEP):
-                var tap = ws[unsafe_offset=s + jj]
-                comptime for m in range(BLOCKED_OUTPUTS):
-                    acc[m] = window[m + jj].fma(tap, acc[m])
-            s += BLOCKED_STEP
-        barrier()
-        c0 += tap_chunk
-
-    # Stage the results through shared memory so the global stores coalesce.
-    comptime for m in range(BLOCKED_OUTPUTS):
-        xs[unsafe_offset=own + m] = acc[m]
-    barrier()
-    var t = w - k + 1
-    var row_out = row * t
-    var i = tid
-    while i < BLOCKED_BLOCK:
-        if start + i < t:
-            result[unsafe_offset=row_out + start + i] = xs[unsafe_offset=_padded(i)]
-        i += BLOCKED_TPB
-
-
-@always_inline
-def _padded4(i: Int) -> Int:
-    return i + ((i >> 5) << 2)
-
-
-def _conv1d_gpu_blocked_v4[
-    dtype: DType, tap_chunk: Int
-](
-    result: Pointer[Scalar[dtype], MutAnyOrigin],
-    signal: Pointer[Scalar[dtype], MutAnyOrigin],
-    taps: Pointer[Scalar[dtype], MutAnyOrigin],
-    batch: Int64,
-    width: Int64,
-    n_taps: Int64,
-    blocks_per_row: Int64,
-):
-    """The blocked kernel with 4-wide shared-memory loads.
-
-    Four pad words every 32 (thread stride 36 words) keep every thread's
-    window 16-byte aligned, and a quarter warp's 4-word loads then cover all
-    32 banks once: 16 + 8 vector loads feed 1024 FMAs per step instead of
-    64 + 32 scalar ones.
+    phases per block, bounded by the 48 KB of static shared memory. Four pad
+    words every 32 (thread stride 36 words) keep every thread's window
+    16-byte aligned, and a quarter warp's 4-word loads then cover all 32
+    banks once: 16 + 8 vector loads feed 1024 FMAs per step (scalar loads
+    with a 33-word stride needed 64 + 32: 21.3 against 25.7 GS/s at
+    K = 1024 on an H100).
     """
     comptime smem_words = (BLOCKED_BLOCK + tap_chunk) * 36 // 32
     var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
@@ -239,9 +177,15 @@ def _conv1d_gpu_blocked_v4[
             i += BLOCKED_TPB
         i = tid
         while i < BLOCKED_BLOCK + steps:
-            var src = start + c0 + i
-            xs[unsafe_offset=_padded4(i)] = signal[unsafe_offset=row_in + src] if src < w else 0
-            i += BLOCKED_TPB
+            var v = SIMD[dtype, LOAD_UNROLL](0)
+            comptime for u in range(LOAD_UNROLL):
+                var src = start + c0 + i + u * BLOCKED_TPB
+                if i + u * BLOCKED_TPB < BLOCKED_BLOCK + steps and src < w:
+                    v[u] = signal[unsafe_offset=row_in + src]
+            comptime for u in range(LOAD_UNROLL):
+                if i + u * BLOCKED_TPB < BLOCKED_BLOCK + steps:
+                    xs[unsafe_offset=_padded4(i + u * BLOCKED_TPB)] = v[u]
+            i += LOAD_UNROLL * BLOCKED_TPB
         barrier()
         var s = 0
         while s < steps:
@@ -423,15 +367,8 @@ struct Conv1D:
             elif (algorithm == 0 and k < WIDE_CHUNK_K) or algorithm == 2:
                 var blocks_per_row = ceildiv(t, BLOCKED_BLOCK)
                 ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype, TAP_CHUNK]](
-                    out_ptr,
-                    in_ptr,
-                    tap_ptr,
-                    Int64(batch),
-                    Int64(w),
-                    Int64(k),
-                    Int64(blocks_per_row),
-                    grid_dim=rows * blocks_per_row,
-                    block_dim=BLOCKED_TPB,
+                    out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k), Int64(blocks_per_row),
+                    grid_dim=rows * blocks_per_row, block_dim=BLOCKED_TPB,
                 )
             else:
                 # float64 words are twice as wide: half the chunk keeps the
@@ -439,15 +376,8 @@ struct Conv1D:
                 comptime wide = WIDE_TAP_CHUNK if output.dtype == DType.float32 else WIDE_TAP_CHUNK // 2
                 var blocks_per_row = ceildiv(t, BLOCKED_BLOCK)
                 ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype, wide]](
-                    out_ptr,
-                    in_ptr,
-                    tap_ptr,
-                    Int64(batch),
-                    Int64(w),
-                    Int64(k),
-                    Int64(blocks_per_row),
-                    grid_dim=rows * blocks_per_row,
-                    block_dim=BLOCKED_TPB,
+                    out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k), Int64(blocks_per_row),
+                    grid_dim=rows * blocks_per_row, block_dim=BLOCKED_TPB,
                 )
         elif target == "cpu":
             comptime width = simd_width_of[output.dtype]()

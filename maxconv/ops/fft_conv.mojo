@@ -73,11 +73,23 @@ comptime CPU_CACHE_BYTES = 128 * 1024
 # one 8-way L1 set and thrash it once blocks outgrow the cache). One core,
 # float32: 19 -> 32 GFLOP/s at L = 2^18, 36 -> 41 at 2^16 (micro_cpu.mojo).
 comptime CPU_SKEW = 128
-# GPU: log2 of the points one thread block transforms in shared memory
-# (re + im + padding: 139 KB of the H100's 227 KB for either dtype).
-comptime GPU_CHUNK_LOG_F32 = 14
-comptime GPU_CHUNK_LOG_F64 = 13
-comptime GPU_CHUNK_TPB = 256
+# GPU: a row of up to 2^GPU_ROW_LOG points is transformed whole by one
+# thread block of GPU_ROW_TPB threads in shared memory (70 KB with padding,
+# for either dtype); longer rows go through global passes down to chunks of
+# 2^GPU_CHUNK_LOG points, one block of GPU_CHUNK_TPB threads each. Smaller
+# blocks keep more of them resident per SM, which beat larger chunks (fewer
+# global passes) on an H100, N = 2^24 float32 (research/fft/gpu_check.mojo,
+# ms for chunk 2^14/256 threads, 2^13/256, 2^12/128, 2^11/128): L = 2^14:
+# 0.36, 0.39, 0.32, 0.32; L = 2^16: 0.52, 0.42, 0.33, 0.34; L = 2^19: 0.59,
+# 0.58, 0.49, 0.47; L = 2^22: 0.81, 0.75, 0.69, 0.83. At L = 2^13 the whole
+# row in one block (0.26) beat a global pass plus 2^12 chunks (0.32).
+comptime GPU_ROW_LOG_F32 = 13
+comptime GPU_ROW_LOG_F64 = 12
+comptime GPU_ROW_TPB = 256
+comptime GPU_CHUNK_LOG_F32 = 12
+comptime GPU_CHUNK_LOG_F64 = 11
+comptime GPU_CHUNK_TPB = 128
+comptime GPU_LOAD_UNROLL = 8
 # GPU global-memory passes: threads per block, and the largest radix (as
 # bits: 32 complex float32 values per thread fit its registers).
 comptime GPU_PASS_TPB = 256
@@ -890,11 +902,11 @@ def fft_conv_cpu[dtype: DType](
 # r = 2..32 (each one pass in which a thread loads r points a stride m apart,
 # runs an r-point DFT in registers, twiddles and stores them back); the
 # inverse is the same sequence mirrored. Stages whose stride exceeds one
-# thread block's shared memory run as global passes (_gpu_pass; the first
-# reads the tiles straight from the signal, the last writes the outputs);
-# the rest run inside one thread block (_gpu_chunk) on chunks of up to
-# 2^GPU_CHUNK_LOG points, which also takes the product with the taps'
-# spectrum in registers between the last forward and first inverse stage.
+# thread block's chunk run as global passes (_gpu_pass; the first reads the
+# tiles straight from the signal, the last writes the outputs); the rest run
+# inside one thread block (_gpu_chunk) per chunk, which also takes the
+# product with the taps' spectrum in registers between the last forward and
+# first inverse stage.
 # Index math uses shifts and masks only (64-bit division is slow on a GPU).
 
 
@@ -1294,20 +1306,33 @@ def _gpu_chunk[dtype: DType, direct: Bool, spectrum: Bool](
     var first = channel * bt + 2 * (row - channel * Int(pairs))
     var second = first + 1 < (channel + 1) * bt
 
+    # GPU_LOAD_UNROLL loads in flight per thread: a loop of dependent
+    # load-store pairs would wait a full memory latency per point.
     var i = tid
     while i < size:
-        comptime if direct:
-            comptime if spectrum:
-                xr[unsafe_offset=_pad(i)] = source[unsafe_offset=row * w + i] if i < w else 0
-                xi[unsafe_offset=_pad(i)] = 0
+        var vr = SIMD[dtype, GPU_LOAD_UNROLL](0)
+        var vi = SIMD[dtype, GPU_LOAD_UNROLL](0)
+        comptime for u in range(GPU_LOAD_UNROLL):
+            var n = i + u * threads
+            comptime if direct:
+                comptime if spectrum:
+                    if n < w:
+                        vr[u] = source[unsafe_offset=row * w + n]
+                else:
+                    if n < w:
+                        vr[u] = source[unsafe_offset=first * w + n]
+                        if second:
+                            vi[u] = source[unsafe_offset=(first + 1) * w + n]
             else:
-                var inside = i < w
-                xr[unsafe_offset=_pad(i)] = source[unsafe_offset=first * w + i] if inside else 0
-                xi[unsafe_offset=_pad(i)] = source[unsafe_offset=(first + 1) * w + i] if (inside and second) else 0
-        else:
-            xr[unsafe_offset=_pad(i)] = re[unsafe_offset=base + i]
-            xi[unsafe_offset=_pad(i)] = im[unsafe_offset=base + i]
-        i += threads
+                if n < size:
+                    vr[u] = re[unsafe_offset=base + n]
+                    vi[u] = im[unsafe_offset=base + n]
+        comptime for u in range(GPU_LOAD_UNROLL):
+            var n = i + u * threads
+            if n < size:
+                xr[unsafe_offset=_pad(n)] = vr[u]
+                xi[unsafe_offset=_pad(n)] = vi[u]
+        i += GPU_LOAD_UNROLL * threads
     barrier()
 
     var head = _head_bits(ls)
@@ -1506,6 +1531,7 @@ def _transform_rows[dtype: DType, spectrum: Bool](
     width: Int,
     outputs: Int,
     scale: Scalar[dtype],
+    chunk_threads: Int,
 ) raises:
     """Enqueue every pass for n_rows rows: the taps' spectra (spectrum) or
     the tile pairs' correlations."""
@@ -1517,7 +1543,7 @@ def _transform_rows[dtype: DType, spectrum: Bool](
         ctx.enqueue_function[_gpu_chunk[dtype, True, spectrum]](
             re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
             Int64(batch), Int64(pairs), Int64(width), Int64(outputs), scale,
-            grid_dim=chunks, block_dim=GPU_CHUNK_TPB,
+            grid_dim=chunks, block_dim=chunk_threads,
             shared_mem_bytes=smem_bytes,
             func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
         )
@@ -1538,7 +1564,7 @@ def _transform_rows[dtype: DType, spectrum: Bool](
     ctx.enqueue_function[_gpu_chunk[dtype, False, spectrum]](
         re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
         Int64(batch), Int64(pairs), Int64(width), Int64(outputs), scale,
-        grid_dim=chunks, block_dim=GPU_CHUNK_TPB,
+        grid_dim=chunks, block_dim=chunk_threads,
         shared_mem_bytes=smem_bytes,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
     )
@@ -1566,18 +1592,27 @@ def fft_conv_gpu[dtype: DType](
     batch: Int,
     width: Int,
     n_taps: Int,
+    chunk_log: Int = 0,
+    chunk_threads: Int = 0,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
+
+    chunk_log and chunk_threads (0: the tuned defaults) exist for
+    research/fft/gpu_check.mojo, which times other chunk sizes and block
+    shapes; a chunk_log of at least log2(L) transforms rows whole.
 
     Scratch (tables, spectra, and the global passes' rows when L exceeds
     one chunk) is allocated on the op's stream and freed in stream order
     when this function returns.
     """
-    comptime chunk_log = GPU_CHUNK_LOG_F32 if dtype == DType.float32 else GPU_CHUNK_LOG_F64
+    comptime row_log = GPU_ROW_LOG_F32 if dtype == DType.float32 else GPU_ROW_LOG_F64
+    comptime default_chunk_log = GPU_CHUNK_LOG_F32 if dtype == DType.float32 else GPU_CHUNK_LOG_F64
     var t = width - n_taps + 1
     var points = fft_points(width, 8)
     var lp = _log2(points)
-    var ls = min(lp, chunk_log)
+    var whole = lp <= row_log
+    var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)
+    var threads = chunk_threads if chunk_threads > 0 else (GPU_ROW_TPB if ls == lp else GPU_CHUNK_TPB)
     var lo_bits = (lp + 1) // 2
     var pairs = (batch + 1) // 2
     var total_pairs = channels * pairs
@@ -1601,11 +1636,11 @@ def fft_conv_gpu[dtype: DType](
     )
     _transform_rows[dtype, True](
         ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p,
-        channels, lp, ls, lo_bits, 1, 1, n_taps, 0, scale,
+        channels, lp, ls, lo_bits, 1, 1, n_taps, 0, scale, threads,
     )
     _transform_rows[dtype, False](
         ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p,
-        total_pairs, lp, ls, lo_bits, batch, pairs, width, t, scale,
+        total_pairs, lp, ls, lo_bits, batch, pairs, width, t, scale, threads,
     )
 
 

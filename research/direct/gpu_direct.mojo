@@ -8,7 +8,7 @@ from max.gpu.host import DeviceContext
 from maxconv.ops.conv1d import (
     BLOCKED_BLOCK, BLOCKED_TPB, STRIDED_BLOCK, STRIDED_OUTPUTS, STRIDED_TPB,
     TAP_CHUNK, WIDE_TAP_CHUNK,
-    _conv1d_gpu_blocked, _conv1d_gpu_blocked_v4, _conv1d_gpu_strided,
+    _conv1d_gpu_blocked, _conv1d_gpu_strided,
 )
 from std.math import ceildiv
 from std.time import perf_counter_ns
@@ -53,17 +53,9 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
             ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 2:
-            var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 3:
-            var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked_v4[dtype, TAP_CHUNK]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         else:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked_v4[dtype, WIDE_TAP_CHUNK]](
+            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         ctx.synchronize()
         if r > 0:
@@ -87,12 +79,11 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
 
 
 def main() raises:
+    # kernel 0: strided, 1: blocked with TAP_CHUNK, 2: blocked with WIDE_TAP_CHUNK
     var ctx = DeviceContext()
-    for k in [1, 4, 16, 64]:
+    for k in [1, 4, 8, 16, 32, 64]:
         run(ctx, 0, k)
-    for k in [32, 64, 128, 256]:
+    for k in [16, 32, 48, 64, 128, 256, 512]:
         run(ctx, 1, k)
-        run(ctx, 3, k)
-    for k in [256, 1024, 4096]:
+    for k in [256, 512, 1024, 4096]:
         run(ctx, 2, k)
-        run(ctx, 4, k)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU machine's checks and measurements, in the parts one `run` call can
+# hold (see ../shared/device/README.md for staging MAX there first):
+#   bash scripts/gpu_suite.sh kernels   standalone op harnesses: correctness + kernel timings
+#   bash scripts/gpu_suite.sh tests     pytest -m gpu
+#   bash scripts/gpu_suite.sh bench     MAX's per-call cost, maxconv bench
+#   bash scripts/gpu_suite.sh files     reverb, one-hour file, calibrate
+# Results go to $OUT (the device tool brings them back) or ./gpu-out.
+set -u
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAXCONV_CACHE_DIR=/tmp/mcache
+MOJO=$(python3 -c "import shutil,sys; print(shutil.which('mojo') or '/tmp/site/bin/mojo')")
+[ -x "$MOJO" ] || MOJO=$(ls /tmp/site/bin/mojo /tmp/site/modular/bin/mojo 2>/dev/null | head -1)
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv | tee "$OUT/gpu.txt"
+
+case "${1:-}" in
+kernels)
+    for prog in research/fft/gpu_check.mojo research/direct/gpu_direct.mojo; do
+        name=$(basename "$prog" .mojo)
+        ( time "$MOJO" build -I . "$prog" -o "/tmp/$name" ) 2>&1 | grep -v Crashpad | tail -4
+        timeout 200 "/tmp/$name" 2>&1 | tee "$OUT/$name.txt"
+    done
+    ;;
+tests)
+    timeout 580 python3 -m pytest -q tests -m gpu -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/pytest_gpu.txt"
+    ;;
+bench)
+    # MAX's fixed cost per op call: execute + synchronize on a 1-tap, 1024-sample tile.
+    python3 - <<'PY' 2>&1 | tee "$OUT/max_call_overhead.txt"
+import numpy as np
+from maxconv.bench import median_seconds
+from maxconv.engine import get_engine
+engine = get_engine("gpu")
+tiles = engine.to_device(np.ones((1, 1, 1024), np.float32))
+taps = engine.to_device(np.ones((1, 1), np.float32))
+for method in ("direct", "fft"):
+    seconds = median_seconds(lambda: engine.run_on_device(tiles, taps, method=method),
+                             engine.device.synchronize, 20, 200)
+    print(f"{method}: {seconds * 1e6:.1f} us per execute+synchronize (N=1024, K=1)")
+PY
+    timeout 420 python3 -m maxconv.cli bench --device gpu --k 4 --k 64 --k 256 --k 512 --k 1024 --k 2048 \
+        --k 4096 --k 16384 --k 131072 --k 1048576 --json > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.err"
+    tail -40 "$OUT/bench_gpu.err"
+    ;;
+files)
+    timeout 200 python3 scripts/reverb_bench.py --device gpu --maxconv "python3 -m maxconv.cli" --runs 2 \
+        --json "$OUT/reverb_gpu.json" 2>&1 | tail -12
+    python3 - <<'PY'
+import numpy as np, soundfile as sf
+rng = np.random.default_rng(1)
+with sf.SoundFile("/tmp/hour.wav", "w", 48000, 2, subtype="FLOAT") as f:
+    block = rng.standard_normal((1 << 20, 2)).astype(np.float32) * 0.1
+    for _ in range(165):
+        f.write(block)
+np.save("/tmp/k4096.npy", (rng.standard_normal(4096) / 64).astype(np.float32))
+PY
+    for run in 1 2; do
+        /usr/bin/time -v python3 -m maxconv.cli filter /tmp/hour.wav -k /tmp/k4096.npy -o /tmp/o.wav \
+            --device gpu --json 2> "$OUT/hour_time_$run.txt" > "$OUT/hour_$run.json"
+        grep -E "Elapsed|Maximum resident" "$OUT/hour_time_$run.txt"; tail -c 600 "$OUT/hour_$run.json"; echo
+    done
+    timeout 150 python3 -m maxconv.cli calibrate --device gpu 2>&1 | tail -15 | tee "$OUT/calibrate_gpu.txt"
+    ;;
+*)
+    echo "usage: $0 kernels|tests|bench|files" >&2; exit 2
+    ;;
+esac
