@@ -29,7 +29,7 @@ OPS_DIR = Path(__file__).parent / "ops"
 SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
 # Kernel lengths from which method="auto" takes the FFT op (see fft_pays_off).
 FFT_FROM_TAPS_CPU = 128
-FFT_FROM_TAPS_GPU = 2048
+FFT_FROM_TAPS_GPU = 512
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "1"
 
@@ -171,8 +171,10 @@ class Engine:
         `maxconv calibrate`'s measurement of this device if there is one (see
         calibration.py); else the crossovers measured on the development
         machines with research/fft/proto.py crossover and `maxconv bench`:
-        from K of 32-256 on the 2-core AVX2 CPU and 2048 on an H100, the CPU's
-        taken a step higher, where the FFT surely wins.
+        from K of 32-256 on the 2-core AVX2 CPU and 512 on an H100 (`maxconv
+        bench` and `maxconv calibrate` agreed; the direct op still won at 256,
+        0.26 against 0.29 ms at N = 2^24), the CPU's taken a step higher,
+        where the FFT surely wins.
         """
         if self._fft_from_taps is None:
             from .calibration import calibration_path, load_calibration
