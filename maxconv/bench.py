@@ -31,6 +31,14 @@ CONV2D_MAX_MACS_GPU = 1 << 40
 TORCH_MAX_MACS = 1 << 40
 # The direct op past this many MACs takes seconds per run on a CPU.
 DIRECT_MAX_MACS = 1 << 38
+# On a GPU, maxconv's ops and the GPU peers are also timed as STREAM_CALLS
+# calls per synchronize, where one call takes under STREAM_UNDER_SECONDS:
+# the rate a stream of tiles sees once the host's per-call cost overlaps the
+# device's work. One call + synchronize costs MAX ~48 us on an H100 (an
+# execute on a 1024-sample tile), which alone caps a 2^24-sample call at
+# 350 GS/s.
+STREAM_CALLS = 10
+STREAM_UNDER_SECONDS = 0.01
 
 
 @dataclass
@@ -44,6 +52,12 @@ class Measurement:
     k: int
     seconds: float | None
     note: str = ""
+    per_sync: int = 1
+
+    @property
+    def title(self) -> str:
+        """The name, with the calls per synchronize when streamed."""
+        return f"{self.name}, {self.per_sync} calls/sync" if self.per_sync > 1 else self.name
 
     @property
     def samples_per_second(self) -> float | None:
@@ -125,19 +139,48 @@ def share_of_limit(row: Measurement, limits: DeviceLimits | None) -> tuple[float
 
 
 def median_seconds(
-    run: Callable[[], object], sync: Callable[[], object], warmup: int, repeat: int
+    run: Callable[[], object],
+    sync: Callable[[], object],
+    warmup: int,
+    repeat: int,
+    calls: int = 1,
 ) -> float:
-    """Median wall time of `run` followed by `sync`, after `warmup` untimed runs."""
+    """Median wall time per call of `calls` runs followed by one `sync`,
+    after `warmup` untimed runs."""
     for _ in range(warmup):
         run()
     sync()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        run()
+        for _ in range(calls):
+            run()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
+
+
+def timed(
+    name: str,
+    device: str,
+    dtype: np.dtype,
+    n: int,
+    k: int,
+    run: Callable[[], object],
+    sync: Callable[[], object],
+    warmup: int,
+    repeat: int,
+    stream: bool,
+) -> list[Measurement]:
+    """One call per synchronize; with `stream`, also STREAM_CALLS per synchronize
+    where a call is short enough for the per-call cost to matter."""
+    label = np.dtype(dtype).name
+    seconds = median_seconds(run, sync, warmup, repeat)
+    rows = [Measurement(name, device, label, n, k, seconds)]
+    if stream and seconds < STREAM_UNDER_SECONDS:
+        streamed = median_seconds(run, sync, warmup, repeat, STREAM_CALLS)
+        rows.append(Measurement(name, device, label, n, k, streamed, per_sync=STREAM_CALLS))
+    return rows
 
 
 def bench_inputs(dtype: np.dtype, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,12 +190,18 @@ def bench_inputs(dtype: np.dtype, n: int, k: int) -> tuple[np.ndarray, np.ndarra
 
 
 def measure_ops(
-    device: str, signal: np.ndarray, taps: np.ndarray, warmup: int, repeat: int
+    device: str,
+    signal: np.ndarray,
+    taps: np.ndarray,
+    warmup: int,
+    repeat: int,
+    stream: bool = False,
 ) -> list[Measurement]:
     """Both ops on device-resident data: the direct op and the FFT op.
 
     The direct op gets one [1, 1, N+K-1] row; the FFT op the power-of-two
     tiles its method uses. The direct op is skipped past DIRECT_MAX_MACS.
+    `stream` adds the STREAM_CALLS-per-synchronize figures (see timed).
     """
     engine = get_engine(device)
     n, k, dtype = signal.shape[1], taps.shape[1], signal.dtype
@@ -165,10 +214,18 @@ def measure_ops(
         padded = np.concatenate([signal, np.zeros((1, k - 1), dtype)], axis=1).reshape(1, 1, -1)
         tiles_dev = engine.to_device(padded)
         engine.model(dtype)
-        on_device = median_seconds(
-            lambda: engine.run_on_device(tiles_dev, taps_dev), sync, warmup, repeat
+        rows += timed(
+            "maxconv op",
+            label,
+            dtype,
+            n,
+            k,
+            lambda: engine.run_on_device(tiles_dev, taps_dev),
+            sync,
+            warmup,
+            repeat,
+            stream,
         )
-        rows.append(Measurement("maxconv op", label, name, n, k, on_device))
     else:
         rows.append(Measurement("maxconv op", label, name, n, k, None, "skipped: N*K too large"))
     plan = plan_tiles(n, k, 1, tile=engine.fft_tile_outputs(k, n), batch_samples=1 << 62)
@@ -176,10 +233,18 @@ def measure_ops(
     fill_tiles(signal, 0, plan, 0, fft_tiles)
     fft_dev = engine.to_device(fft_tiles)
     engine.model(dtype, method="fft")
-    fft_on_device = median_seconds(
-        lambda: engine.run_on_device(fft_dev, taps_dev, method="fft"), sync, warmup, repeat
+    rows += timed(
+        "maxconv fft op",
+        label,
+        dtype,
+        n,
+        k,
+        lambda: engine.run_on_device(fft_dev, taps_dev, method="fft"),
+        sync,
+        warmup,
+        repeat,
+        stream,
     )
-    rows.append(Measurement("maxconv fft op", label, name, n, k, fft_on_device))
     return rows
 
 
@@ -189,7 +254,7 @@ def measure_maxconv(
     """Both ops on device-resident data, and end to end from the host (method auto)."""
     engine = get_engine(device)
     signal, taps = bench_inputs(dtype, n, k)
-    rows = measure_ops(device, signal, taps, warmup, repeat)
+    rows = measure_ops(device, signal, taps, warmup, repeat, stream=engine.spec.kind == "gpu")
     end_to_end = median_seconds(
         lambda: correlate_rows(signal, taps, k - 1, n, device),
         engine.device.synchronize,
@@ -303,10 +368,18 @@ def _torch_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> li
     tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     x = torch.randn(1, 1, n + k - 1, device="cuda", dtype=tdtype)
     w = torch.randn(1, 1, k, device="cuda", dtype=tdtype)
-    seconds = median_seconds(
-        lambda: functional.conv1d(x, w), torch.cuda.synchronize, warmup, repeat
+    return timed(
+        "torch conv1d",
+        "gpu",
+        dtype,
+        n,
+        k,
+        lambda: functional.conv1d(x, w),
+        torch.cuda.synchronize,
+        warmup,
+        repeat,
+        True,
     )
-    return [Measurement("torch conv1d", "gpu", name, n, k, seconds)]
 
 
 def _torchaudio_peer(
@@ -324,10 +397,18 @@ def _torchaudio_peer(
     tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     x = torch.randn(n, device="cuda", dtype=tdtype)
     h = torch.randn(k, device="cuda", dtype=tdtype)
-    seconds = median_seconds(
-        lambda: audio_functional.fftconvolve(x, h), torch.cuda.synchronize, warmup, repeat
+    return timed(
+        "torchaudio fftconvolve",
+        "gpu",
+        dtype,
+        n,
+        k,
+        lambda: audio_functional.fftconvolve(x, h),
+        torch.cuda.synchronize,
+        warmup,
+        repeat,
+        True,
     )
-    return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, seconds)]
 
 
 def _cupy_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> list[Measurement]:
@@ -340,8 +421,18 @@ def _cupy_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> lis
     x = cupy.random.standard_normal(n).astype(dtype)
     h = cupy.random.standard_normal(k).astype(dtype)
     sync = cupy.cuda.Device().synchronize
-    seconds = median_seconds(lambda: csignal.oaconvolve(x, h), sync, warmup, repeat)
-    return [Measurement("cupyx oaconvolve", "gpu", name, n, k, seconds)]
+    return timed(
+        "cupyx oaconvolve",
+        "gpu",
+        dtype,
+        n,
+        k,
+        lambda: csignal.oaconvolve(x, h),
+        sync,
+        warmup,
+        repeat,
+        True,
+    )
 
 
 def run_sweep(
@@ -374,15 +465,16 @@ def run_sweep(
 
 
 def speedups(rows: list[Measurement]) -> dict[int, float]:
-    """For each peer row, how many times faster maxconv's best op is (peer / maxconv)."""
-    best: dict[tuple[str, str, int, int], float] = {}
+    """For each peer row, how many times faster maxconv's best op is (peer / maxconv),
+    timed alike (the same calls per synchronize)."""
+    best: dict[tuple[str, str, int, int, int], float] = {}
     for row in rows:
         if row.name in ("maxconv op", "maxconv fft op") and row.seconds:
-            key = (row.device.split(":")[0], row.dtype, row.n, row.k)
+            key = (row.device.split(":")[0], row.dtype, row.n, row.k, row.per_sync)
             best[key] = min(best.get(key, row.seconds), row.seconds)
     ratios = {}
     for index, row in enumerate(rows):
-        ours = best.get((row.device.split(":")[0], row.dtype, row.n, row.k))
+        ours = best.get((row.device.split(":")[0], row.dtype, row.n, row.k, row.per_sync))
         if ours and row.seconds and not row.name.startswith("maxconv"):
             ratios[index] = row.seconds / ours
     return ratios
@@ -396,7 +488,7 @@ def crossovers(rows: list[Measurement]) -> dict[tuple[str, str, int], int | None
     """
     times: dict[tuple[str, str, int], dict[int, dict[str, float | None]]] = {}
     for row in rows:
-        if row.name in ("maxconv op", "maxconv fft op"):
+        if row.name in ("maxconv op", "maxconv fft op") and row.per_sync == 1:
             point = times.setdefault((row.device, row.dtype, row.n), {}).setdefault(row.k, {})
             point[row.name] = row.seconds
     found: dict[tuple[str, str, int], int | None] = {}
@@ -424,7 +516,7 @@ def plot_throughput(rows: list[Measurement], path: str) -> None:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         if row.samples_per_second:
-            label = f"{row.name} [{row.device}, {row.dtype}, N={row.n}]"
+            label = f"{row.title} [{row.device}, {row.dtype}, N={row.n}]"
             series.setdefault(label, []).append((row.k, row.samples_per_second))
     for label, points in series.items():
         points.sort()

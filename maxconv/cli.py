@@ -526,7 +526,7 @@ def bench(
                     else None
                 )
                 table.add_row(
-                    row.name,
+                    row.title,
                     row.device,
                     row.dtype,
                     str(row.n),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from maxconv.bench import Measurement, crossovers, share_of_limit, speedups
+from maxconv.bench import Measurement, crossovers, median_seconds, share_of_limit, speedups
 from maxconv.cli import app
 
 runner = CliRunner()
@@ -97,6 +97,24 @@ def test_speedup_is_peer_time_over_maxconv_time():
     assert speedups(rows) == {1: 2.5}
 
 
+def test_streamed_rows_are_compared_only_with_streamed_rows():
+    rows = [
+        Measurement("maxconv op", "gpu:0", "float32", 100, 4, 2.0),
+        Measurement("maxconv op", "gpu:0", "float32", 100, 4, 1.0, per_sync=10),
+        Measurement("torch conv1d", "gpu", "float32", 100, 4, 5.0),
+        Measurement("torch conv1d", "gpu", "float32", 100, 4, 3.0, per_sync=10),
+    ]
+    assert speedups(rows) == {2: 2.5, 3: 3.0}
+    assert rows[1].title == "maxconv op, 10 calls/sync" and rows[0].title == "maxconv op"
+
+
+def test_median_seconds_times_each_call_and_syncs_once_per_repetition():
+    log: list[str] = []
+    seconds = median_seconds(lambda: log.append("run"), lambda: log.append("sync"), 1, 2, calls=3)
+    assert log == ["run", "sync"] + ["run", "run", "run", "sync"] * 2
+    assert seconds >= 0
+
+
 def test_share_of_limit_picks_the_binding_ceiling():
     from maxconv.bench import DeviceLimits
 
@@ -119,6 +137,9 @@ def test_crossover_is_where_the_fft_op_wins_from_then_on():
     # The FFT wins at 16 by noise, loses at 64, wins from 256 (and where direct was skipped).
     rows = point(16, 2.0, 1.0) + point(64, 1.0, 2.0) + point(256, 3.0, 2.0) + point(4096, None, 2)
     assert crossovers(rows) == {("cpu", "float32", 100): 256}
+    # Streamed timings (several calls per synchronize) do not take part.
+    streamed = Measurement("maxconv fft op", "cpu", "float32", 100, 64, 0.5, per_sync=10)
+    assert crossovers(rows + [streamed]) == {("cpu", "float32", 100): 256}
     assert crossovers(point(16, 1.0, 2.0)) == {("cpu", "float32", 100): None}
 
 
@@ -134,5 +155,7 @@ def test_gpu_bench_lists_every_gpu_peer_and_the_crossover():
     names = {row["name"] for row in report["results"]}
     assert {"torch conv1d", "torchaudio fftconvolve", "cupyx oaconvolve"} <= names
     assert {"maxconv op", "maxconv fft op", "maxconv host-to-host", "MAX ops.conv2d"} <= names
+    streamed = {row["name"] for row in report["results"] if row["per_sync"] > 1}
+    assert {"maxconv op", "maxconv fft op", "torch conv1d", "cupyx oaconvolve"} <= streamed
     (crossover,) = report["fft_crossover"]
     assert crossover["device"].startswith("gpu") and crossover["fft_from_k"] in (None, 64, 4096)
