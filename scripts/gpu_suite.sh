@@ -55,11 +55,19 @@ with sf.SoundFile("/tmp/hour.wav", "w", 48000, 2, subtype="FLOAT") as f:
         f.write(block)
 np.save("/tmp/k4096.npy", (rng.standard_normal(4096) / 64).astype(np.float32))
 PY
-    for run in 1 2; do
-        /usr/bin/time -v python3 -m maxconv.cli filter /tmp/hour.wav -k /tmp/k4096.npy -o /tmp/o.wav \
-            --device gpu --json 2> "$OUT/hour_time_$run.txt" > "$OUT/hour_$run.json"
-        grep -E "Elapsed|Maximum resident" "$OUT/hour_time_$run.txt"; tail -c 600 "$OUT/hour_$run.json"; echo
+    python3 - <<'PY'
+import soundfile as sf
+data, rate = sf.read("/tmp/hour.wav", frames=28 << 20, dtype="float32")
+sf.write("/tmp/ten.wav", data, rate, subtype="FLOAT")
+sf.write("/tmp/second.wav", data[:rate], rate, subtype="FLOAT")
+PY
+    # Peak memory against length: one second, ten minutes, one hour (twice).
+    for input in second ten hour hour; do
+        /usr/bin/time -v python3 -m maxconv.cli filter /tmp/$input.wav -k /tmp/k4096.npy -o /tmp/o.wav \
+            --device gpu --force --json 2> "$OUT/time_$input.txt" > "$OUT/filter_$input.json"
+        echo "$input: $(grep -E "Elapsed|Maximum resident|Exit status" "$OUT/time_$input.txt" | tr -s ' \t' ' ')"
     done
+    tail -c 700 "$OUT/filter_hour.json"; echo
     timeout 150 python3 -m maxconv.cli calibrate --device gpu 2>&1 | tail -15 | tee "$OUT/calibrate_gpu.txt"
     ;;
 *)

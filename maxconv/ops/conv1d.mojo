@@ -50,6 +50,12 @@ comptime STRIDED_BLOCK = STRIDED_TPB * STRIDED_OUTPUTS
 # conflict-free and make every padded offset a compile-time constant.
 comptime BLOCKED_TPB = 128
 comptime BLOCKED_OUTPUTS = 32
+# Below WIDE_CHUNK_K taps, 16 outputs per thread: fewer registers, more
+# blocks resident per SM to overlap one block's loads with another's FMAs
+# (H100, N = 2^24: 195/165 GS/s at K=32, 159/138 at K=64, 118/106 at
+# K=128, 76/75 at K=256 against 32 outputs; 8 outputs or 256 threads were
+# slower).
+comptime NARROW_OUTPUTS = 16
 comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
 comptime BLOCKED_STEP = 32
 # Global loads each thread keeps in flight while staging a block's inputs.
@@ -58,7 +64,7 @@ comptime LOAD_UNROLL = 8
 comptime TAP_CHUNK = 256
 # Below this many taps the strided kernel wins: on an H100 (N = 2^24 float32
 # in 2^16-output rows, research/direct/gpu_direct.mojo) strided/blocked ran
-# 269/162 GS/s at K=8, 237/163 at K=16, 161/162 at K=32 and 92/137 at K=64.
+# 239/195 GS/s at K=16 and 165/195 at K=32.
 comptime SMALL_K = 32
 # From this many taps the blocked kernel stages WIDE_TAP_CHUNK taps per pass
 # (fewer barrier phases): on an H100 narrow/wide ran 74 and 62 / 71 and 72
@@ -128,12 +134,14 @@ def _conv1d_gpu_strided[
 
 
 @always_inline
-def _padded4(i: Int) -> Int:
-    return i + ((i >> 5) << 2)
+def _padded[outputs: Int](i: Int) -> Int:
+    """Four pad words after every `outputs` (a power of two) words."""
+    comptime shift = 5 if outputs == 32 else (4 if outputs == 16 else 3)
+    return i + ((i >> shift) << 2)
 
 
 def _conv1d_gpu_blocked[
-    dtype: DType, tap_chunk: Int
+    dtype: DType, tap_chunk: Int, outputs: Int = BLOCKED_OUTPUTS, tpb: Int = BLOCKED_TPB
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -143,30 +151,32 @@ def _conv1d_gpu_blocked[
     n_taps: Int64,
     blocks_per_row: Int64,
 ):
-    """One thread block computes BLOCKED_BLOCK outputs of one tile row.
+    """One thread block of tpb threads computes tpb * outputs outputs of one tile row.
 
     Taps are staged tap_chunk at a time: bigger chunks mean fewer barrier
     phases per block, bounded by the 48 KB of static shared memory. Four pad
-    words every 32 (thread stride 36 words) keep every thread's window
-    16-byte aligned, and a quarter warp's 4-word loads then cover all 32
-    banks once: 16 + 8 vector loads feed 1024 FMAs per step (scalar loads
-    with a 33-word stride needed 64 + 32: 21.3 against 25.7 GS/s at
-    K = 1024 on an H100).
+    words every `outputs` (8, 16 or 32; thread stride outputs + 4 words) keep
+    every thread's window 16-byte aligned, and a quarter warp's 4-word loads
+    then cover all 32 banks once; at 32 outputs 16 + 8 vector loads feed
+    1024 FMAs per step (scalar loads with a 33-word stride needed 64 + 32:
+    21.3 against 25.7 GS/s at K = 1024 on an H100).
     """
-    comptime smem_words = (BLOCKED_BLOCK + tap_chunk) * 36 // 32
+    comptime span = tpb * outputs
+    comptime window_size = outputs + BLOCKED_STEP
+    comptime smem_words = (span + tap_chunk) * (outputs + 4) // outputs
     var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var ws = stack_allocation[tap_chunk, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var tid = Int(thread_idx.x)
     var block = Int(block_idx.x)
     var row = block // Int(blocks_per_row)
-    var start = (block % Int(blocks_per_row)) * BLOCKED_BLOCK
+    var start = (block % Int(blocks_per_row)) * span
     var w = Int(width)
     var k = Int(n_taps)
     var row_in = row * w
     var tap_base = (row // Int(batch)) * k
-    var own = tid * (BLOCKED_OUTPUTS + 4)
+    var own = tid * (outputs + 4)
 
-    var acc = SIMD[dtype, BLOCKED_OUTPUTS](0)
+    var acc = SIMD[dtype, outputs](0)
     var c0 = 0
     while c0 < k:
         var kc = min(tap_chunk, k - c0)
@@ -174,47 +184,48 @@ def _conv1d_gpu_blocked[
         var i = tid
         while i < tap_chunk:
             ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + c0 + i] if i < kc else 0
-            i += BLOCKED_TPB
+            i += tpb
         i = tid
-        while i < BLOCKED_BLOCK + steps:
+        while i < span + steps:
             var v = SIMD[dtype, LOAD_UNROLL](0)
             comptime for u in range(LOAD_UNROLL):
-                var src = start + c0 + i + u * BLOCKED_TPB
-                if i + u * BLOCKED_TPB < BLOCKED_BLOCK + steps and src < w:
+                var src = start + c0 + i + u * tpb
+                if i + u * tpb < span + steps and src < w:
                     v[u] = signal[unsafe_offset=row_in + src]
             comptime for u in range(LOAD_UNROLL):
-                if i + u * BLOCKED_TPB < BLOCKED_BLOCK + steps:
-                    xs[unsafe_offset=_padded4(i + u * BLOCKED_TPB)] = v[u]
-            i += LOAD_UNROLL * BLOCKED_TPB
+                if i + u * tpb < span + steps:
+                    xs[unsafe_offset=_padded[outputs](i + u * tpb)] = v[u]
+            i += LOAD_UNROLL * tpb
         barrier()
         var s = 0
         while s < steps:
-            var at = own + _padded4(s)
+            var at = own + _padded[outputs](s)
+            # SIMD lengths are powers of two: 2 * BLOCKED_STEP >= window_size.
             var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
-            comptime for v in range(2 * BLOCKED_STEP // 4):
+            comptime for v in range(window_size // 4):
                 comptime q = 4 * v
-                window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + q + ((q >> 5) << 2)))
+                window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + _padded[outputs](q)))
             var tap = SIMD[dtype, BLOCKED_STEP](0)
             comptime for v in range(BLOCKED_STEP // 4):
                 tap = tap.insert[offset = 4 * v](ws.unsafe_load[width=4, alignment=16](s + 4 * v))
             comptime for jj in range(BLOCKED_STEP):
-                comptime for m in range(BLOCKED_OUTPUTS):
+                comptime for m in range(outputs):
                     acc[m] = window[m + jj].fma(tap[jj], acc[m])
             s += BLOCKED_STEP
         barrier()
         c0 += tap_chunk
 
     # Stage the results through shared memory so the global stores coalesce.
-    comptime for v in range(BLOCKED_OUTPUTS // 4):
+    comptime for v in range(outputs // 4):
         xs.unsafe_store[alignment=16](own + 4 * v, acc.slice[4, offset = 4 * v]())
     barrier()
     var t = w - k + 1
     var row_out = row * t
     var i = tid
-    while i < BLOCKED_BLOCK:
+    while i < span:
         if start + i < t:
-            result[unsafe_offset=row_out + start + i] = xs[unsafe_offset=_padded4(i)]
-        i += BLOCKED_TPB
+            result[unsafe_offset=row_out + start + i] = xs[unsafe_offset=_padded[outputs](i)]
+        i += tpb
 
 
 def _conv1d_cpu_span[
@@ -317,10 +328,11 @@ struct Conv1D:
     """Correlate each tile row with its channel's taps.
 
     The `algorithm` parameter of `execute` picks the GPU kernel: 0 by K
-    (strided below SMALL_K taps, register-blocked above, with wide tap chunks
-    from WIDE_CHUNK_K); 1 forces the strided kernel, 2 the blocked one with
-    TAP_CHUNK and 3 with WIDE_TAP_CHUNK, so benchmarks can measure each on
-    either side of the crossovers.
+    (strided below SMALL_K taps, register-blocked above: NARROW_OUTPUTS per
+    thread and TAP_CHUNK taps per pass, from WIDE_CHUNK_K BLOCKED_OUTPUTS and
+    WIDE_TAP_CHUNK); 1 forces the strided kernel, 2 the narrow blocked one
+    and 3 the wide one, so benchmarks can measure each on either side of the
+    crossovers.
 
     Args:
         output: [C, B, T] results, T = W - K + 1.
@@ -365,8 +377,8 @@ struct Conv1D:
                     block_dim=STRIDED_TPB,
                 )
             elif (algorithm == 0 and k < WIDE_CHUNK_K) or algorithm == 2:
-                var blocks_per_row = ceildiv(t, BLOCKED_BLOCK)
-                ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype, TAP_CHUNK]](
+                var blocks_per_row = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS)
+                ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype, TAP_CHUNK, NARROW_OUTPUTS]](
                     out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k), Int64(blocks_per_row),
                     grid_dim=rows * blocks_per_row, block_dim=BLOCKED_TPB,
                 )

@@ -6,7 +6,7 @@
 #       research/direct/gpu_direct.mojo -o /tmp/gpu_direct
 from max.gpu.host import DeviceContext
 from maxconv.ops.conv1d import (
-    BLOCKED_BLOCK, BLOCKED_TPB, STRIDED_BLOCK, STRIDED_OUTPUTS, STRIDED_TPB,
+    BLOCKED_BLOCK, BLOCKED_TPB, NARROW_OUTPUTS, STRIDED_BLOCK, STRIDED_OUTPUTS, STRIDED_TPB,
     TAP_CHUNK, WIDE_TAP_CHUNK,
     _conv1d_gpu_blocked, _conv1d_gpu_strided,
 )
@@ -50,12 +50,16 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
             ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=STRIDED_TPB)
         elif kernel == 1:
+            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS)
+            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK, NARROW_OUTPUTS]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 2:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK]](
+            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         else:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
+            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         ctx.synchronize()
         if r > 0:
@@ -79,11 +83,14 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
 
 
 def main() raises:
-    # kernel 0: strided, 1: blocked with TAP_CHUNK, 2: blocked with WIDE_TAP_CHUNK
+    # kernel 0: strided; blocked (tap chunk, outputs per thread): 1: the op's
+    # narrow (TAP_CHUNK, NARROW_OUTPUTS), 2: its wide (WIDE_TAP_CHUNK, 32),
+    # 3: (TAP_CHUNK, 32) for comparison.
     var ctx = DeviceContext()
-    for k in [1, 4, 8, 16, 32, 64]:
+    for k in [1, 4, 8, 16, 32]:
         run(ctx, 0, k)
-    for k in [16, 32, 48, 64, 128, 256, 512]:
+    for k in [16, 32, 64, 128, 256]:
         run(ctx, 1, k)
+        run(ctx, 3, k)
     for k in [256, 512, 1024, 4096]:
         run(ctx, 2, k)
