@@ -54,8 +54,12 @@ comptime BLOCKED_OUTPUTS = 32
 # blocks resident per SM to overlap one block's loads with another's FMAs
 # (H100, N = 2^24: 195/165 GS/s at K=32, 159/138 at K=64, 118/106 at
 # K=128, 76/75 at K=256 against 32 outputs; 8 outputs or 256 threads were
-# slower).
+# slower) ...
 comptime NARROW_OUTPUTS = 16
+# ... and PIPELINED_SPANS spans per block, the next one's inputs loaded while
+# this one computes (233/195 GS/s at K=32, 184/160 at K=64, 127/117 at
+# K=128, 78/76 at K=256 against one span per block; 2 and 8 spans within 3%).
+comptime PIPELINED_SPANS = 4
 comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
 comptime BLOCKED_STEP = 32
 # Global loads each thread keeps in flight while staging a block's inputs.
@@ -63,9 +67,9 @@ comptime LOAD_UNROLL = 8
 # Taps staged in shared memory per pass (strided kernel, narrow blocked one).
 comptime TAP_CHUNK = 256
 # Below this many taps the strided kernel wins: on an H100 (N = 2^24 float32
-# in 2^16-output rows, research/direct/gpu_direct.mojo) strided/blocked ran
-# 239/195 GS/s at K=16 and 165/195 at K=32.
-comptime SMALL_K = 32
+# in 2^16-output rows, research/direct/gpu_direct.mojo) strided/pipelined
+# ran 232/234 GS/s at K=16 and 162/233 at K=32.
+comptime SMALL_K = 16
 # From this many taps the blocked kernel stages WIDE_TAP_CHUNK taps per pass
 # (fewer barrier phases): on an H100 narrow/wide ran 74 and 62 / 71 and 72
 # GS/s at K=256 (two runs), 44.1/44.7 at K=512; with the earlier scalar-load
@@ -228,6 +232,92 @@ def _conv1d_gpu_blocked[
         i += tpb
 
 
+def _conv1d_gpu_pipelined[
+    dtype: DType, outputs: Int, spans: Int
+](
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    batch: Int64,
+    width: Int64,
+    n_taps: Int64,
+    blocks_per_row: Int64,
+):
+    """The blocked kernel for K <= TAP_CHUNK, each block computing `spans`
+    consecutive spans of BLOCKED_TPB * outputs outputs of one row: the next
+    span's inputs are loaded into registers while this one's FMAs run, so
+    the memory latency hides behind compute instead of stalling the block.
+    """
+    comptime tpb = BLOCKED_TPB
+    comptime span = tpb * outputs
+    comptime window_size = outputs + BLOCKED_STEP
+    comptime loads = (span + TAP_CHUNK) // tpb
+    comptime smem_words = (span + TAP_CHUNK) * (outputs + 4) // outputs
+    var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var ys = stack_allocation[span * (outputs + 4) // outputs, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var ws = stack_allocation[TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var tid = Int(thread_idx.x)
+    var block = Int(block_idx.x)
+    var row = block // Int(blocks_per_row)
+    var first = (block % Int(blocks_per_row)) * spans * span
+    var w = Int(width)
+    var k = Int(n_taps)
+    var t = w - k + 1
+    var row_in = row * w
+    var row_out = row * t
+    var tap_base = (row // Int(batch)) * k
+    var own = tid * (outputs + 4)
+    var steps = ceildiv(k, BLOCKED_STEP) * BLOCKED_STEP
+    var i = tid
+    while i < TAP_CHUNK:
+        ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + i] if i < k else 0
+        i += tpb
+
+    var ahead = SIMD[dtype, 32](0)
+    comptime for u in range(loads):
+        var src = first + tid + u * tpb
+        if tid + u * tpb < span + steps and src < w:
+            ahead[u] = signal[unsafe_offset=row_in + src]
+    for j in range(spans):
+        var start = first + j * span
+        if start >= t:
+            break
+        barrier()
+        comptime for u in range(loads):
+            if tid + u * tpb < span + steps:
+                xs[unsafe_offset=_padded[outputs](tid + u * tpb)] = ahead[u]
+        barrier()
+        var next = start + span
+        if j + 1 < spans and next < t:
+            comptime for u in range(loads):
+                var src = next + tid + u * tpb
+                if tid + u * tpb < span + steps and src < w:
+                    ahead[u] = signal[unsafe_offset=row_in + src]
+        var acc = SIMD[dtype, outputs](0)
+        var s = 0
+        while s < steps:
+            var at = own + _padded[outputs](s)
+            # SIMD lengths are powers of two: 2 * BLOCKED_STEP >= window_size.
+            var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
+            comptime for v in range(window_size // 4):
+                comptime q = 4 * v
+                window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + _padded[outputs](q)))
+            comptime for v in range(BLOCKED_STEP // 4):
+                var tap = ws.unsafe_load[width=4, alignment=16](s + 4 * v)
+                comptime for j4 in range(4):
+                    comptime for m in range(outputs):
+                        acc[m] = window[m + 4 * v + j4].fma(tap[j4], acc[m])
+            s += BLOCKED_STEP
+        comptime for v in range(outputs // 4):
+            ys.unsafe_store[alignment=16](own + 4 * v, acc.slice[4, offset = 4 * v]())
+        barrier()
+        i = tid
+        while i < span:
+            if start + i < t:
+                result[unsafe_offset=row_out + start + i] = ys[unsafe_offset=_padded[outputs](i)]
+            i += tpb
+
+
 def _conv1d_cpu_span[
     dtype: DType, width: Int
 ](
@@ -328,10 +418,10 @@ struct Conv1D:
     """Correlate each tile row with its channel's taps.
 
     The `algorithm` parameter of `execute` picks the GPU kernel: 0 by K
-    (strided below SMALL_K taps, register-blocked above: NARROW_OUTPUTS per
-    thread and TAP_CHUNK taps per pass, from WIDE_CHUNK_K BLOCKED_OUTPUTS and
-    WIDE_TAP_CHUNK); 1 forces the strided kernel, 2 the narrow blocked one
-    and 3 the wide one, so benchmarks can measure each on either side of the
+    (strided below SMALL_K taps, then the pipelined register-blocked one,
+    from WIDE_CHUNK_K the blocked one with wide tap chunks); 1 forces the
+    strided kernel, 2 the pipelined one (up to TAP_CHUNK taps) and 3 the
+    wide blocked one, so benchmarks can measure each on either side of the
     crossovers.
 
     Args:
@@ -376,9 +466,9 @@ struct Conv1D:
                     grid_dim=rows * blocks_per_row,
                     block_dim=STRIDED_TPB,
                 )
-            elif (algorithm == 0 and k < WIDE_CHUNK_K) or algorithm == 2:
-                var blocks_per_row = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS)
-                ctx.enqueue_function[_conv1d_gpu_blocked[output.dtype, TAP_CHUNK, NARROW_OUTPUTS]](
+            elif (algorithm == 0 and k < WIDE_CHUNK_K) or (algorithm == 2 and k <= TAP_CHUNK):
+                var blocks_per_row = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * PIPELINED_SPANS)
+                ctx.enqueue_function[_conv1d_gpu_pipelined[output.dtype, NARROW_OUTPUTS, PIPELINED_SPANS]](
                     out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k), Int64(blocks_per_row),
                     grid_dim=rows * blocks_per_row, block_dim=BLOCKED_TPB,
                 )

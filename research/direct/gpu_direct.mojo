@@ -8,7 +8,7 @@ from max.gpu.host import DeviceContext
 from maxconv.ops.conv1d import (
     BLOCKED_BLOCK, BLOCKED_TPB, NARROW_OUTPUTS, STRIDED_BLOCK, STRIDED_OUTPUTS, STRIDED_TPB,
     TAP_CHUNK, WIDE_TAP_CHUNK,
-    _conv1d_gpu_blocked, _conv1d_gpu_strided,
+    _conv1d_gpu_blocked, _conv1d_gpu_pipelined, _conv1d_gpu_strided,
 )
 from std.math import ceildiv
 from std.time import perf_counter_ns
@@ -57,6 +57,22 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
             ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 4:
+            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 2)
+            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 2]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 5:
+            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 4)
+            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 4]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 6:
+            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 8)
+            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 8]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 7:
+            var bpr = ceildiv(t, BLOCKED_TPB * 8 * 4)
+            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, 8, 4]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         else:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
             ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK]](
@@ -71,7 +87,7 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
     for j in range(k):
         hsum += abs(Float64(h_taps[j]))
     for row in [0, 77, rows - 1]:
-        for i in [0, 1, 31, 4095, 4096, 30000, t - 1]:
+        for i in [0, 1, 31, 2047, 2048, 4095, 4096, 8191, 8192, 16383, 16384, 30000, t - 1]:
             var acc = 0.0
             for j in range(k):
                 acc += Float64(h_sig[row * w + i + j]) * Float64(h_taps[j])
@@ -85,12 +101,12 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
 def main() raises:
     # kernel 0: strided; blocked (tap chunk, outputs per thread): 1: the op's
     # narrow (TAP_CHUNK, NARROW_OUTPUTS), 2: its wide (WIDE_TAP_CHUNK, 32),
-    # 3: (TAP_CHUNK, 32) for comparison.
+    # 3: (TAP_CHUNK, 32) for comparison; pipelined (outputs, spans per
+    # block): 4: (16, 2), 5: (16, 4), 6: (16, 8), 7: (8, 4).
     var ctx = DeviceContext()
-    for k in [1, 4, 8, 16, 32]:
+    for k in [4, 16]:
         run(ctx, 0, k)
-    for k in [16, 32, 64, 128, 256]:
-        run(ctx, 1, k)
-        run(ctx, 3, k)
-    for k in [256, 512, 1024, 4096]:
-        run(ctx, 2, k)
+    for k in [16, 32, 64, 128, 200, 256]:
+        for kernel in [1, 4, 5, 6, 7]:
+            run(ctx, kernel, k)
+    run(ctx, 2, 1024)
