@@ -41,12 +41,14 @@ the frequency domain"):
   float64 from two small exact tables (w^t = hi[t / S] * lo[t % S]), so a
   call costs O(L) multiplies, not O(L) sin/cos.
 
-The GPU path uses the same ordering and pairing tricks with radix 2: one
-thread block per row pair in shared memory for L <= GPU_SMEM_POINTS_*, and
-for larger L radix-2 passes in global memory until the sub-transforms fit
-shared memory (decimation in frequency leaves independent contiguous
-sub-DFTs), then the fused shared-memory kernel (forward tail, product,
-inverse head) on each chunk, then mirrored global passes.
+The GPU path uses the same ordering and pairing tricks with radix-16
+stages: a row of up to 2^GPU_ROW_LOG points is transformed by one thread
+block in shared memory, each thread running a 16-point DFT in registers per
+stage, with the product fused between the last forward and first inverse
+stage; longer rows first go through radix-2..32 passes in global memory
+(decimation in frequency leaves independent contiguous sub-DFTs) down to
+chunks of 2^GPU_CHUNK_LOG points, then mirrored passes back (see the GPU
+kernels section).
 """
 
 from extensibility import InputTensor, OutputTensor
@@ -57,7 +59,6 @@ from max.gpu.host import DeviceContext, FuncAttribute
 from max.gpu.memory import AddressSpace, external_memory
 from max.gpu.sync import barrier
 from std.math import ceildiv, cos, sin, pi
-from std.memory import stack_allocation
 from std.memory.alloc import unsafe_alloc
 from std.sys import simd_width_of, num_physical_cores, size_of
 
