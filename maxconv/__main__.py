@@ -21,9 +21,9 @@ def main() -> None:
     """Console-script entry point."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_quietly)
-    from .cli import main as run_cli
+    from .cli import run_and_exit
 
-    run_cli()
+    run_and_exit()
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -658,5 +659,32 @@ def main() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+def run_and_exit() -> NoReturn:
+    """Run the CLI, then end the process at once with the command's exit code.
+
+    By then the outputs are committed (or removed) and every worker thread
+    has finished; what remains is the interpreter's and MAX's teardown, about
+    0.2 s that no user needs (a quarter of a short file's whole run, and the
+    gap to FFmpeg on the reverb benchmark): the native runtime's memory and
+    the device are the operating system's to reclaim. Buffered output is
+    flushed first. Only a SystemExit takes this path; anything else
+    propagates as usual.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exit_request:
+        code = exit_request.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()
