@@ -17,6 +17,18 @@ SESSION_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "maxc
 os.environ.setdefault("MAXCONV_CACHE_DIR", str(SESSION_CACHE))
 
 
+@pytest.fixture(autouse=True)
+def _refuse_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI ends its process with os._exit (cli.run_and_exit); reached inside
+    pytest, that would end the whole run with the command's code, 0 included:
+    a green run that never finished. Here it fails the test instead."""
+
+    def refuse(code: int) -> None:
+        raise AssertionError(f"os._exit({code}) inside the test process")
+
+    monkeypatch.setattr(os, "_exit", refuse)
+
+
 def gpu_available() -> bool:
     from maxconv.devices import gpu_count
 

@@ -90,7 +90,7 @@ def test_signals_before_the_cli_loads_exit_quietly(monkeypatch, saved_signal_han
             {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         )
 
-    monkeypatch.setattr(maxconv.cli, "main", fake_cli)
+    monkeypatch.setattr(maxconv.cli, "run_and_exit", fake_cli)
     entry.main()
     assert seen == {signal.SIGINT: entry._exit_quietly, signal.SIGTERM: entry._exit_quietly}
     for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
@@ -109,6 +109,20 @@ def test_signals_are_ignored_once_a_command_has_returned(monkeypatch, saved_sign
     assert exit_info.value.code == 0
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def test_run_and_exit_flushes_and_ends_with_the_commands_code(monkeypatch, saved_signal_handlers):
+    import maxconv.cli
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    for argv, code in (
+        (["maxconv", "cache", "info"], 0),
+        (["maxconv", "demo", "--device", "tpu"], 1),
+    ):
+        monkeypatch.setattr(sys, "argv", argv)
+        maxconv.cli.run_and_exit()
+        assert exits.pop() == code
 
 
 def test_python_dash_m_maxconv_runs_the_cli():
