@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     "program",
-    ["tests/mojo/gpu_kernels_build.mojo", "research/fft/gpu_check.mojo"],
-    ids=["conv1d", "fft_conv1d"],
+    [
+        "tests/mojo/gpu_kernels_build.mojo",
+        "research/fft/gpu_check.mojo",
+        "research/direct/gpu_direct.mojo",
+    ],
+    ids=["conv1d", "fft_conv1d", "conv1d_harness"],
 )
 def test_gpu_kernels_compile_for_h100(tmp_path: Path, program: str):
     mojo = shutil.which("mojo", path=str(Path(sys.executable).parent))

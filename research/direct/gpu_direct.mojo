@@ -99,10 +99,11 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
 
 
 def main() raises:
-    # kernel 0: strided; blocked (tap chunk, outputs per thread): 1: the op's
-    # narrow (TAP_CHUNK, NARROW_OUTPUTS), 2: its wide (WIDE_TAP_CHUNK, 32),
-    # 3: (TAP_CHUNK, 32) for comparison; pipelined (outputs, spans per
-    # block): 4: (16, 2), 5: (16, 4), 6: (16, 8), 7: (8, 4).
+    # kernel 0: strided (the op's below SMALL_K); blocked (tap chunk, outputs
+    # per thread): 1: (TAP_CHUNK, NARROW_OUTPUTS), 2: (WIDE_TAP_CHUNK, 32),
+    # the op's from WIDE_CHUNK_K, 3: (TAP_CHUNK, 32); pipelined (outputs,
+    # spans per block): 4: (16, 2), 5: (16, 4), the op's in between,
+    # 6: (16, 8), 7: (8, 4).
     var ctx = DeviceContext()
     for k in [4, 16]:
         run(ctx, 0, k)
