@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
 # The GPU machine's checks and measurements, in the parts one `run` call can
 # hold (see ../shared/device/README.md for staging MAX there first):
-#   bash scripts/gpu_suite.sh kernels   standalone op harnesses: correctness + kernel timings
+#   bash scripts/gpu_suite.sh kernels   standalone op harnesses (packed here first by
+#                                       scripts/gpu_harness_pack.sh; carry .gpu/harness;
+#                                       needs no MAX staging)
 #   bash scripts/gpu_suite.sh tests     pytest -m gpu
 #   bash scripts/gpu_suite.sh bench     MAX's per-call cost, maxconv bench
 #   bash scripts/gpu_suite.sh files     reverb, one-hour file, calibrate
 # Results go to $OUT (the device tool brings them back) or ./gpu-out.
 set -u
-OUT=${OUT:-gpu-out}
+OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAXCONV_CACHE_DIR=/tmp/mcache
-MOJO=$(python3 -c "import shutil,sys; print(shutil.which('mojo') or '/tmp/site/bin/mojo')")
-[ -x "$MOJO" ] || MOJO=$(ls /tmp/site/bin/mojo /tmp/site/modular/bin/mojo 2>/dev/null | head -1)
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv | tee "$OUT/gpu.txt"
 
 case "${1:-}" in
 kernels)
-    for prog in research/fft/gpu_check.mojo research/direct/gpu_direct.mojo; do
-        name=$(basename "$prog" .mojo)
-        ( time "$MOJO" build -I . "$prog" -o "/tmp/$name" ) 2>&1 | grep -v Crashpad | tail -4
-        timeout 200 "/tmp/$name" 2>&1 | tee "$OUT/$name.txt"
+    cd .gpu/harness && gunzip -f ./*.gz
+    for program in gpu_check gpu_direct; do
+        LD_LIBRARY_PATH=$PWD timeout 250 "./$program" 2>&1 | tee "$OUT/$program.txt"
     done
     ;;
 tests)
