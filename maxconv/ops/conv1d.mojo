@@ -145,7 +145,7 @@ def _padded[outputs: Int](i: Int) -> Int:
 
 
 def _conv1d_gpu_blocked[
-    dtype: DType, tap_chunk: Int, outputs: Int = BLOCKED_OUTPUTS, tpb: Int = BLOCKED_TPB
+    dtype: DType, tap_chunk: Int, outputs: Int = BLOCKED_OUTPUTS
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -155,7 +155,8 @@ def _conv1d_gpu_blocked[
     n_taps: Int64,
     blocks_per_row: Int64,
 ):
-    """One thread block of tpb threads computes tpb * outputs outputs of one tile row.
+    """One thread block of BLOCKED_TPB threads computes BLOCKED_TPB * outputs
+    outputs of one tile row.
 
     Taps are staged tap_chunk at a time: bigger chunks mean fewer barrier
     phases per block, bounded by the 48 KB of static shared memory. Four pad
@@ -165,6 +166,7 @@ def _conv1d_gpu_blocked[
     1024 FMAs per step (scalar loads with a 33-word stride needed 64 + 32:
     21.3 against 25.7 GS/s at K = 1024 on an H100).
     """
+    comptime tpb = BLOCKED_TPB
     comptime span = tpb * outputs
     comptime window_size = outputs + BLOCKED_STEP
     comptime smem_words = (span + tap_chunk) * (outputs + 4) // outputs
@@ -273,7 +275,10 @@ def _conv1d_gpu_pipelined[
         ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + i] if i < k else 0
         i += tpb
 
-    var ahead = SIMD[dtype, 32](0)
+    # Registers for the next span's inputs (SIMD lengths are powers of two).
+    comptime ahead_size = 32
+    comptime assert loads <= ahead_size, "the prefetch registers must hold a span's inputs"
+    var ahead = SIMD[dtype, ahead_size](0)
     comptime for u in range(loads):
         var src = first + tid + u * tpb
         if tid + u * tpb < span + steps and src < w:
