@@ -1477,34 +1477,14 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
     outputs: Int,
 ) raises:
     """Launch one global pass of radix 2^bits (1..5)."""
-    var threads = n_rows << (lp - bits)
-    var grid = ceildiv(threads, GPU_PASS_TPB)
-    var args = (Int64(n_rows), Int64(lp), Int64(lb), Int64(lo_bits), Int64(batch), Int64(pairs), Int64(width), Int64(outputs))
-    if bits == 5:
-        ctx.enqueue_function[_gpu_pass[dtype, 32, inverse, io, spectrum]](
-            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
-            grid_dim=grid, block_dim=GPU_PASS_TPB,
-        )
-    elif bits == 4:
-        ctx.enqueue_function[_gpu_pass[dtype, 16, inverse, io, spectrum]](
-            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
-            grid_dim=grid, block_dim=GPU_PASS_TPB,
-        )
-    elif bits == 3:
-        ctx.enqueue_function[_gpu_pass[dtype, 8, inverse, io, spectrum]](
-            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
-            grid_dim=grid, block_dim=GPU_PASS_TPB,
-        )
-    elif bits == 2:
-        ctx.enqueue_function[_gpu_pass[dtype, 4, inverse, io, spectrum]](
-            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
-            grid_dim=grid, block_dim=GPU_PASS_TPB,
-        )
-    else:
-        ctx.enqueue_function[_gpu_pass[dtype, 2, inverse, io, spectrum]](
-            re, im, source, result, tw, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7],
-            grid_dim=grid, block_dim=GPU_PASS_TPB,
-        )
+    var grid = ceildiv(n_rows << (lp - bits), GPU_PASS_TPB)
+    comptime for b in range(1, 6):
+        if bits == b:
+            ctx.enqueue_function[_gpu_pass[dtype, 1 << b, inverse, io, spectrum]](
+                re, im, source, result, tw, Int64(n_rows), Int64(lp), Int64(lb), Int64(lo_bits),
+                Int64(batch), Int64(pairs), Int64(width), Int64(outputs),
+                grid_dim=grid, block_dim=GPU_PASS_TPB,
+            )
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
