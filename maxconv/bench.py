@@ -31,7 +31,8 @@ CONV2D_MAX_MACS_GPU = 1 << 40
 TORCH_MAX_MACS = 1 << 40
 # The direct op past this many MACs takes seconds per run on a CPU.
 DIRECT_MAX_MACS = 1 << 38
-# On a GPU, maxconv's ops and the GPU peers are also timed as STREAM_CALLS
+# On a GPU, maxconv's ops and the torch, torchaudio and cupyx peers (not
+# MAX's conv2d, which is far from per-call bound) are also timed as STREAM_CALLS
 # calls per synchronize, where one call takes under STREAM_UNDER_SECONDS:
 # the rate a stream of tiles sees once the host's per-call cost overlaps the
 # device's work. One call + synchronize costs MAX ~48 us on an H100 (an
