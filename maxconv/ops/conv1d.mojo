@@ -13,14 +13,15 @@ All sizes are runtime values: one compiled graph serves every (C, B, W, K).
 from extensibility import InputTensor, OutputTensor
 import extensibility
 from max.algorithm import sync_parallelize
-from max.gpu import block_dim, block_idx, thread_idx
-from max.gpu.host import DeviceContext
-from max.gpu.memory import AddressSpace
-from max.gpu.sync import barrier
+from max.gpu import MAX_THREADS_PER_BLOCK_METADATA, block_dim, block_idx, grid_dim, thread_idx
+from max.gpu.host import DeviceAttribute, DeviceContext
+from max.gpu.memory import AddressSpace, async_copy, async_copy_commit_group, async_copy_wait_group
+from max.gpu.sync import barrier, syncwarp
 from std.math import ceildiv
 from std.memory import stack_allocation
 from std.memory.alloc import unsafe_alloc
-from std.sys import simd_width_of
+from std.sys import simd_width_of, size_of
+from std.utils import StaticTuple
 
 
 # CPU, direct: each task owns CPU_VECTORS SIMD accumulators (enough to hide
@@ -50,31 +51,32 @@ comptime STRIDED_BLOCK = STRIDED_TPB * STRIDED_OUTPUTS
 # conflict-free and make every padded offset a compile-time constant.
 comptime BLOCKED_TPB = 128
 comptime BLOCKED_OUTPUTS = 32
-# Below WIDE_CHUNK_K taps, 16 outputs per thread: fewer registers, more
-# blocks resident per SM to overlap one block's loads with another's FMAs
-# (H100, N = 2^24: 195/165 GS/s at K=32, 159/138 at K=64, 118/106 at
-# K=128, 76/75 at K=256 against 32 outputs; 8 outputs or 256 threads were
-# slower) ...
-comptime NARROW_OUTPUTS = 16
-# ... and PIPELINED_SPANS spans per block, the next one's inputs loaded while
-# this one computes (233/195 GS/s at K=32, 184/160 at K=64, 127/117 at
-# K=128, 78/76 at K=256 against one span per block; 2 and 8 spans within 3%).
-comptime PIPELINED_SPANS = 4
+# Up to TAP_CHUNK taps, the asynchronous-copy kernel: ASYNC_OUTPUTS outputs
+# per thread (half in float64, whose shared buffers are twice as wide),
+# ASYNC_STAGES shared buffers in its ring, and ASYNC_BLOCKS_PER_SM blocks per
+# SM that its registers must allow (the grid is one such wave). H100,
+# N = 2^24 float32 (research/direct/gpu_direct.mojo, launch + kernel):
+# 63/63/72/114/192 us at K = 16/32/64/128/256 against 71/77/93/134/213 for
+# the kernel it replaced (16 outputs, next span prefetched into registers,
+# four spans a block) and 232 us for the wide blocked kernel at K = 256.
+comptime ASYNC_OUTPUTS = 16
+comptime ASYNC_STAGES = 2
+comptime ASYNC_BLOCKS_PER_SM = 4
 comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
 comptime BLOCKED_STEP = 32
 # Global loads each thread keeps in flight while staging a block's inputs.
 comptime LOAD_UNROLL = 8
-# Taps staged in shared memory per pass (strided kernel, narrow blocked one).
+# Taps staged in shared memory per pass (strided kernel); the asynchronous
+# kernel takes up to this many.
 comptime TAP_CHUNK = 256
 # Below this many taps the strided kernel wins: on an H100 (N = 2^24 float32
-# in 2^16-output rows, research/direct/gpu_direct.mojo) strided/pipelined
-# ran 232/234 GS/s at K=16 and 162/233 at K=32.
-comptime SMALL_K = 16
-# From this many taps the blocked kernel stages WIDE_TAP_CHUNK taps per pass
-# (fewer barrier phases): on an H100 narrow/wide ran 74 and 62 / 71 and 72
-# GS/s at K=256 (two runs), 44.1/44.7 at K=512; with the earlier scalar-load
-# kernel wide won at K=1024 (19.2/17.7) and K=4096 (5.3/4.7).
-comptime WIDE_CHUNK_K = 256
+# in 2^16-output rows, research/direct/gpu_direct.mojo) strided/asynchronous
+# ran 63.0/63.1 us at K=8, 67.5/65.5 at K=12 and 74.8/63.4 at K=16.
+comptime SMALL_K = 12
+# Above TAP_CHUNK taps the blocked kernel stages WIDE_TAP_CHUNK taps per pass
+# (fewer barrier phases): on an H100 TAP_CHUNK/WIDE_TAP_CHUNK ran 44.1/44.7
+# GS/s at K=512; with the earlier scalar-load kernel wide won at K=1024
+# (19.2/17.7) and K=4096 (5.3/4.7).
 comptime WIDE_TAP_CHUNK = 1024
 
 
@@ -145,7 +147,7 @@ def _padded[outputs: Int](i: Int) -> Int:
 
 
 def _conv1d_gpu_blocked[
-    dtype: DType, tap_chunk: Int, outputs: Int = BLOCKED_OUTPUTS
+    dtype: DType, tap_chunk: Int
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -155,18 +157,19 @@ def _conv1d_gpu_blocked[
     n_taps: Int64,
     blocks_per_row: Int64,
 ):
-    """One thread block of BLOCKED_TPB threads computes BLOCKED_TPB * outputs
+    """One thread block of BLOCKED_TPB threads computes BLOCKED_BLOCK
     outputs of one tile row.
 
     Taps are staged tap_chunk at a time: bigger chunks mean fewer barrier
     phases per block, bounded by the 48 KB of static shared memory. Four pad
-    words every `outputs` (8, 16 or 32; thread stride outputs + 4 words) keep
-    every thread's window 16-byte aligned, and a quarter warp's 4-word loads
+    words every BLOCKED_OUTPUTS (thread stride BLOCKED_OUTPUTS + 4 words)
+    keep every thread's window 16-byte aligned, and a quarter warp's 4-word loads
     then cover all 32 banks once; at 32 outputs 16 + 8 vector loads feed
     1024 FMAs per step (scalar loads with a 33-word stride needed 64 + 32:
     21.3 against 25.7 GS/s at K = 1024 on an H100).
     """
     comptime tpb = BLOCKED_TPB
+    comptime outputs = BLOCKED_OUTPUTS
     comptime span = tpb * outputs
     comptime window_size = outputs + BLOCKED_STEP
     comptime smem_words = (span + tap_chunk) * (outputs + 4) // outputs
@@ -234,8 +237,44 @@ def _conv1d_gpu_blocked[
         i += tpb
 
 
-def _conv1d_gpu_pipelined[
-    dtype: DType, outputs: Int, spans: Int
+@always_inline
+def _span_sums[
+    dtype: DType, outputs: Int
+](
+    xs: Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED],
+    ws: Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED],
+    own: Int,
+    steps: Int,
+) -> SIMD[dtype, outputs]:
+    """One thread's `outputs` sums over a span staged in `xs` (padded layout,
+    the thread's window from word `own`), BLOCKED_STEP taps of `ws` a step:
+    a window of outputs + BLOCKED_STEP words in registers, taps read four at
+    a time, so 12 + 8 vector loads feed 512 FMAs per step at 16 outputs."""
+    comptime window_size = outputs + BLOCKED_STEP
+    var acc = SIMD[dtype, outputs](0)
+    var s = 0
+    while s < steps:
+        var at = own + _padded[outputs](s)
+        # SIMD lengths are powers of two: 2 * BLOCKED_STEP >= window_size.
+        var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
+        comptime for v in range(window_size // 4):
+            comptime q = 4 * v
+            window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + _padded[outputs](q)))
+        comptime for v in range(BLOCKED_STEP // 4):
+            var tap = ws.unsafe_load[width=4, alignment=16](s + 4 * v)
+            comptime for j4 in range(4):
+                comptime for m in range(outputs):
+                    acc[m] = window[m + 4 * v + j4].fma(tap[j4], acc[m])
+        s += BLOCKED_STEP
+    return acc
+
+
+@__llvm_metadata(
+    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(BLOCKED_TPB)),
+    `nvvm.minctasm`=SIMDLength(ASYNC_BLOCKS_PER_SM),
+)
+def _conv1d_gpu_async[
+    dtype: DType, outputs: Int
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -243,84 +282,123 @@ def _conv1d_gpu_pipelined[
     batch: Int64,
     width: Int64,
     n_taps: Int64,
-    blocks_per_row: Int64,
+    spans_per_row: Int64,
+    total_spans: Int64,
 ):
-    """The blocked kernel for K <= TAP_CHUNK, each block computing `spans`
-    consecutive spans of BLOCKED_TPB * outputs outputs of one row: the next
-    span's inputs are loaded into registers while this one's FMAs run, so
-    the memory latency hides behind compute instead of stalling the block.
+    """The blocked kernel's arithmetic for K <= TAP_CHUNK, fed by
+    asynchronous copies: a grid sized to the GPU, each block taking an equal
+    run of consecutive spans of BLOCKED_TPB * outputs outputs, and cp.async
+    filling a ring of ASYNC_STAGES shared buffers a span ahead, so the loads
+    run behind the FMAs without holding registers and the pipeline drains
+    once per block, not once per span. Span positions advance by counting:
+    a 64-bit division per span cost as much as a quarter of the FMAs at
+    K = 64. Each warp stages its sums in its own shared rows and stores
+    them as whole lines, with no block-wide barrier (stores of each
+    thread's 16 consecutive sums straight from registers made a loads-and-
+    stores-only run 1.5x slower).
     """
     comptime tpb = BLOCKED_TPB
     comptime span = tpb * outputs
-    comptime window_size = outputs + BLOCKED_STEP
-    comptime loads = (span + TAP_CHUNK) // tpb
-    comptime smem_words = (span + TAP_CHUNK) * (outputs + 4) // outputs
-    var xs = stack_allocation[smem_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
-    var ys = stack_allocation[span * (outputs + 4) // outputs, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    comptime buffer = (span + TAP_CHUNK) * (outputs + 4) // outputs
+    comptime warp_words = 32 * (outputs + 4)
+    comptime word = size_of[dtype]()
+    var xs = stack_allocation[ASYNC_STAGES * buffer, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var ws = stack_allocation[TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var ys = stack_allocation[(tpb // 32) * warp_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var source = signal.unsafe_address_space_cast[AddressSpace.GLOBAL]()
     var tid = Int(thread_idx.x)
+    var lane = tid % 32
+    var warp = tid // 32
     var block = Int(block_idx.x)
-    var row = block // Int(blocks_per_row)
-    var first = (block % Int(blocks_per_row)) * spans * span
+    var grid = Int(grid_dim.x)
     var w = Int(width)
     var k = Int(n_taps)
     var t = w - k + 1
-    var row_in = row * w
-    var row_out = row * t
-    var tap_base = (row // Int(batch)) * k
+    var per_row = Int(spans_per_row)
+    var total = Int(total_spans)
     var own = tid * (outputs + 4)
     var steps = ceildiv(k, BLOCKED_STEP) * BLOCKED_STEP
-    var i = tid
-    while i < TAP_CHUNK:
-        ws[unsafe_offset=i] = taps[unsafe_offset=tap_base + i] if i < k else 0
-        i += tpb
+    var begin = block * total // grid
+    var count = (block + 1) * total // grid - begin
+    # Row, and span within the row, of the next span to load and to compute.
+    var load_row = begin // per_row
+    var load_col = begin % per_row
+    var row = load_row
+    var col = load_col
 
-    # Registers for the next span's inputs (SIMD lengths are powers of two).
-    comptime ahead_size = 32
-    comptime assert loads <= ahead_size, "the prefetch registers must hold a span's inputs"
-    var ahead = SIMD[dtype, ahead_size](0)
-    comptime for u in range(loads):
-        var src = first + tid + u * tpb
-        if tid + u * tpb < span + steps and src < w:
-            ahead[u] = signal[unsafe_offset=row_in + src]
-    for j in range(spans):
-        var start = first + j * span
-        if start >= t:
-            break
+    @always_inline
+    def issue(j: Int, row: Int, col: Int) {var source, var xs, var tid, var w, var steps}:
+        """Start copying the inputs of span `col` of `row` into buffer j % ASYNC_STAGES."""
+        var start = col * span
+        var base = row * w + start
+        var into = xs.unsafe_offset((j % ASYNC_STAGES) * buffer)
+        if start + span + steps <= w:
+            # Unrolled: thread tid copies words tid + u * tpb, and tpb is a
+            # multiple of `outputs`, so every offset past the first is a
+            # constant on both sides (one instruction per copy).
+            var src = source.unsafe_offset(base + tid)
+            var dst = into.unsafe_offset(_padded[outputs](tid))
+            comptime for u in range(ceildiv(span + TAP_CHUNK, tpb)):
+                if u * tpb + tid < span + steps:
+                    async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
+        else:
+            var i = tid
+            while i < span + steps:
+                if start + i < w:
+                    async_copy[word](source.unsafe_offset(base + i), into.unsafe_offset(_padded[outputs](i)))
+                else:
+                    into[unsafe_offset=_padded[outputs](i)] = 0
+                i += tpb
+
+    comptime for j in range(ASYNC_STAGES - 1):
+        if j < count:
+            issue(j, load_row, load_col)
+            load_col += 1
+            if load_col == per_row:
+                load_col = 0
+                load_row += 1
+        async_copy_commit_group()
+    var channel = -1
+    for j in range(count):
+        async_copy_wait_group(Int32(ASYNC_STAGES - 2))
         barrier()
-        comptime for u in range(loads):
-            if tid + u * tpb < span + steps:
-                xs[unsafe_offset=_padded[outputs](tid + u * tpb)] = ahead[u]
-        barrier()
-        var next = start + span
-        if j + 1 < spans and next < t:
-            comptime for u in range(loads):
-                var src = next + tid + u * tpb
-                if tid + u * tpb < span + steps and src < w:
-                    ahead[u] = signal[unsafe_offset=row_in + src]
-        var acc = SIMD[dtype, outputs](0)
-        var s = 0
-        while s < steps:
-            var at = own + _padded[outputs](s)
-            # SIMD lengths are powers of two: 2 * BLOCKED_STEP >= window_size.
-            var window = SIMD[dtype, 2 * BLOCKED_STEP](0)
-            comptime for v in range(window_size // 4):
-                comptime q = 4 * v
-                window = window.insert[offset=q](xs.unsafe_load[width=4, alignment=16](at + _padded[outputs](q)))
-            comptime for v in range(BLOCKED_STEP // 4):
-                var tap = ws.unsafe_load[width=4, alignment=16](s + 4 * v)
-                comptime for j4 in range(4):
-                    comptime for m in range(outputs):
-                        acc[m] = window[m + 4 * v + j4].fma(tap[j4], acc[m])
-            s += BLOCKED_STEP
+        var start = col * span
+        if channel < 0 or (col == 0 and row // Int(batch) != channel):
+            channel = row // Int(batch)
+            var i = tid
+            while i < TAP_CHUNK:
+                ws[unsafe_offset=i] = taps[unsafe_offset=channel * k + i] if i < k else 0
+                i += tpb
+            barrier()
+        if j + ASYNC_STAGES - 1 < count:
+            issue(j + ASYNC_STAGES - 1, load_row, load_col)
+            load_col += 1
+            if load_col == per_row:
+                load_col = 0
+                load_row += 1
+        async_copy_commit_group()
+        var acc = _span_sums[dtype, outputs](xs.unsafe_offset((j % ASYNC_STAGES) * buffer), ws, own, steps)
+        var at = row * t
+        col += 1
+        if col == per_row:
+            col = 0
+            row += 1
+        # Sums to this warp's rows (the padded layout), then each lane
+        # stores 4 consecutive sums: 32 lanes write 128 in a row.
+        var mine = ys.unsafe_offset(warp * warp_words)
         comptime for v in range(outputs // 4):
-            ys.unsafe_store[alignment=16](own + 4 * v, acc.slice[4, offset = 4 * v]())
-        barrier()
-        i = tid
-        while i < span:
-            if start + i < t:
-                result[unsafe_offset=row_out + start + i] = ys[unsafe_offset=_padded[outputs](i)]
-            i += tpb
+            mine.unsafe_store[alignment=16](lane * (outputs + 4) + 4 * v, acc.slice[4, offset = 4 * v]())
+        syncwarp()
+        comptime for v in range(outputs // 4):
+            var o = 128 * v + 4 * lane
+            var first = start + warp * 32 * outputs + o
+            var sums = mine.unsafe_load[width=4, alignment=16](_padded[outputs](o))
+            if first + 4 <= t and (at + first) % 4 == 0:
+                result.unsafe_store[alignment=16](at + first, sums)
+            else:
+                comptime for m in range(4):
+                    if first + m < t:
+                        result[unsafe_offset=at + first + m] = sums[m]
 
 
 def _conv1d_cpu_span[
@@ -423,9 +501,9 @@ struct Conv1D:
     """Correlate each tile row with its channel's taps.
 
     The `algorithm` parameter of `execute` picks the GPU kernel: 0 by K
-    (strided below SMALL_K taps, then the pipelined register-blocked one,
-    from WIDE_CHUNK_K the blocked one with wide tap chunks); 1 forces the
-    strided kernel, 2 the pipelined one (up to TAP_CHUNK taps) and 3 the
+    (strided below SMALL_K taps, then the asynchronous-copy one up to
+    TAP_CHUNK, above it the blocked one with wide tap chunks); 1 forces the
+    strided kernel, 2 the asynchronous one (up to TAP_CHUNK taps) and 3 the
     wide blocked one, so benchmarks can measure each on either side of the
     crossovers.
 
@@ -471,11 +549,17 @@ struct Conv1D:
                     grid_dim=rows * blocks_per_row,
                     block_dim=STRIDED_TPB,
                 )
-            elif (algorithm == 0 and k < WIDE_CHUNK_K) or (algorithm == 2 and k <= TAP_CHUNK):
-                var blocks_per_row = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * PIPELINED_SPANS)
-                ctx.enqueue_function[_conv1d_gpu_pipelined[output.dtype, NARROW_OUTPUTS, PIPELINED_SPANS]](
-                    out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k), Int64(blocks_per_row),
-                    grid_dim=rows * blocks_per_row, block_dim=BLOCKED_TPB,
+            elif (algorithm == 0 and k <= TAP_CHUNK) or (algorithm == 2 and k <= TAP_CHUNK):
+                # float64 words are twice as wide: half the outputs per
+                # thread keeps the shared memory within 48 KB.
+                comptime outputs = ASYNC_OUTPUTS if output.dtype == DType.float32 else ASYNC_OUTPUTS // 2
+                var spans_per_row = ceildiv(t, BLOCKED_TPB * outputs)
+                var spans = rows * spans_per_row
+                var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+                ctx.enqueue_function[_conv1d_gpu_async[output.dtype, outputs]](
+                    out_ptr, in_ptr, tap_ptr, Int64(batch), Int64(w), Int64(k),
+                    Int64(spans_per_row), Int64(spans),
+                    grid_dim=min(spans, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB,
                 )
             else:
                 # float64 words are twice as wide: half the chunk keeps the

@@ -1,14 +1,16 @@
 # The direct op's GPU kernels, standalone: each checked against a float64
 # host sum and timed on the same data (N = 2^24 outputs in tiles of 2^16,
-# device-resident, launch + kernel, median of 7), so kernel variants can be
+# device-resident, launch + kernel, median of 7; an empty kernel's launch +
+# synchronize is timed too, ~10 us of every figure), so kernel variants can be
 # compared without MAX's per-call overhead.
 #   .venv/bin/mojo build --target-accelerator=sm_90 -I . \
 #       research/direct/gpu_direct.mojo -o /tmp/gpu_direct
-from max.gpu.host import DeviceContext
+from max.gpu.host import DeviceAttribute, DeviceContext
+from max.gpu.host.func_attribute import Attribute
 from maxconv.ops.conv1d import (
-    BLOCKED_BLOCK, BLOCKED_TPB, NARROW_OUTPUTS, STRIDED_BLOCK, STRIDED_OUTPUTS, STRIDED_TPB,
-    TAP_CHUNK, WIDE_TAP_CHUNK,
-    _conv1d_gpu_blocked, _conv1d_gpu_pipelined, _conv1d_gpu_strided,
+    ASYNC_BLOCKS_PER_SM, ASYNC_OUTPUTS, BLOCKED_BLOCK, BLOCKED_TPB, STRIDED_BLOCK, STRIDED_OUTPUTS,
+    STRIDED_TPB, WIDE_TAP_CHUNK,
+    _conv1d_gpu_async, _conv1d_gpu_blocked, _conv1d_gpu_strided,
 )
 from std.math import ceildiv
 from std.time import perf_counter_ns
@@ -19,9 +21,13 @@ def _rand(mut state: UInt64) -> Float64:
     return Float64(Int((state >> 11) & 0xFFFFFFFF)) / 4294967296.0 - 0.5
 
 
-def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
-    comptime dtype = DType.float32
-    var t = 1 << 16
+def _empty():
+    """Launch + synchronize alone: what every timing here includes."""
+    pass
+
+
+def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16) raises:
+    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty."""
     var rows = 256
     var w = t + k - 1
     var h_sig = ctx.enqueue_create_host_buffer[dtype](rows * w)
@@ -49,34 +55,19 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
             var bpr = ceildiv(t, STRIDED_BLOCK)
             ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=STRIDED_TPB)
-        elif kernel == 1:
-            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK, NARROW_OUTPUTS]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
         elif kernel == 2:
             var bpr = ceildiv(t, BLOCKED_BLOCK)
             ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
                 o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 4:
-            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 2)
-            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 2]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 5:
-            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 4)
-            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 4]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 6:
-            var bpr = ceildiv(t, BLOCKED_TPB * NARROW_OUTPUTS * 8)
-            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, NARROW_OUTPUTS, 8]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 7:
-            var bpr = ceildiv(t, BLOCKED_TPB * 8 * 4)
-            ctx.enqueue_function[_conv1d_gpu_pipelined[dtype, 8, 4]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+        elif kernel == 3:
+            comptime outputs = ASYNC_OUTPUTS if dtype == DType.float32 else ASYNC_OUTPUTS // 2
+            var per_row = ceildiv(t, BLOCKED_TPB * outputs)
+            var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+            ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
+                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
+                grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
         else:
-            var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, TAP_CHUNK]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+            ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()
         if r > 0:
             times.append(Int(perf_counter_ns() - s))
@@ -87,7 +78,7 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
     for j in range(k):
         hsum += abs(Float64(h_taps[j]))
     for row in [0, 77, rows - 1]:
-        for i in [0, 1, 31, 2047, 2048, 4095, 4096, 8191, 8192, 16383, 16384, 30000, t - 1]:
+        for i in [0, 1, 31, 1023, 1024, 2047, 2048, 4095, 4096, 8191, 8192, 16383, 16384, 30000, t - 2, t - 1]:
             var acc = 0.0
             for j in range(k):
                 acc += Float64(h_sig[row * w + i + j]) * Float64(h_taps[j])
@@ -95,19 +86,30 @@ def run(ctx: DeviceContext, kernel: Int, k: Int) raises:
     sort(times)
     var med = Float64(times[len(times) // 2])
     var n = Float64(rows * t)
-    print("kernel", kernel, "K", k, "ms", med / 1e6, "GS/s", n / med, "TMAC/s", n * Float64(k) / med / 1e3, "err", worst)
+    print(String(dtype), "kernel", kernel, "T", t, "K", k, "ms", med / 1e6, "GS/s", n / med, "TMAC/s", n * Float64(k) / med / 1e3, "err", worst)
 
 
 def main() raises:
-    # kernel 0: strided (the op's below SMALL_K); blocked (tap chunk, outputs
-    # per thread): 1: (TAP_CHUNK, NARROW_OUTPUTS), 2: (WIDE_TAP_CHUNK, 32),
-    # the op's from WIDE_CHUNK_K, 3: (TAP_CHUNK, 32); pipelined (outputs,
-    # spans per block): 4: (16, 2), 5: (16, 4), the op's in between,
-    # 6: (16, 8), 7: (8, 4).
+    # kernel 0: strided (the op's below SMALL_K), 2: blocked with wide tap
+    # chunks (the op's above TAP_CHUNK), 3: asynchronous copies (the op's in
+    # between; 16 outputs, 8 in float64), 4: an empty kernel (launch +
+    # synchronize). Kernel 1, the pipelined kernel the asynchronous one
+    # replaced, is in git history (results/gpu_h100_direct_async.txt).
     var ctx = DeviceContext()
-    for k in [4, 16]:
+    var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
+    print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
+          f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
+    run(ctx, 4, 1)
+    for k in [1, 4, 8, 12, 16]:
         run(ctx, 0, k)
-    for k in [16, 32, 64, 128, 200, 256]:
-        for kernel in [1, 4, 5, 6, 7]:
-            run(ctx, kernel, k)
-    run(ctx, 2, 1024)
+    for k in [8, 12, 16, 32, 48, 64, 96, 128, 200, 256]:
+        run(ctx, 3, k)
+    for k in [256, 512, 1024]:
+        run(ctx, 2, k)
+    # Tiles whose width is no multiple of 4 (unaligned rows, partial spans),
+    # and float64.
+    for k in [5, 64, 255]:
+        run(ctx, 3, k, (1 << 16) - 3)
+        run[DType.float64](ctx, 3, k, (1 << 16) - 3)
+    for k in [16, 64, 128]:
+        run[DType.float64](ctx, 3, k)
