@@ -5,7 +5,8 @@
 #                                       scripts/gpu_harness_pack.sh; carry .gpu/harness;
 #                                       needs no MAX staging)
 #   bash scripts/gpu_suite.sh tests     pytest -m gpu
-#   bash scripts/gpu_suite.sh bench     MAX's per-call cost, maxconv bench
+#   bash scripts/gpu_suite.sh bench [K ...]   MAX's per-call cost, maxconv bench (these K,
+#                                       or K = 4 .. 2^20)
 #   bash scripts/gpu_suite.sh files     reverb, one-hour file, calibrate
 # Results go to $OUT (the device tool brings them back) or ./gpu-out.
 set -u
@@ -38,8 +39,10 @@ for method in ("direct", "fft"):
                              engine.device.synchronize, 20, 200)
     print(f"{method}: {seconds * 1e6:.1f} us per execute+synchronize (N=1024, K=1)")
 PY
-    timeout 420 python3 -m maxconv.cli bench --device gpu --k 4 --k 64 --k 256 --k 512 --k 1024 --k 2048 \
-        --k 4096 --k 16384 --k 131072 --k 1048576 --json > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.err"
+    shift
+    ks=${*:-4 64 256 512 1024 2048 4096 16384 131072 1048576}
+    timeout 420 python3 -m maxconv.cli bench --device gpu $(printf -- '--k %s ' $ks) --json \
+        > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.err"
     tail -40 "$OUT/bench_gpu.err"
     ;;
 files)
