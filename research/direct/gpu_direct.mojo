@@ -26,8 +26,23 @@ def _empty():
     pass
 
 
-def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16) raises:
-    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty."""
+def launch_variant[dtype: DType, outputs: Int, tpb: Int, blocks_per_sm: Int, fast: Bool = False, stages: Int = 2, prefetch: Int = 0](
+    ctx: DeviceContext,
+    o: Pointer[Scalar[dtype], MutAnyOrigin],
+    sg: Pointer[Scalar[dtype], MutAnyOrigin],
+    tp: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int, w: Int, k: Int, t: Int,
+) raises:
+    var per_row = ceildiv(t, tpb * outputs)
+    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+    ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs, tpb, blocks_per_sm, fast, stages, prefetch]](
+        o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
+        grid_dim=min(rows * per_row, blocks_per_sm * sms), block_dim=tpb)
+
+
+def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16, calls: Int = 1) raises:
+    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty,
+    5-7 asynchronous variants; `calls` launches per synchronize."""
     var rows = 256
     var w = t + k - 1
     var h_sig = ctx.enqueue_create_host_buffer[dtype](rows * w)
@@ -51,26 +66,37 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
     for r in range(8):
         ctx.synchronize()
         var s = perf_counter_ns()
-        if kernel == 0:
-            var bpr = ceildiv(t, STRIDED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=STRIDED_TPB)
-        elif kernel == 2:
-            var bpr = ceildiv(t, BLOCKED_BLOCK)
-            ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-        elif kernel == 3:
-            comptime outputs = ASYNC_OUTPUTS if dtype == DType.float32 else ASYNC_OUTPUTS // 2
-            var per_row = ceildiv(t, BLOCKED_TPB * outputs)
-            var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-            ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
-                o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
-                grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
-        else:
-            ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
+        for _ in range(calls):
+            if kernel == 0:
+                var bpr = ceildiv(t, STRIDED_BLOCK)
+                ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
+                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=STRIDED_TPB)
+            elif kernel == 2:
+                var bpr = ceildiv(t, BLOCKED_BLOCK)
+                ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
+                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
+            elif kernel == 3:
+                comptime outputs = ASYNC_OUTPUTS if dtype == DType.float32 else ASYNC_OUTPUTS // 2
+                var per_row = ceildiv(t, BLOCKED_TPB * outputs)
+                var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+                ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
+                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
+                    grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
+            elif kernel == 5:
+                launch_variant[dtype, 16, 64, 8, False, 3](ctx, o, sg, tp, rows, w, k, t)
+            elif kernel == 6:
+                launch_variant[dtype, 16, 128, 4, False, 3](ctx, o, sg, tp, rows, w, k, t)
+            elif kernel == 7:
+                launch_variant[dtype, 16, 128, 4, False, 2, 256](ctx, o, sg, tp, rows, w, k, t)
+            elif kernel == 8:
+                launch_variant[dtype, 16, 64, 8, True, 3](ctx, o, sg, tp, rows, w, k, t)
+            elif kernel == 9:
+                launch_variant[dtype, 16, 64, 8, False, 2, 256](ctx, o, sg, tp, rows, w, k, t)
+            else:
+                ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()
         if r > 0:
-            times.append(Int(perf_counter_ns() - s))
+            times.append(Int(perf_counter_ns() - s) // calls)
     ctx.enqueue_copy(h_out, d_out)
     ctx.synchronize()
     var worst = 0.0
@@ -86,26 +112,41 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
     sort(times)
     var med = Float64(times[len(times) // 2])
     var n = Float64(rows * t)
-    print(String(dtype), "kernel", kernel, "T", t, "K", k, "ms", med / 1e6, "GS/s", n / med, "TMAC/s", n * Float64(k) / med / 1e3, "err", worst)
+    print(String(dtype), "kernel", kernel, "calls", calls, "T", t, "K", k, "ms", med / 1e6, "GS/s", n / med, "TMAC/s", n * Float64(k) / med / 1e3, "err", worst)
 
 
 def main() raises:
     # kernel 0: strided (the op's below SMALL_K), 2: blocked with wide tap
     # chunks (the op's above TAP_CHUNK), 3: asynchronous copies (the op's in
     # between; 16 outputs, 8 in float64), 4: an empty kernel (launch +
-    # synchronize). Kernel 1, the pipelined kernel the asynchronous one
+    # synchronize); variants of 3 (outputs per thread, threads per block,
+    # blocks per SM, fast FIR arithmetic, stages, L2 prefetch bytes):
+    # 5: (16, 64, 8, no, 3, 0), 6: (16, 128, 4, no, 3, 0),
+    # 7: (16, 128, 4, no, 2, 256), 8: (16, 64, 8, yes, 3, 0),
+    # 9: (16, 64, 8, no, 2, 256). Kernel 1, the pipelined kernel the asynchronous one
     # replaced, is in git history (results/gpu_h100_direct_async.txt).
     var ctx = DeviceContext()
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
-    run(ctx, 4, 1)
-    for k in [1, 4, 8, 12, 16]:
-        run(ctx, 0, k)
-    for k in [8, 12, 16, 32, 48, 64, 96, 128, 200, 256]:
-        run(ctx, 3, k)
-    for k in [256, 512, 1024]:
-        run(ctx, 2, k)
+    var f5 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 64, 8, False, 3]]()
+    print("variant 5: registers", f5.get_attribute(Attribute.NUM_REGS), "spilled bytes",
+          f5.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f5.occupancy_max_active_blocks_per_multiprocessor(64, 0))
+    var f6 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 128, 4, False, 3]]()
+    print("variant 6: registers", f6.get_attribute(Attribute.NUM_REGS), "spilled bytes",
+          f6.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f6.occupancy_max_active_blocks_per_multiprocessor(128, 0))
+    var f8 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 64, 8, True, 3]]()
+    print("variant 8: registers", f8.get_attribute(Attribute.NUM_REGS), "spilled bytes",
+          f8.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f8.occupancy_max_active_blocks_per_multiprocessor(64, 0))
+    for calls in [10, 1]:
+        run(ctx, 4, 1, calls=calls)
+        run(ctx, 0, 1, calls=calls)
+        for k in [32, 64, 128, 256]:
+            for kernel in [3, 5, 6, 7, 8, 9]:
+                run(ctx, kernel, k, calls=calls)
+    for k in [5, 64, 255]:
+        run(ctx, 5, k, (1 << 16) - 3)
+        run(ctx, 8, k, (1 << 16) - 3)
     # Tiles whose width is no multiple of 4 (unaligned rows, partial spans),
     # and float64.
     for k in [5, 64, 255]:
