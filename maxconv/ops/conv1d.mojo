@@ -64,8 +64,6 @@ comptime ASYNC_STAGES = 2
 comptime ASYNC_BLOCKS_PER_SM = 4
 comptime BLOCKED_BLOCK = BLOCKED_TPB * BLOCKED_OUTPUTS
 comptime BLOCKED_STEP = 32
-# Half-taps per step of the fast FIR arithmetic (32 taps of the filter).
-comptime FAST_STEP = 16
 # Global loads each thread keeps in flight while staging a block's inputs.
 comptime LOAD_UNROLL = 8
 # Taps staged in shared memory per pass (strided kernel); the asynchronous
@@ -144,7 +142,7 @@ def _conv1d_gpu_strided[
 @always_inline
 def _padded[outputs: Int](i: Int) -> Int:
     """Four pad words after every `outputs` (a power of two) words."""
-    comptime shift = 5 if outputs == 32 else (4 if outputs == 16 else (3 if outputs == 8 else 2))
+    comptime shift = 5 if outputs == 32 else (4 if outputs == 16 else 3)
     return i + ((i >> shift) << 2)
 
 
@@ -271,70 +269,12 @@ def _span_sums[
     return acc
 
 
-@always_inline
-def _span_sums_fast[
-    dtype: DType, half: Int
-](
-    evens: Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED],
-    odds: Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED],
-    ws: Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED],
-    own: Int,
-    steps: Int,
-) -> SIMD[dtype, 2 * half]:
-    """One thread's 2 * half sums by the two-parallel fast FIR algorithm:
-    with x0, x1 the even and odd inputs, h0, h1 the even and odd taps and
-    s[m] = x1[m] + x0[m + 1], the correlations A = x0 * h0, B = x1 * h1 and
-    C = s * (h0 + h1), each of half the taps at half the rate, give
-    y[2m] = A[m] + B[m] and y[2m + 1] = C[m] - B[m] - A[m + 1]: three
-    quarters of the direct sum's FMAs. `ws` holds h0, h1 and h0 + h1 in
-    rows of TAP_CHUNK // 2; `steps` counts half-taps, FAST_STEP a step."""
-    comptime step = FAST_STEP
-    var a = SIMD[dtype, 2 * half](0)
-    var b = SIMD[dtype, half](0)
-    var c = SIMD[dtype, half](0)
-    var s = 0
-    while s < steps:
-        var at = own + _padded[half](s)
-        var w0 = SIMD[dtype, 2 * step](0)
-        var w1 = SIMD[dtype, 2 * step](0)
-        comptime for v in range(ceildiv(half + 1 + step, 4)):
-            w0 = w0.insert[offset = 4 * v](evens.unsafe_load[width=4, alignment=16](at + _padded[half](4 * v)))
-        comptime for v in range(ceildiv(half + step, 4)):
-            w1 = w1.insert[offset = 4 * v](odds.unsafe_load[width=4, alignment=16](at + _padded[half](4 * v)))
-        var sw = SIMD[dtype, 2 * step](0)
-        comptime for q in range(half + step):
-            sw[q] = w1[q] + w0[q + 1]
-        comptime for v in range(step // 4):
-            var t0 = ws.unsafe_load[width=4, alignment=16](s + 4 * v)
-            var t1 = ws.unsafe_load[width=4, alignment=16](TAP_CHUNK // 2 + s + 4 * v)
-            var tg = ws.unsafe_load[width=4, alignment=16](TAP_CHUNK + s + 4 * v)
-            comptime for j4 in range(4):
-                comptime j = 4 * v + j4
-                comptime for m in range(half + 1):
-                    a[m] = w0[m + j].fma(t0[j4], a[m])
-                comptime for m in range(half):
-                    b[m] = w1[m + j].fma(t1[j4], b[m])
-                    c[m] = sw[m + j].fma(tg[j4], c[m])
-        s += step
-    var y = SIMD[dtype, 2 * half](0)
-    comptime for m in range(half):
-        y[2 * m] = a[m] + b[m]
-        y[2 * m + 1] = c[m] - b[m] - a[m + 1]
-    return y
-
-
 @__llvm_metadata(
-    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(tpb)),
-    `nvvm.minctasm`=SIMDLength(blocks_per_sm),
+    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(BLOCKED_TPB)),
+    `nvvm.minctasm`=SIMDLength(ASYNC_BLOCKS_PER_SM),
 )
 def _conv1d_gpu_async[
-    dtype: DType,
-    outputs: Int,
-    tpb: Int = BLOCKED_TPB,
-    blocks_per_sm: Int = ASYNC_BLOCKS_PER_SM,
-    fast: Bool = False,
-    stages: Int = ASYNC_STAGES,
-    prefetch: Int = 0,
+    dtype: DType, outputs: Int
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -357,16 +297,13 @@ def _conv1d_gpu_async[
     thread's 16 consecutive sums straight from registers made a loads-and-
     stores-only run 1.5x slower).
     """
+    comptime tpb = BLOCKED_TPB
     comptime span = tpb * outputs
-    comptime half = outputs // 2
-    # Fast arithmetic: even and odd inputs in two halves of each buffer.
-    comptime half_buffer = (span // 2 + TAP_CHUNK // 2 + 2 * FAST_STEP) * (half + 4) // half
-    comptime buffer = 2 * half_buffer if fast else (span + TAP_CHUNK) * (outputs + 4) // outputs
-    comptime most_copies = span + TAP_CHUNK + (2 if fast else 0)
+    comptime buffer = (span + TAP_CHUNK) * (outputs + 4) // outputs
     comptime warp_words = 32 * (outputs + 4)
     comptime word = size_of[dtype]()
-    var xs = stack_allocation[stages * buffer, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
-    var ws = stack_allocation[3 * TAP_CHUNK // 2 if fast else TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var xs = stack_allocation[ASYNC_STAGES * buffer, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var ws = stack_allocation[TAP_CHUNK, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var ys = stack_allocation[(tpb // 32) * warp_words, Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var source = signal.unsafe_address_space_cast[AddressSpace.GLOBAL]()
     var tid = Int(thread_idx.x)
@@ -379,9 +316,8 @@ def _conv1d_gpu_async[
     var t = w - k + 1
     var per_row = Int(spans_per_row)
     var total = Int(total_spans)
-    var own = tid * ((half if fast else outputs) + 4)
-    var steps = ceildiv(ceildiv(k, 2), FAST_STEP) * FAST_STEP if fast else ceildiv(k, BLOCKED_STEP) * BLOCKED_STEP
-    var copies = span + 2 * steps + 2 if fast else span + steps
+    var own = tid * (outputs + 4)
+    var steps = ceildiv(k, BLOCKED_STEP) * BLOCKED_STEP
     var begin = block * total // grid
     var count = (block + 1) * total // grid - begin
     # Row, and span within the row, of the next span to load and to compute.
@@ -391,40 +327,30 @@ def _conv1d_gpu_async[
     var col = load_col
 
     @always_inline
-    def issue(j: Int, row: Int, col: Int) {var source, var xs, var tid, var w, var copies}:
-        """Start copying the inputs of span `col` of `row` into buffer j % stages."""
+    def issue(j: Int, row: Int, col: Int) {var source, var xs, var tid, var w, var steps}:
+        """Start copying the inputs of span `col` of `row` into buffer j % ASYNC_STAGES."""
         var start = col * span
         var base = row * w + start
-        var into = xs.unsafe_offset((j % stages) * buffer)
-        if start + copies <= w:
+        var into = xs.unsafe_offset((j % ASYNC_STAGES) * buffer)
+        if start + span + steps <= w:
             # Unrolled: thread tid copies words tid + u * tpb, and tpb is a
             # multiple of `outputs`, so every offset past the first is a
             # constant on both sides (one instruction per copy).
             var src = source.unsafe_offset(base + tid)
-            comptime if fast:
-                var dst = into.unsafe_offset((tid % 2) * half_buffer + _padded[half](tid // 2))
-                comptime for u in range(ceildiv(most_copies, tpb)):
-                    if u * tpb + tid < copies:
-                        async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[half](u * tpb // 2)))
-            else:
-                var dst = into.unsafe_offset(_padded[outputs](tid))
-                comptime for u in range(ceildiv(most_copies, tpb)):
-                    if u * tpb + tid < copies:
-                        comptime if prefetch > 0:
-                            async_copy[word, l2_prefetch=prefetch](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
-                        else:
-                            async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
+            var dst = into.unsafe_offset(_padded[outputs](tid))
+            comptime for u in range(ceildiv(span + TAP_CHUNK, tpb)):
+                if u * tpb + tid < span + steps:
+                    async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
         else:
             var i = tid
-            while i < copies:
-                var at = (i % 2) * half_buffer + _padded[half](i // 2) if fast else _padded[outputs](i)
+            while i < span + steps:
                 if start + i < w:
-                    async_copy[word](source.unsafe_offset(base + i), into.unsafe_offset(at))
+                    async_copy[word](source.unsafe_offset(base + i), into.unsafe_offset(_padded[outputs](i)))
                 else:
-                    into[unsafe_offset=at] = 0
+                    into[unsafe_offset=_padded[outputs](i)] = 0
                 i += tpb
 
-    comptime for j in range(stages - 1):
+    comptime for j in range(ASYNC_STAGES - 1):
         if j < count:
             issue(j, load_row, load_col)
             load_col += 1
@@ -434,40 +360,24 @@ def _conv1d_gpu_async[
         async_copy_commit_group()
     var channel = -1
     for j in range(count):
-        async_copy_wait_group(Int32(stages - 2))
+        async_copy_wait_group(Int32(ASYNC_STAGES - 2))
         barrier()
         var start = col * span
         if channel < 0 or (col == 0 and row // Int(batch) != channel):
             channel = row // Int(batch)
             var i = tid
-            comptime if fast:
-                while i < TAP_CHUNK // 2:
-                    var even = taps[unsafe_offset=channel * k + 2 * i] if 2 * i < k else 0
-                    var odd = taps[unsafe_offset=channel * k + 2 * i + 1] if 2 * i + 1 < k else 0
-                    ws[unsafe_offset=i] = even
-                    ws[unsafe_offset=TAP_CHUNK // 2 + i] = odd
-                    ws[unsafe_offset=TAP_CHUNK + i] = even + odd
-                    i += tpb
-            else:
-                while i < TAP_CHUNK:
-                    ws[unsafe_offset=i] = taps[unsafe_offset=channel * k + i] if i < k else 0
-                    i += tpb
+            while i < TAP_CHUNK:
+                ws[unsafe_offset=i] = taps[unsafe_offset=channel * k + i] if i < k else 0
+                i += tpb
             barrier()
-        if j + stages - 1 < count:
-            issue(j + stages - 1, load_row, load_col)
+        if j + ASYNC_STAGES - 1 < count:
+            issue(j + ASYNC_STAGES - 1, load_row, load_col)
             load_col += 1
             if load_col == per_row:
                 load_col = 0
                 load_row += 1
         async_copy_commit_group()
-        var here = xs.unsafe_offset((j % stages) * buffer)
-        var acc: SIMD[dtype, outputs]
-        comptime if fast:
-            acc = rebind[SIMD[dtype, outputs]](
-                _span_sums_fast[dtype, half](here, here.unsafe_offset(half_buffer), ws, own, steps)
-            )
-        else:
-            acc = _span_sums[dtype, outputs](here, ws, own, steps)
+        var acc = _span_sums[dtype, outputs](xs.unsafe_offset((j % ASYNC_STAGES) * buffer), ws, own, steps)
         var at = row * t
         col += 1
         if col == per_row:

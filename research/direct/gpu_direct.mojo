@@ -1,8 +1,9 @@
 # The direct op's GPU kernels, standalone: each checked against a float64
 # host sum and timed on the same data (N = 2^24 outputs in tiles of 2^16,
-# device-resident, launch + kernel, median of 7; an empty kernel's launch +
-# synchronize is timed too, ~10 us of every figure), so kernel variants can be
-# compared without MAX's per-call overhead.
+# device-resident, median of 7), one launch per synchronize (an empty
+# kernel's launch + synchronize, ~10 us, is in every such figure) and ten
+# back to back, so kernel variants can be compared without MAX's per-call
+# overhead.
 #   .venv/bin/mojo build --target-accelerator=sm_90 -I . \
 #       research/direct/gpu_direct.mojo -o /tmp/gpu_direct
 from max.gpu.host import DeviceAttribute, DeviceContext
@@ -26,23 +27,10 @@ def _empty():
     pass
 
 
-def launch_variant[dtype: DType, outputs: Int, tpb: Int, blocks_per_sm: Int, fast: Bool = False, stages: Int = 2, prefetch: Int = 0](
-    ctx: DeviceContext,
-    o: Pointer[Scalar[dtype], MutAnyOrigin],
-    sg: Pointer[Scalar[dtype], MutAnyOrigin],
-    tp: Pointer[Scalar[dtype], MutAnyOrigin],
-    rows: Int, w: Int, k: Int, t: Int,
-) raises:
-    var per_row = ceildiv(t, tpb * outputs)
-    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs, tpb, blocks_per_sm, fast, stages, prefetch]](
-        o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
-        grid_dim=min(rows * per_row, blocks_per_sm * sms), block_dim=tpb)
-
-
 def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16, calls: Int = 1) raises:
-    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty,
-    5-7 asynchronous variants; `calls` launches per synchronize."""
+    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty;
+    `calls` launches per synchronize (10: back to back, as a stream of
+    tiles runs, so the figure is the kernel's, not the launch's)."""
     var rows = 256
     var w = t + k - 1
     var h_sig = ctx.enqueue_create_host_buffer[dtype](rows * w)
@@ -82,16 +70,6 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
                 ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
                     o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
                     grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
-            elif kernel == 5:
-                launch_variant[dtype, 16, 64, 8, False, 3](ctx, o, sg, tp, rows, w, k, t)
-            elif kernel == 6:
-                launch_variant[dtype, 16, 128, 4, False, 3](ctx, o, sg, tp, rows, w, k, t)
-            elif kernel == 7:
-                launch_variant[dtype, 16, 128, 4, False, 2, 256](ctx, o, sg, tp, rows, w, k, t)
-            elif kernel == 8:
-                launch_variant[dtype, 16, 64, 8, True, 3](ctx, o, sg, tp, rows, w, k, t)
-            elif kernel == 9:
-                launch_variant[dtype, 16, 64, 8, False, 2, 256](ctx, o, sg, tp, rows, w, k, t)
             else:
                 ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()
@@ -119,34 +97,20 @@ def main() raises:
     # kernel 0: strided (the op's below SMALL_K), 2: blocked with wide tap
     # chunks (the op's above TAP_CHUNK), 3: asynchronous copies (the op's in
     # between; 16 outputs, 8 in float64), 4: an empty kernel (launch +
-    # synchronize); variants of 3 (outputs per thread, threads per block,
-    # blocks per SM, fast FIR arithmetic, stages, L2 prefetch bytes):
-    # 5: (16, 64, 8, no, 3, 0), 6: (16, 128, 4, no, 3, 0),
-    # 7: (16, 128, 4, no, 2, 256), 8: (16, 64, 8, yes, 3, 0),
-    # 9: (16, 64, 8, no, 2, 256). Kernel 1, the pipelined kernel the asynchronous one
-    # replaced, is in git history (results/gpu_h100_direct_async.txt).
+    # synchronize). The kernels and variants the asynchronous one was chosen
+    # over are in git history (results/gpu_h100_async_*.txt say which).
     var ctx = DeviceContext()
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
-    var f5 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 64, 8, False, 3]]()
-    print("variant 5: registers", f5.get_attribute(Attribute.NUM_REGS), "spilled bytes",
-          f5.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f5.occupancy_max_active_blocks_per_multiprocessor(64, 0))
-    var f6 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 128, 4, False, 3]]()
-    print("variant 6: registers", f6.get_attribute(Attribute.NUM_REGS), "spilled bytes",
-          f6.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f6.occupancy_max_active_blocks_per_multiprocessor(128, 0))
-    var f8 = ctx.compile_function[_conv1d_gpu_async[DType.float32, 16, 64, 8, True, 3]]()
-    print("variant 8: registers", f8.get_attribute(Attribute.NUM_REGS), "spilled bytes",
-          f8.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f8.occupancy_max_active_blocks_per_multiprocessor(64, 0))
-    for calls in [10, 1]:
+    for calls in [1, 10]:
         run(ctx, 4, 1, calls=calls)
-        run(ctx, 0, 1, calls=calls)
-        for k in [32, 64, 128, 256]:
-            for kernel in [3, 5, 6, 7, 8, 9]:
-                run(ctx, kernel, k, calls=calls)
-    for k in [5, 64, 255]:
-        run(ctx, 5, k, (1 << 16) - 3)
-        run(ctx, 8, k, (1 << 16) - 3)
+        for k in [1, 4, 8]:
+            run(ctx, 0, k, calls=calls)
+        for k in [12, 16, 32, 64, 128, 256]:
+            run(ctx, 3, k, calls=calls)
+        for k in [512, 1024]:
+            run(ctx, 2, k, calls=calls)
     # Tiles whose width is no multiple of 4 (unaligned rows, partial spans),
     # and float64.
     for k in [5, 64, 255]:
