@@ -15,14 +15,13 @@ import extensibility
 from max.algorithm import sync_parallelize
 from max.gpu import MAX_THREADS_PER_BLOCK_METADATA, block_dim, block_idx, grid_dim, thread_idx
 from max.gpu.host import DeviceAttribute, DeviceContext
-from max.gpu.memory import AddressSpace, CacheEviction, async_copy, async_copy_commit_group, async_copy_wait_group
+from max.gpu.memory import AddressSpace, async_copy, async_copy_commit_group, async_copy_wait_group
 from max.gpu.sync import barrier, syncwarp
 from std.math import ceildiv
 from std.memory import stack_allocation
 from std.memory.alloc import unsafe_alloc
 from std.sys import simd_width_of, size_of
 from std.utils import StaticTuple
-from std.sys._assembly import inlined_assembly
 
 
 # CPU, direct: each task owns CPU_VECTORS SIMD accumulators (enough to hide
@@ -275,7 +274,7 @@ def _span_sums[
     `nvvm.minctasm`=SIMDLength(ASYNC_BLOCKS_PER_SM),
 )
 def _conv1d_gpu_async[
-    dtype: DType, outputs: Int, hints: Int = 0
+    dtype: DType, outputs: Int
 ](
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -341,10 +340,7 @@ def _conv1d_gpu_async[
             var dst = into.unsafe_offset(_padded[outputs](tid))
             comptime for u in range(ceildiv(span + TAP_CHUNK, tpb)):
                 if u * tpb + tid < span + steps:
-                    comptime if hints & 1:
-                        async_copy[word, eviction_policy = CacheEviction.EVICT_FIRST](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
-                    else:
-                        async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
+                    async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
         else:
             var i = tid
             while i < span + steps:
@@ -398,11 +394,7 @@ def _conv1d_gpu_async[
             var first = start + warp * 32 * outputs + o
             var sums = mine.unsafe_load[width=4, alignment=16](_padded[outputs](o))
             if first + 4 <= t and (at + first) % 4 == 0:
-                comptime if hints & 2 and dtype == DType.float32:
-                    inlined_assembly["st.global.cs.v4.f32 [$0], {$1, $2, $3, $4};", NoneType, constraints="l,f,f,f,f"](
-                        result.unsafe_offset(at + first), sums[0], sums[1], sums[2], sums[3])
-                else:
-                    result.unsafe_store[alignment=16](at + first, sums)
+                result.unsafe_store[alignment=16](at + first, sums)
             else:
                 comptime for m in range(4):
                     if first + m < t:

@@ -27,20 +27,6 @@ def _empty():
     pass
 
 
-def launch_hints[dtype: DType, hints: Int](
-    ctx: DeviceContext,
-    o: Pointer[Scalar[dtype], MutAnyOrigin],
-    sg: Pointer[Scalar[dtype], MutAnyOrigin],
-    tp: Pointer[Scalar[dtype], MutAnyOrigin],
-    rows: Int, w: Int, k: Int, t: Int,
-) raises:
-    var per_row = ceildiv(t, BLOCKED_TPB * ASYNC_OUTPUTS)
-    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    ctx.enqueue_function[_conv1d_gpu_async[dtype, ASYNC_OUTPUTS, hints]](
-        o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
-        grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
-
-
 def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16, calls: Int = 1) raises:
     """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty;
     `calls` launches per synchronize (10: back to back, as a stream of
@@ -84,14 +70,6 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
                 ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
                     o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
                     grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
-            elif kernel >= 5:
-                comptime if dtype == DType.float32:
-                    if kernel == 5:
-                        launch_hints[dtype, 1](ctx, o, sg, tp, rows, w, k, t)
-                    elif kernel == 6:
-                        launch_hints[dtype, 2](ctx, o, sg, tp, rows, w, k, t)
-                    else:
-                        launch_hints[dtype, 3](ctx, o, sg, tp, rows, w, k, t)
             else:
                 ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()
@@ -125,12 +103,14 @@ def main() raises:
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
-    for calls in [10, 1]:
+    for calls in [1, 10]:
         run(ctx, 4, 1, calls=calls)
-        run(ctx, 0, 1, calls=calls)
-        for k in [32, 64, 128]:
-            for kernel in [3, 6, 3, 6]:
-                run(ctx, kernel, k, calls=calls)
+        for k in [1, 4, 8]:
+            run(ctx, 0, k, calls=calls)
+        for k in [12, 16, 32, 64, 128, 256]:
+            run(ctx, 3, k, calls=calls)
+        for k in [512, 1024]:
+            run(ctx, 2, k, calls=calls)
     # Tiles whose width is no multiple of 4 (unaligned rows, partial spans),
     # and float64.
     for k in [5, 64, 255]:
