@@ -1,6 +1,7 @@
 """Two questions about a GPU process that `maxconv bench` cannot answer.
 
     python3 scripts/gpu_probe.py memory        peak resident memory after each start-up step
+                                               (run it twice: the first run compiles the models)
     python3 scripts/gpu_probe.py stream K      20 direct-op calls on 2^24 samples, one
                                                synchronize (run under `nsys profile` to see
                                                each kernel's time and the gaps between them)
@@ -27,6 +28,16 @@ def memory() -> None:
     memory_report("import maxconv.engine")
     engine = get_engine("gpu")
     memory_report("GPU engine (device open)")
+    from max import driver
+    from max.dtype import DType
+
+    pinned = driver.Buffer(
+        DType.float32, (1 << 18,), device=engine.device, usage=driver.Usage.STAGING
+    )
+    memory_report("1 MB pinned staging buffer")
+    device_buffer = driver.Buffer(DType.float32, (1 << 18,), device=engine.device)
+    memory_report("1 MB device buffer")
+    del pinned, device_buffer
     engine.model(np.float32)
     memory_report("direct model loaded")
     engine.model(np.float32, method="fft")
