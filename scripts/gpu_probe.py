@@ -1,10 +1,10 @@
 """Two questions about a GPU process that `maxconv bench` cannot answer.
 
-    python3 scripts/gpu_probe.py memory        peak resident memory after each start-up step
-                                               (run it twice: the first run compiles the models)
-    python3 scripts/gpu_probe.py stream K      20 direct-op calls on 2^24 samples, one
-                                               synchronize (run under `nsys profile` to see
-                                               each kernel's time and the gaps between them)
+python3 scripts/gpu_probe.py memory        peak resident memory after each start-up step
+                                           (run it twice: the first run compiles the models)
+python3 scripts/gpu_probe.py stream K      20 direct-op calls on 2^24 samples, one
+                                           synchronize (run under `nsys profile` to see
+                                           each kernel's time and the gaps between them)
 """
 
 from __future__ import annotations
