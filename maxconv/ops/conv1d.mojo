@@ -339,8 +339,13 @@ def _conv1d_gpu_async[
             var src = source.unsafe_offset(base + tid)
             var dst = into.unsafe_offset(_padded[outputs](tid))
             comptime for u in range(ceildiv(span + TAP_CHUNK, tpb)):
-                if u * tpb + tid < span + steps:
+                # The span itself is always copied whole: only the halo's
+                # copies need a bound (a compare and a branch each).
+                comptime if (u + 1) * tpb <= span:
                     async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
+                else:
+                    if u * tpb + tid < span + steps:
+                        async_copy[word](src.unsafe_offset(u * tpb), dst.unsafe_offset(_padded[outputs](u * tpb)))
         else:
             var i = tid
             while i < span + steps:
@@ -389,13 +394,15 @@ def _conv1d_gpu_async[
         comptime for v in range(outputs // 4):
             mine.unsafe_store[alignment=16](lane * (outputs + 4) + 4 * v, acc.slice[4, offset = 4 * v]())
         syncwarp()
-        comptime for v in range(outputs // 4):
-            var o = 128 * v + 4 * lane
-            var first = start + warp * 32 * outputs + o
-            var sums = mine.unsafe_load[width=4, alignment=16](_padded[outputs](o))
-            if first + 4 <= t and (at + first) % 4 == 0:
-                result.unsafe_store[alignment=16](at + first, sums)
-            else:
+        var lead = start + warp * 32 * outputs + 4 * lane
+        if start + span <= t and (at + lead) % 4 == 0:
+            comptime for v in range(outputs // 4):
+                var sums = mine.unsafe_load[width=4, alignment=16](_padded[outputs](128 * v + 4 * lane))
+                result.unsafe_store[alignment=16](at + lead + 128 * v, sums)
+        else:
+            comptime for v in range(outputs // 4):
+                var first = lead + 128 * v
+                var sums = mine.unsafe_load[width=4, alignment=16](_padded[outputs](128 * v + 4 * lane))
                 comptime for m in range(4):
                     if first + m < t:
                         result[unsafe_offset=at + first + m] = sums[m]

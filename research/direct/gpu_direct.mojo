@@ -14,6 +14,7 @@ from maxconv.ops.conv1d import (
     _conv1d_gpu_async, _conv1d_gpu_blocked, _conv1d_gpu_strided,
 )
 from std.math import ceildiv
+from std.sys import argv
 from std.time import perf_counter_ns
 
 
@@ -100,6 +101,10 @@ def main() raises:
     # synchronize). The kernels and variants the asynchronous one was chosen
     # over are in git history (results/gpu_h100_async_*.txt say which).
     var ctx = DeviceContext()
+    if len(argv()) > 2 and argv()[1] == "one":
+        # One kernel at one K, for a profiler: gpu_direct one K.
+        run(ctx, 3, Int(argv()[2]))
+        return
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
