@@ -55,10 +55,14 @@ comptime BLOCKED_OUTPUTS = 32
 # per thread (half in float64, whose shared buffers are twice as wide),
 # ASYNC_STAGES shared buffers in its ring, and ASYNC_BLOCKS_PER_SM blocks per
 # SM that its registers must allow (the grid is one such wave). H100,
-# N = 2^24 float32 (research/direct/gpu_direct.mojo, launch + kernel):
-# 63/63/72/114/192 us at K = 16/32/64/128/256 against 71/77/93/134/213 for
-# the kernel it replaced (16 outputs, next span prefetched into registers,
-# four spans a block) and 232 us for the wide blocked kernel at K = 256.
+# N = 2^24 float32 (research/direct/gpu_direct.mojo, one launch +
+# synchronize): 59/60/67/107/190 us at K = 16/32/64/128/256 against
+# 71/77/93/134/213 for the kernel it replaced (16 outputs, next span
+# prefetched into registers, four spans a block) and 232 us for the wide
+# blocked kernel at K = 256; ten launches back to back, 54/54/61/100/181 us.
+# Three stages, 64-thread blocks, 5 or 8 blocks per SM, 32 outputs per
+# thread, fast FIR arithmetic and L2 cache hints were all measured and none
+# was faster at K = 64 (research/direct/results/gpu_h100_async_*.txt).
 comptime ASYNC_OUTPUTS = 16
 comptime ASYNC_STAGES = 2
 comptime ASYNC_BLOCKS_PER_SM = 4
