@@ -137,7 +137,8 @@ class Engine:
         """The loaded model for `dtype` and `method`, from memory, disk or a compile.
 
         `algorithm` 0 lets the direct op pick its GPU kernel by K; benchmarks
-        pass 1 (strided), 2 or 3 (register-blocked) to force one.
+        pass 1 (strided), 2 (asynchronous copies, K <= 256) or 3 (wide
+        register-blocked) to force one.
         """
         dtype = np.dtype(dtype)
         if (dtype, algorithm, method) not in self._models:
