@@ -1,10 +1,7 @@
-"""Two questions about a GPU process that `maxconv bench` cannot answer.
+"""Where a GPU process's memory goes, which `maxconv bench` cannot say.
 
 python3 scripts/gpu_probe.py memory        peak resident memory after each start-up step
                                            (run it twice: the first run compiles the models)
-python3 scripts/gpu_probe.py stream K      20 direct-op calls on 2^24 samples, one
-                                           synchronize (run under `nsys profile` to see
-                                           each kernel's time and the gaps between them)
 """
 
 from __future__ import annotations
@@ -50,25 +47,8 @@ def memory() -> None:
     memory_report("call on 2 x 64 tiles")
 
 
-def stream(n_taps: int) -> None:
-    from maxconv.engine import get_engine
-
-    engine = get_engine("gpu")
-    signal = np.random.default_rng(0).standard_normal((1, 1, (1 << 24) + n_taps - 1))
-    tiles = engine.to_device(signal.astype(np.float32))
-    taps = engine.to_device(np.ones((1, n_taps), np.float32) / n_taps)
-    for _ in range(5):
-        engine.run_on_device(tiles, taps)
-    engine.device.synchronize()
-    for _ in range(20):
-        engine.run_on_device(tiles, taps)
-    engine.device.synchronize()
-
-
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory"]:
         memory()
-    elif sys.argv[1:2] == ["stream"] and len(sys.argv) == 3:
-        stream(int(sys.argv[2]))
     else:
         sys.exit(__doc__)

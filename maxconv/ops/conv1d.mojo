@@ -273,6 +273,15 @@ def _span_sums[
     return acc
 
 
+@always_inline
+def _next_span(mut row: Int, mut col: Int, spans_per_row: Int):
+    """Step a (row, span in the row) cursor to the next span, by counting."""
+    col += 1
+    if col == spans_per_row:
+        col = 0
+        row += 1
+
+
 @__llvm_metadata(
     MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(BLOCKED_TPB)),
     `nvvm.minctasm`=SIMDLength(ASYNC_BLOCKS_PER_SM),
@@ -362,10 +371,7 @@ def _conv1d_gpu_async[
     comptime for j in range(ASYNC_STAGES - 1):
         if j < count:
             issue(j, load_row, load_col)
-            load_col += 1
-            if load_col == per_row:
-                load_col = 0
-                load_row += 1
+            _next_span(load_row, load_col, per_row)
         async_copy_commit_group()
     var channel = -1
     for j in range(count):
@@ -381,17 +387,11 @@ def _conv1d_gpu_async[
             barrier()
         if j + ASYNC_STAGES - 1 < count:
             issue(j + ASYNC_STAGES - 1, load_row, load_col)
-            load_col += 1
-            if load_col == per_row:
-                load_col = 0
-                load_row += 1
+            _next_span(load_row, load_col, per_row)
         async_copy_commit_group()
         var acc = _span_sums[dtype, outputs](xs.unsafe_offset((j % ASYNC_STAGES) * buffer), ws, own, steps)
         var at = row * t
-        col += 1
-        if col == per_row:
-            col = 0
-            row += 1
+        _next_span(row, col, per_row)
         # Sums to this warp's rows (the padded layout), then each lane
         # stores 4 consecutive sums: 32 lanes write 128 in a row.
         var mine = ys.unsafe_offset(warp * warp_words)
@@ -560,7 +560,7 @@ struct Conv1D:
                     grid_dim=rows * blocks_per_row,
                     block_dim=STRIDED_TPB,
                 )
-            elif (algorithm == 0 and k <= TAP_CHUNK) or (algorithm == 2 and k <= TAP_CHUNK):
+            elif (algorithm == 0 or algorithm == 2) and k <= TAP_CHUNK:
                 # float64 words are twice as wide: half the outputs per
                 # thread keeps the shared memory within 48 KB.
                 comptime outputs = ASYNC_OUTPUTS if output.dtype == DType.float32 else ASYNC_OUTPUTS // 2
