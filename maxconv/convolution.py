@@ -232,3 +232,34 @@ def conv1d(x: np.ndarray, k: np.ndarray, *, device: str = "auto") -> np.ndarray:
     dtype = compute_dtype(signal, kernel)
     start = kernel.size - 1
     return correlate_rows(rows.astype(dtype), taps.astype(dtype), start, signal.size, device)[0]
+
+
+def convolve_batch(
+    signals,
+    kernels,
+    mode: str = "full",
+    *,
+    method: str = "auto",
+    device: str = "auto",
+) -> list[np.ndarray]:
+    """Convolve rows of different lengths, each with its own kernel (or one shared kernel).
+
+    `signals` is a sequence of 1-D arrays; `kernels` a sequence of 1-D arrays
+    of the same count, or a single 1-D kernel for every signal. Returns a
+    list with one 1-D result per signal, as `convolve(signal, kernel, mode)`
+    would give it.
+    """
+    signal_list = [np.asarray(signal) for signal in signals]
+    if isinstance(kernels, np.ndarray) and kernels.ndim == 1:
+        kernel_list = [kernels] * len(signal_list)
+    else:
+        kernel_list = [np.asarray(kernel) for kernel in kernels]
+    if len(kernel_list) != len(signal_list):
+        raise ValueError(
+            f"{len(signal_list)} signals but {len(kernel_list)} kernels; give one kernel per "
+            "signal or a single 1-D kernel for all"
+        )
+    return [
+        convolve(signal, kernel, mode, method=method, device=device)
+        for signal, kernel in zip(signal_list, kernel_list, strict=True)
+    ]
