@@ -643,6 +643,11 @@ def cache_clear() -> None:
     stdout.print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.root}")
 
 
+from .cli_augment import augment_command  # noqa: E402 (listed after the commands above)
+
+app.command("augment")(augment_command)
+
+
 def main() -> None:
     """Run the CLI (the `maxconv` command calls this through maxconv.__main__).
 

@@ -1,0 +1,24 @@
+"""Dataset augmentation: many clips, each through an impulse response, file to file.
+
+The work behind `maxconv augment` (and, on a Ray cluster, `maxconv.ray`):
+`plan_job` finds and pairs the clips and responses and opens the manifest,
+`run_job` runs the plan on this host's devices.
+"""
+
+from __future__ import annotations
+
+from .job import AugmentOptions, JobPlan, JobReport, Task, plan_job, resolve_devices, run_job
+from .manifest import MANIFEST_NAME, Manifest, read_manifest
+
+__all__ = [
+    "MANIFEST_NAME",
+    "AugmentOptions",
+    "JobPlan",
+    "JobReport",
+    "Manifest",
+    "Task",
+    "plan_job",
+    "read_manifest",
+    "resolve_devices",
+    "run_job",
+]
