@@ -455,6 +455,7 @@ def write_clip(
             out_format,
             clip.info.one_dimensional and samples.shape[0] == 1,
         ) as writer:
+            _without_peak_chunk(writer)
             writer.write(samples)
     except (MaxconvError, ValueError, OSError, MemoryError) as exc:
         record["error"] = _one_line(exc)
@@ -470,6 +471,23 @@ def write_clip(
         clipped=writer.clipped,
     )
     return record
+
+
+# libsndfile's sndfile.h: whether a float WAV/AIFF gets a PEAK chunk.
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def _without_peak_chunk(writer: audio.SignalWriter) -> None:
+    """Leave out the PEAK chunk, which stamps float WAV/AIFF headers with the time of writing.
+
+    With it two runs of the same job write different bytes. Must come before
+    the first sample is written.
+    """
+    sound = getattr(writer, "_sound", None)
+    if sound is not None:
+        import soundfile
+
+        soundfile._snd.sf_command(sound._file, _SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
 
 
 def _output_subtype(info: audio.SignalInfo, subtype: str | None, out_format: str) -> str | None:
