@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .cache import cache_key
-from .convolution import correlate_rows
 from .engine import SUPPORTED_DTYPES, Engine, get_engine
-from .tiling import fill_tiles, plan_tiles
+from .rows import correlate_rows
 
 # numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
 NUMPY_MAX_MACS = 1 << 30
@@ -200,20 +199,21 @@ def measure_ops(
 ) -> list[Measurement]:
     """Both ops on device-resident data: the direct op and the FFT op.
 
-    The direct op gets one [1, 1, N+K-1] row; the FFT op the power-of-two
-    tiles its method uses. The direct op is skipped past DIRECT_MAX_MACS.
-    `stream` adds the STREAM_CALLS-per-synchronize figures (see timed).
+    Each computes the first N outputs of the full correlation of one [1, N]
+    row, reading the row in place (the op supplies the K-1 leading zeros).
+    The direct op is skipped past DIRECT_MAX_MACS. `stream` adds the
+    STREAM_CALLS-per-synchronize figures (see timed).
     """
     engine = get_engine(device)
     n, k, dtype = signal.shape[1], taps.shape[1], signal.dtype
     taps_dev = engine.to_device(taps)
+    signal_dev = engine.to_device(signal)
+    out_dev = engine.device_buffer("bench", (1, n), dtype)
     sync = engine.device.synchronize
     label = engine.label
     name = dtype.name
     rows = []
     if n * k <= DIRECT_MAX_MACS:
-        padded = np.concatenate([signal, np.zeros((1, k - 1), dtype)], axis=1).reshape(1, 1, -1)
-        tiles_dev = engine.to_device(padded)
         engine.model(dtype)
         rows += timed(
             "maxconv op",
@@ -221,7 +221,7 @@ def measure_ops(
             dtype,
             n,
             k,
-            lambda: engine.run_on_device(tiles_dev, taps_dev),
+            lambda: engine.correlate(out_dev, signal_dev, taps_dev, k - 1),
             sync,
             warmup,
             repeat,
@@ -229,10 +229,7 @@ def measure_ops(
         )
     else:
         rows.append(Measurement("maxconv op", label, name, n, k, None, "skipped: N*K too large"))
-    plan = plan_tiles(n, k, 1, tile=engine.fft_tile_outputs(k, n), batch_samples=1 << 62)
-    fft_tiles = np.empty((1, plan.tiles, plan.width), dtype)
-    fill_tiles(signal, 0, plan, 0, fft_tiles)
-    fft_dev = engine.to_device(fft_tiles)
+    block = engine.fft_block(k, n)
     engine.model(dtype, method="fft")
     rows += timed(
         "maxconv fft op",
@@ -240,7 +237,7 @@ def measure_ops(
         dtype,
         n,
         k,
-        lambda: engine.run_on_device(fft_dev, taps_dev, method="fft"),
+        lambda: engine.correlate(out_dev, signal_dev, taps_dev, k - 1, "fft", block),
         sync,
         warmup,
         repeat,
@@ -257,7 +254,7 @@ def measure_maxconv(
     signal, taps = bench_inputs(dtype, n, k)
     rows = measure_ops(device, signal, taps, warmup, repeat, stream=engine.spec.kind == "gpu")
     end_to_end = median_seconds(
-        lambda: correlate_rows(signal, taps, k - 1, n, device),
+        lambda: correlate_rows(engine, signal, taps, k - 1, n),
         engine.device.synchronize,
         warmup,
         repeat,

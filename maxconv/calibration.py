@@ -1,6 +1,6 @@
 """Where method="auto" switches to the FFT op, measured on this device.
 
-The engine's constants (FFT_FROM_TAPS_CPU/GPU) are the crossovers measured on
+The built-in crossovers (planning.FFT_FROM_TAPS) are the crossovers measured on
 the machines maxconv is developed on. Another CPU (more cores, AVX-512) or
 another GPU moves the crossover, so `maxconv calibrate` times both ops here
 over a ladder of kernel lengths and keeps the result beside the compiled
@@ -28,7 +28,7 @@ from .cache import cache_key
 if TYPE_CHECKING:
     from .engine import Engine
 
-# Kernel lengths timed: both sides of every crossover seen so far (CPU ~64-256, H100 2048).
+# Kernel lengths timed: both sides of every crossover seen so far (CPU ~64-256, H100 256-512).
 CALIBRATION_TAPS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # Signal lengths timed: long enough that the per-call cost does not decide.
 CALIBRATION_SIGNAL = {"cpu": 1 << 20, "gpu": 1 << 24}

@@ -22,7 +22,9 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from .cli_serve import serve
 from .errors import MaxconvError
+from .planning import FFT_FROM_TAPS
 
 app = typer.Typer(
     help="Filter signals by 1-D convolution with a Mojo custom op in a cached MAX graph.",
@@ -32,6 +34,7 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Inspect or clear the compiled-graph cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+app.command()(serve)
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -316,8 +319,9 @@ def filter_command(
     method: Annotated[
         str,
         typer.Option(
-            help="direct, fft (overlap-save) or auto (fft from 128 taps on the CPU, 2048 on a "
-            "GPU, or where `maxconv calibrate` measured it here)."
+            help=f"direct, fft (overlap-save) or auto (fft from {FFT_FROM_TAPS['cpu']} taps on "
+            f"the CPU, {FFT_FROM_TAPS['gpu']} on a GPU, or where `maxconv calibrate` measured "
+            "it here)."
         ),
     ] = "auto",
     rate: Annotated[

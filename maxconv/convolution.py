@@ -1,171 +1,97 @@
-"""numpy/scipy-compatible convolve and correlate on top of the conv1d op.
+"""The public API: scipy-compatible convolve and correlate, the raw conv1d, and ragged batches.
 
-Everything here is argument checking and index arithmetic: every mode is a
-slice of the full correlation, convolution is correlation with the kernel
-reversed, and the slice is computed directly (never the whole full result)
-by padding the signal so that tile 0 starts at the slice's first output.
+Argument checking, dtype rules and index arithmetic over the row engine
+(rows.py): every mode is a slice of the full correlation computed directly
+(the op supplies the zeros before the signal), convolution is correlation
+with the kernel reversed, complex input runs as real correlations, and
+N-D input is rows along one axis with the other axes broadcast.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
-from .engine import get_engine
-from .tiling import (
-    TILE_OUTPUTS,
-    batch_ranges,
-    fill_tiles,
-    plan_tiles,
-    store_tiles,
+from .arrays import (
+    as_numpy,
+    cast_result,
+    check_numeric,
+    compute_dtype,
+    cuda_index,
+    is_dlpack,
+    returner,
 )
-
-MODES = ("full", "same", "valid")
-METHODS = ("auto", "direct", "fft")
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of 'full', 'same', 'valid', not {mode!r}")
-
-
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of 'auto', 'direct', 'fft', not {method!r}")
-
-
-def compute_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float32 unless an input needs float64 (float64, int32/int64 data).
-
-    float16, small integers (PCM) and bool compute in float32, like numpy's
-    promotion with a float32 operand; complex input is not supported.
-    """
-    for array in arrays:
-        if np.iscomplexobj(array):
-            raise TypeError("complex input is not supported; filter .real and .imag separately")
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(f"input must be numeric, not dtype {array.dtype}")
-    return np.result_type(*(array.dtype for array in arrays), np.float32)
-
-
-def _as_rows(x: np.ndarray, axis: int, name: str) -> np.ndarray:
-    """View a 1-D or 2-D array as [rows, samples], samples along `axis`."""
-    if x.ndim not in (1, 2):
-        raise ValueError(
-            f"{name} must be 1-D (samples) or 2-D (channels x samples), not {x.ndim}-D "
-            f"with shape {x.shape}"
-        )
-    if x.size == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape}); give it at least one sample")
-    if x.ndim == 1:
-        return x[np.newaxis, :]
-    if axis not in (-2, -1, 0, 1):
-        raise ValueError(f"axis must be 0 or 1 (or -1, -2) for 2-D {name}, not {axis}")
-    return np.moveaxis(x, axis, -1)
-
-
-def _kernel_rows(h: np.ndarray, channels: int, axis: int) -> np.ndarray:
-    """Kernel as [channels, K]: one shared kernel, or one per channel."""
-    rows = _as_rows(h, axis, "in2 (kernel)")
-    if rows.shape[0] == channels:
-        return rows
-    if rows.shape[0] == 1:
-        return np.broadcast_to(rows, (channels, rows.shape[1]))
-    raise ValueError(
-        f"in2 has {rows.shape[0]} kernels but in1 has {channels} channels; give one kernel "
-        "for all channels (1-D) or one per channel"
-    )
-
-
-def correlate_rows(
-    rows: np.ndarray,
-    taps: np.ndarray,
-    start: int,
-    outputs: int,
-    device: str = "auto",
-    method: str = "auto",
-) -> np.ndarray:
-    """Outputs [start, start + outputs) of the full correlation of each row.
-
-    full[m] = sum_j x[m - (K-1) + j] * taps[j], x zero outside [0, N). Rows
-    are [C, N] and taps [C, K], both already in the compute dtype. `method`
-    'auto' takes the FFT op where it is measured to win on this device.
-    """
-    check_method(method)
-    channels = rows.shape[0]
-    n_taps = taps.shape[1]
-    engine = get_engine(device)
-    method = engine.resolve_method(method, n_taps)
-    tile = engine.fft_tile_outputs(n_taps, outputs) if method == "fft" else TILE_OUTPUTS
-    plan = plan_tiles(outputs, n_taps, channels, tile=tile)
-    result = np.empty((channels, outputs), dtype=rows.dtype)
-    for first, count in batch_ranges(plan):
-        tiles = engine.host_buffer((channels, count, plan.width), rows.dtype)
-        fill_tiles(rows, n_taps - 1 - start, plan, first, tiles)
-        store_tiles(result, plan, first, engine.correlate_tiles(tiles, taps, method))
-    return result
-
-
-def full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
-    """(start, count) of the full result that `mode` keeps, as scipy.signal does."""
-    if mode == "full":
-        return 0, length + n_taps - 1
-    if mode == "same":
-        return (n_taps - 1) // 2, length
-    return min(length, n_taps) - 1, abs(length - n_taps) + 1
+from .engine import get_engine
+from .planning import check_method, check_mode, full_slice
+from .rows import correlate_rows
 
 
 def correlate(
-    in1: np.ndarray,
-    in2: np.ndarray,
+    in1,
+    in2,
     mode: str = "full",
     *,
     axis: int = -1,
     device: str = "auto",
     method: str = "auto",
-) -> np.ndarray:
+    out=None,
+):
     """Cross-correlate a signal with a kernel, like `scipy.signal.correlate`.
 
     Parameters
     ----------
     in1 : array_like
-        The signal: 1-D, or 2-D multichannel with samples along `axis`.
+        The signal: 1-D, or N-D with samples along `axis` (one row per
+        position on the other axes). numpy arrays, Python sequences, and any
+        array with `__dlpack__` (torch, cupy, jax; host or CUDA).
     in2 : array_like
-        The kernel: 1-D (shared by all channels) or 2-D with one kernel per
-        channel, laid out like `in1`.
+        The kernel: 1-D (shared by all rows), or laid out like `in1` with
+        the other axes equal to in1's or 1 (broadcast, as scipy's
+        `fftconvolve(..., axes=axis)`): one kernel per row, one for all,
+        or one signal through several kernels.
     mode : str {'full', 'valid', 'same'}, optional
         As in scipy.signal: 'same' has the length of `in1`, centred on the
         full result; 'valid' keeps only full overlaps.
     axis : int, optional
-        The samples axis of 2-D input (default -1: channels x samples).
+        The samples axis (default -1).
     device : str, optional
         'auto' (GPU if MAX sees one, else CPU), 'cpu', 'gpu' or 'gpu:N'.
+        CUDA arrays run on their own GPU.
     method : str {'auto', 'direct', 'fft'}, optional
         'direct' sums every product; 'fft' runs overlap-save FFT convolution
         in the op (N log K instead of N K); 'auto' takes the FFT from the
         kernel length where it was measured to win on the device: by
-        `maxconv calibrate` on this one if it was run, else 128 taps on the
-        CPU and 2048 on a GPU.
+        `maxconv calibrate` on this one if it was run, else
+        planning.FFT_FROM_TAPS (128 taps on the CPU, 512 on a GPU).
+    out : array, optional
+        Where to write the result: its shape and dtype must be the result's.
 
     Returns
     -------
-    numpy.ndarray
-        float32 when both inputs are float32 or narrower (float16, PCM
-        integers up to 16 bits), float64 otherwise.
+    array
+        scipy's result dtype (`numpy.result_type(in1, in2)`: integers stay
+        integers, rounded from an exact float64 sum; bool, float16 and
+        complex as scipy gives them), in the library and on the device of
+        `in1` (of `in2` if only it is a foreign array).
 
     Raises
     ------
     ValueError
-        Empty or >2-D input, kernels not matching channels, unknown mode or
-        device, or a GPU asked for where there is none.
+        Inputs of different dimensionality (a 1-D kernel with an N-D signal
+        excepted), rows that do not broadcast, a wrong `out`, an unknown
+        mode, method or device, or a GPU asked for where there is none.
     TypeError
-        Complex or non-numeric input.
+        Non-numeric input, or CUDA arrays that are not float32/float64.
 
     Notes
     -----
-    With the direct method a NaN or Inf in the input or kernel reaches
-    exactly the outputs whose window covers it (as numpy's direct method
-    does); the FFT method spreads it over its whole block, as scipy's FFT
-    methods do. Pass method='direct' to confine it.
+    Empty inputs give an empty array, 0-d inputs their product, as scipy
+    does. With the direct method a NaN or Inf in the input or kernel
+    reaches exactly the outputs whose window covers it; the FFT method
+    spreads it over its block and warns (RuntimeWarning), as scipy does.
 
     Examples
     --------
@@ -173,34 +99,19 @@ def correlate(
     >>> maxconv.correlate(np.arange(5.0), np.array([1.0, 1.0]), mode="valid")
     array([1., 3., 5., 7.])
     """
-    _check_mode(mode)
-    check_method(method)
-    x = np.asarray(in1)
-    h = np.asarray(in2)
-    dtype = compute_dtype(x, h)
-    rows = _as_rows(x, axis, "in1")
-    taps = _kernel_rows(h, rows.shape[0], axis if h.ndim == 2 else -1)
-    start, count = full_slice(mode, rows.shape[1], taps.shape[1])
-    result = correlate_rows(
-        rows.astype(dtype, copy=False),
-        np.ascontiguousarray(taps, dtype=dtype),
-        start,
-        count,
-        device,
-        method,
-    )
-    return result[0] if x.ndim == 1 else np.moveaxis(result, -1, axis)
+    return _filter(in1, in2, mode, axis, device, method, out, flip=False)
 
 
 def convolve(
-    in1: np.ndarray,
-    in2: np.ndarray,
+    in1,
+    in2,
     mode: str = "full",
     *,
     axis: int = -1,
     device: str = "auto",
     method: str = "auto",
-) -> np.ndarray:
+    out=None,
+):
     """Convolve a signal with a kernel, like `scipy.signal.convolve`.
 
     Convolution is correlation with the kernel reversed; see `correlate`
@@ -212,54 +123,322 @@ def convolve(
     >>> maxconv.convolve(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]))
     array([0. , 1. , 2.5, 4. , 1.5])
     """
-    h = np.asarray(in2)
-    flipped = np.flip(h, axis=-1 if h.ndim == 1 else axis)
-    return correlate(in1, flipped, mode, axis=axis, device=device, method=method)
+    return _filter(in1, in2, mode, axis, device, method, out, flip=True)
 
 
-def conv1d(x: np.ndarray, k: np.ndarray, *, device: str = "auto") -> np.ndarray:
+def conv1d(x, k, *, device: str = "auto"):
     """The raw op on one 1-D signal: out[i] = sum_j x[i + j] * k[j], x zero past its end.
 
     The output has the input's length; this is the op of the original
     custom-op exercise (`arange(15)` with `arange(4)` gives 14, 20, ..., 14, 0).
     """
-    signal = np.asarray(x)
-    kernel = np.asarray(k)
+    signal = as_numpy(x)
+    kernel = as_numpy(k)
     if signal.ndim != 1 or kernel.ndim != 1:
-        raise ValueError("conv1d takes a 1-D signal and a 1-D kernel; use correlate for 2-D")
-    rows = _as_rows(signal, -1, "x")
-    taps = _as_rows(kernel, -1, "k")
-    dtype = compute_dtype(signal, kernel)
-    start = kernel.size - 1
-    return correlate_rows(rows.astype(dtype), taps.astype(dtype), start, signal.size, device)[0]
+        raise ValueError("conv1d takes a 1-D signal and a 1-D kernel; use correlate for N-D")
+    if signal.size == 0 or kernel.size == 0:
+        raise ValueError("conv1d needs at least one sample and one tap")
+    check_numeric(signal, kernel)
+    dtype = compute_dtype(np.result_type(signal, kernel, np.float32))
+    rows = np.ascontiguousarray(signal[np.newaxis], dtype=dtype)
+    taps = np.ascontiguousarray(kernel[np.newaxis], dtype=dtype)
+    result = correlate_rows(get_engine(device), rows, taps, kernel.size - 1, signal.size)[0]
+    return returner(x)(result)
+
+
+def _filter(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
+    """correlate (flip False) or convolve (flip True) of any supported inputs."""
+    check_mode(mode)
+    check_method(method)
+    if cuda_index(in1) is not None or cuda_index(in2) is not None:
+        return _filter_cuda(in1, in2, mode, axis, device, method, out, flip)
+    give_back = returner(in1 if is_dlpack(in1) else in2)
+    x, h = as_numpy(in1), as_numpy(in2)
+    check_numeric(x, h)
+    if x.ndim == 0 and h.ndim == 0:
+        return x * (h if flip else np.conj(h))
+    if x.ndim != h.ndim and not (h.ndim == 1 and x.ndim > 1):
+        raise ValueError(
+            f"in1 and in2 should have the same dimensionality (got {x.ndim}-D and {h.ndim}-D); "
+            "a 1-D in2 is also accepted as one kernel for every row of in1"
+        )
+    if x.size == 0 or h.size == 0:
+        return give_back(np.array([]))
+    shape = RowShape.of(x.shape, h.shape, axis)
+    result_dtype = np.result_type(x, h)
+    start, count = full_slice(mode, shape.length, shape.taps)
+    engine = get_engine(device)
+    method = engine.resolve_method(method, shape.taps)
+    wanted = shape.result_shape(count)
+    if mode == "same" and shape.lead != shape.signal_lead:
+        wanted = (*shape.signal_lead[: shape.axis], count, *shape.signal_lead[shape.axis :])
+        if out is not None:
+            raise ValueError("out= is not supported for 'same' with broadcast rows of in2")
+    target = _check_out(out, wanted, result_dtype)
+    if flip:
+        taps = np.flip(h, -1 if h.ndim == 1 else shape.axis)
+    else:
+        taps = np.conj(h) if np.iscomplexobj(h) else h
+    rows = _correlate_parts(engine, shape, x, taps, start, count, method, result_dtype, target)
+    if method == "fft" and not np.isfinite(rows.flat[0]):
+        warnings.warn(
+            "Use of fft convolution on input with NAN or inf results in NAN or inf output. "
+            "Consider using method='direct' instead.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if target is not None:
+        if not np.shares_memory(rows, target):
+            np.copyto(target, shape.from_rows(cast_result(rows, result_dtype), count))
+        return out
+    result = shape.from_rows(cast_result(rows, result_dtype), count)
+    if mode == "same" and shape.lead != shape.signal_lead:
+        result = shape.centered_on_signal(result)
+    return give_back(result)
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """How N-D inputs map onto the ops' rows: samples along `axis`, every
+    other axis broadcast between in1 and in2 (a 1-D in2 is one kernel for
+    all rows), rows flattened in C order."""
+
+    axis: int
+    lead: tuple[int, ...]
+    signal_lead: tuple[int, ...]
+    taps_lead: tuple[int, ...]
+    length: int
+    taps: int
+
+    @classmethod
+    def of(cls, signal: tuple[int, ...], kernel: tuple[int, ...], axis: int) -> RowShape:
+        if not -len(signal) <= axis < len(signal):
+            raise ValueError(f"axis {axis} is out of bounds for {len(signal)}-D in1")
+        axis %= len(signal)
+        signal_lead = signal[:axis] + signal[axis + 1 :]
+        if len(kernel) == 1:
+            taps_lead, taps = (1,) * len(signal_lead), kernel[0]
+        else:
+            taps_lead, taps = kernel[:axis] + kernel[axis + 1 :], kernel[axis]
+        try:
+            lead = np.broadcast_shapes(signal_lead, taps_lead)
+        except ValueError:
+            raise ValueError(
+                f"in1 {signal} and in2 {kernel} do not broadcast along the axes other than "
+                f"{axis}: each must be equal or 1"
+            ) from None
+        return cls(axis, lead, signal_lead, taps_lead, signal[axis], taps)
+
+    @property
+    def rows(self) -> int:
+        return int(np.prod(self.lead, dtype=np.int64))
+
+    def as_rows(self, array: np.ndarray, lead: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """`array` as contiguous [rows, samples] of `dtype`: one row if all its
+        other axes are 1 (the op broadcasts it), else one per result row."""
+        samples = np.moveaxis(array, self.axis, -1) if array.ndim > 1 else array
+        if all(size == 1 for size in lead):
+            return np.ascontiguousarray(samples.reshape(1, -1), dtype=dtype)
+        if lead != self.lead:
+            samples = np.broadcast_to(samples, (*self.lead, samples.shape[-1]))
+        return np.ascontiguousarray(samples.reshape(self.rows, -1), dtype=dtype)
+
+    def result_shape(self, count: int) -> tuple[int, ...]:
+        return (*self.lead[: self.axis], count, *self.lead[self.axis :])
+
+    def row_view(self, array: np.ndarray) -> np.ndarray | None:
+        """[rows, count] view of a result-shaped array, if its layout allows one."""
+        moved = np.moveaxis(array, self.axis, -1)
+        return moved.reshape(self.rows, -1) if moved.flags.c_contiguous else None
+
+    def from_rows(self, rows: np.ndarray, count: int) -> np.ndarray:
+        return np.moveaxis(rows.reshape(*self.lead, count), -1, self.axis)
+
+    def centered_on_signal(self, result: np.ndarray) -> np.ndarray:
+        """scipy's 'same' keeps in1's shape on every axis, broadcast ones too:
+        the middle rows of a broadcast axis, as scipy's `_centered` takes them."""
+        index = []
+        for size, wanted in zip(self.lead, self.signal_lead, strict=True):
+            first = (size - wanted) // 2
+            index.append(slice(first, first + wanted))
+        index.insert(self.axis, slice(None))
+        return result[tuple(index)]
+
+
+def _check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The caller's `out` as a numpy array (shared), after checking it fits."""
+    if out is None:
+        return None
+    target = as_numpy(out)
+    if target.shape != shape or target.dtype != dtype:
+        raise ValueError(
+            f"out must have the result's shape {shape} and dtype {dtype}, not "
+            f"{target.shape} {target.dtype}"
+        )
+    if not target.flags.writeable:
+        raise ValueError("out must be writeable")
+    return target
+
+
+def _correlate_parts(
+    engine,
+    shape: RowShape,
+    x: np.ndarray,
+    taps: np.ndarray,
+    start: int,
+    count: int,
+    method: str,
+    result_dtype: np.dtype,
+    target: np.ndarray | None,
+) -> np.ndarray:
+    """The [rows, count] plain correlation sum_j x[n + j] taps[j] in float,
+    complex inputs through real ops: (a + ib)(c + id) = (ac - bd) + i(ad + bc),
+    each signal part stacked over the rows so one call per taps part serves both."""
+    dtype = compute_dtype(result_dtype)
+    taps_lead = shape.taps_lead
+    if not (np.iscomplexobj(x) or np.iscomplexobj(taps)):
+        direct = target is not None and target.dtype == dtype
+        into = shape.row_view(target) if direct else None
+        return correlate_rows(
+            engine,
+            shape.as_rows(x, shape.signal_lead, dtype),
+            shape.as_rows(taps, taps_lead, dtype),
+            start,
+            count,
+            method,
+            out=into,
+        )
+    signal_lead = shape.signal_lead
+    if np.iscomplexobj(x) and all(size == 1 for size in signal_lead) and shape.rows > 1:
+        signal_lead = shape.lead  # a broadcast signal row stacked beside per-row taps
+    parts = [x.real, x.imag] if np.iscomplexobj(x) else [x]
+    signal = np.concatenate([shape.as_rows(part, signal_lead, dtype) for part in parts])
+    rows = shape.rows
+    sums = {}
+    for name, part in (("c", taps.real), ("d", taps.imag if np.iscomplexobj(taps) else None)):
+        if part is None:
+            continue
+        tap_rows = shape.as_rows(part, taps_lead, dtype)
+        if len(parts) == 2 and tap_rows.shape[0] > 1:
+            tap_rows = np.concatenate([tap_rows, tap_rows])
+        found = correlate_rows(engine, signal, tap_rows, start, count, method)
+        sums["a" + name] = found[:rows]
+        if len(parts) == 2:
+            sums["b" + name] = found[rows:]
+    zero = np.zeros((rows, count), dtype)
+    result = np.empty((rows, count), dtype=np.result_type(dtype, np.complex64))
+    result.real = sums.get("ac", zero) - sums.get("bd", zero)
+    result.imag = sums.get("ad", zero) + sums.get("bc", zero)
+    return result
+
+
+def _filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
+    """CUDA arrays: the op reads and writes the caller's device memory."""
+    from .device_arrays import filter_cuda
+
+    return filter_cuda(in1, in2, mode, axis, device, method, out, flip)
+
+
+# Rows of different lengths share one op call when the longest is at most
+# this much longer than the shortest (the rest is zero padding).
+BATCH_LENGTH_SLACK = 1.25
 
 
 def convolve_batch(
-    signals,
+    signals: Sequence,
     kernels,
     mode: str = "full",
     *,
     method: str = "auto",
     device: str = "auto",
-) -> list[np.ndarray]:
-    """Convolve rows of different lengths, each with its own kernel (or one shared kernel).
+) -> list:
+    """Convolve 1-D signals of different lengths, each with its own kernel (or one for all).
 
-    `signals` is a sequence of 1-D arrays; `kernels` a sequence of 1-D arrays
-    of the same count, or a single 1-D kernel for every signal. Returns a
-    list with one 1-D result per signal, as `convolve(signal, kernel, mode)`
-    would give it.
+    `signals` is a sequence of 1-D arrays; `kernels` a sequence of 1-D
+    arrays of the same count, or one 1-D array for every signal. Returns
+    a list with one result per signal, equal to `convolve(signal, kernel,
+    mode)`. Rows of similar length share one op call: each is padded with
+    zeros to the longest of its group (within BATCH_LENGTH_SLACK), kernels
+    to the longest kernel, and every row's slice is cut from the group's
+    full result. CUDA arrays (torch, cupy) stay on their GPU.
     """
-    signal_list = [np.asarray(signal) for signal in signals]
-    if isinstance(kernels, np.ndarray) and kernels.ndim == 1:
-        kernel_list = [kernels] * len(signal_list)
-    else:
-        kernel_list = [np.asarray(kernel) for kernel in kernels]
+    check_mode(mode)
+    check_method(method)
+    signal_list = list(signals)
+    shared = getattr(kernels, "ndim", None) == 1
+    kernel_list = [kernels] * len(signal_list) if shared else list(kernels)
     if len(kernel_list) != len(signal_list):
         raise ValueError(
             f"{len(signal_list)} signals but {len(kernel_list)} kernels; give one kernel per "
             "signal or a single 1-D kernel for all"
         )
-    return [
-        convolve(signal, kernel, mode, method=method, device=device)
-        for signal, kernel in zip(signal_list, kernel_list, strict=True)
-    ]
+    if not signal_list:
+        return []
+    if any(cuda_index(item) is not None for item in (*signal_list, *kernel_list[:1])):
+        from .device_arrays import convolve_batch_cuda
+
+        return convolve_batch_cuda(signal_list, kernel_list, shared, mode, method, device)
+    hosts = [as_numpy(signal) for signal in signal_list]
+    taps = [as_numpy(kernel) for kernel in kernel_list]
+    for index, (signal, kernel) in enumerate(zip(hosts, taps, strict=True)):
+        if signal.ndim != 1 or kernel.ndim != 1:
+            raise ValueError(
+                f"signal {index} and its kernel must be 1-D, not {signal.ndim}-D and "
+                f"{kernel.ndim}-D; use convolve for N-D rows"
+            )
+    check_numeric(*hosts, *taps[:1] if shared else taps)
+    result_dtype = np.result_type(*hosts, *(taps[:1] if shared else taps))
+    simple = result_dtype.kind != "c" and all(a.size for a in hosts) and all(k.size for k in taps)
+    if not simple:
+        return [
+            convolve(signal, kernel, mode, method=method, device=device)
+            for signal, kernel in zip(signal_list, kernel_list, strict=True)
+        ]
+    engine = get_engine(device)
+    give_back = returner(signal_list[0])
+    results: list = [None] * len(hosts)
+    for group in _length_groups([signal.size for signal in hosts]):
+        for index, row in zip(
+            group, _convolve_group(engine, hosts, taps, group, shared, mode, method), strict=True
+        ):
+            results[index] = give_back(cast_result(row, result_dtype))
+    return results
+
+
+def _length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by length: sorted, a new group once a row would pad
+    the shortest of the group past BATCH_LENGTH_SLACK."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and lengths[index] <= BATCH_LENGTH_SLACK * lengths[groups[-1][0]]:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def _convolve_group(engine, signals, kernels, group, shared: bool, mode: str, method: str):
+    """One op call for the rows in `group`: full correlations with the
+    flipped kernels, zero-padded at the end to the longest kernel, so row
+    i's convolution index m sits at m + K_max - K_i."""
+    dtype = compute_dtype(
+        np.result_type(*(signals[i] for i in group), *(kernels[i] for i in group))
+    )
+    longest = max(signals[i].size for i in group)
+    taps_for = group[:1] if shared else group
+    longest_taps = max(kernels[i].size for i in taps_for)
+    signal = np.zeros((len(group), longest), dtype)
+    for row, index in enumerate(group):
+        signal[row, : signals[index].size] = signals[index]
+    taps = np.zeros((len(taps_for), longest_taps), dtype)
+    for row, index in enumerate(taps_for):
+        taps[row, : kernels[index].size] = kernels[index][::-1]
+    full = correlate_rows(engine, signal, taps, 0, longest + longest_taps - 1, method)
+    rows = []
+    for row, index in enumerate(group):
+        n_taps = kernels[index].size
+        start, count = full_slice(mode, signals[index].size, n_taps)
+        offset = start + longest_taps - n_taps
+        rows.append(full[row, offset : offset + count])
+    return rows

@@ -274,7 +274,7 @@ def filter_file(
             span.start,
             span.count,
             delay=span.delay,
-            device=options.device,
+            device=engine,
             method=method,
             chunk=options.chunk,
         )

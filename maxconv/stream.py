@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .convolution import correlate_rows
-from .engine import get_engine
+from .engine import Engine, get_engine
+from .planning import block_outputs
+from .rows import correlate_rows
 
 # Outputs computed per engine call when streaming (per channel).
 CHUNK_OUTPUTS = 1 << 20
@@ -89,37 +90,39 @@ def stream_correlate(
     count: int,
     *,
     delay: int = 0,
-    device: str = "auto",
+    device: Engine | str = "auto",
     method: str = "auto",
     chunk: int | None = None,
 ) -> Iterator[Chunk]:
     """Yield full-correlation outputs [start, start + count) chunk by chunk.
 
     full[m] = sum_j x[m - (K-1) + j] * taps[:, j], x zero outside the signal,
-    exactly as `convolution.correlate_rows` computes it in memory. `taps` is
+    exactly as `rows.correlate_rows` computes it in memory. `taps` is
     [C, K] in the compute dtype; blocks are [C, n] and may have any sizes.
     `chunk` outputs are computed per engine call; None picks `chunk_outputs`.
+    `device` is the engine to run on (or a device name for one).
     """
+    engine = device if isinstance(device, Engine) else get_engine(device)
     channels, n_taps = taps.shape
     if chunk is None:
-        chunk = chunk_outputs(n_taps, method, device)
+        chunk = chunk_outputs(n_taps, method, engine)
     window = _Window(iter(blocks), channels, taps.dtype)
     first = start
     end = start + count
     while first < end:
         size = min(chunk, end - first)
         segment = window.segment(first - (n_taps - 1), first + size)
-        wet = correlate_rows(segment, taps, n_taps - 1, size, device, method)
+        wet = correlate_rows(engine, segment, taps, n_taps - 1, size, method)
         dry_from = n_taps - 1 - delay
         yield Chunk(first=first, wet=wet, dry=segment[:, dry_from : dry_from + size])
         first += size
         window.forget_before(first - (n_taps - 1))
 
 
-def chunk_outputs(n_taps: int, method: str = "auto", device: str = "auto") -> int:
+def chunk_outputs(n_taps: int, method: str = "auto", device: Engine | str = "auto") -> int:
     """Outputs per engine call: CHUNK_OUTPUTS, or for the FFT op an even count of whole tiles.
 
-    A K-tap FFT tile yields T = L - K + 1 outputs, rarely a divisor of
+    A K-tap FFT block yields T = L - K + 1 outputs, rarely a divisor of
     CHUNK_OUTPUTS: at K = 240,000, 2^20 outputs would take two tiles of 808,577
     and waste a third of the work. Tiles are transformed in pairs (an odd one
     rides with zeros), and every call transforms the taps once more, which only
@@ -127,10 +130,10 @@ def chunk_outputs(n_taps: int, method: str = "auto", device: str = "auto") -> in
     the CPU at that K, so long kernels get four while that stays within
     FFT_FOUR_TILES_UP_TO outputs (memory grows with the chunk).
     """
-    engine = get_engine(device)
+    engine = device if isinstance(device, Engine) else get_engine(device)
     if engine.resolve_method(method, n_taps) != "fft":
         return CHUNK_OUTPUTS
-    tile = engine.fft_tile_outputs(n_taps, 1 << 62)
+    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))
     least = 4 if 4 * tile <= FFT_FOUR_TILES_UP_TO else 2
     tiles = max(-(-CHUNK_OUTPUTS // tile), least)
     return (tiles + tiles % 2) * tile

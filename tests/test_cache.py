@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from max import driver, engine
+from max.dtype import DType
 
 from maxconv.cache import MAGIC, CacheWarning, GraphCache
 from maxconv.engine import get_engine
@@ -50,10 +51,17 @@ class CountingCompiler:
 def run_model(compiled: engine.CompiledModel) -> np.ndarray:
     session = engine.InferenceSession(devices=[driver.CPU()])
     model = session.init(compiled)
-    tiles = np.concatenate([np.arange(15), np.zeros(3)]).astype(np.float32).reshape(1, 1, 18)
+    signal = np.arange(15, dtype=np.float32).reshape(1, 15)
     taps = np.arange(4, dtype=np.float32).reshape(1, 4)
-    out = model.execute(driver.Buffer.from_numpy(tiles), driver.Buffer.from_numpy(taps))[0]
-    return out.to_numpy().ravel()
+    out = np.full((1, 15), np.nan, np.float32)
+    window = driver.Buffer(DType.int8, (0, 1, 0))  # no leading zeros: conv1d's outputs
+    model.execute(
+        driver.Buffer.from_numpy(out),
+        driver.Buffer.from_numpy(signal),
+        driver.Buffer.from_numpy(taps),
+        window,
+    )
+    return out.ravel()
 
 
 EXPECTED = [14, 20, 26, 32, 38, 44, 50, 56, 62, 68, 74, 80, 41, 14, 0]
@@ -136,9 +144,10 @@ CHILD = textwrap.dedent(
     """
     import json, numpy as np
     from maxconv.engine import Engine
+    from maxconv.rows import correlate_rows
     e = Engine("cpu")
-    tiles = np.concatenate([np.arange(15), np.zeros(3)]).astype(np.float32).reshape(1, 1, 18)
-    out = e.correlate_tiles(tiles, np.arange(4, dtype=np.float32).reshape(1, 4))
+    signal = np.arange(15, dtype=np.float32).reshape(1, 15)
+    out = correlate_rows(e, signal, np.arange(4, dtype=np.float32).reshape(1, 4), 3, 15, "direct")
     print(json.dumps({"status": e.stats.cache_status["float32"], "out": out.ravel().tolist()}))
     """
 )

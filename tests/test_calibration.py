@@ -22,7 +22,10 @@ from maxconv.calibration import (
     save_calibration,
 )
 from maxconv.cli import app
-from maxconv.engine import FFT_FROM_TAPS_CPU, Engine
+from maxconv.engine import Engine
+from maxconv.planning import FFT_FROM_TAPS
+
+FFT_FROM_TAPS_CPU = FFT_FROM_TAPS["cpu"]
 
 runner = CliRunner()
 

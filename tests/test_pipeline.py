@@ -11,6 +11,7 @@ import pytest
 
 from maxconv.engine import get_engine
 from maxconv.pipeline import WriteBehind
+from maxconv.planning import block_outputs
 from maxconv.stream import chunk_outputs
 
 
@@ -82,7 +83,8 @@ def test_an_interruption_waits_for_the_write_in_flight():
 
 @pytest.mark.parametrize(("n_taps", "tiles"), [(128, 66), (4096, 86), (240_000, 4), (1_000_000, 2)])
 def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
-    tile = get_engine("cpu").fft_tile_outputs(n_taps, 1 << 62)
+    engine = get_engine("cpu")
+    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))
     assert chunk_outputs(n_taps, "fft", "cpu") == tiles * tile
 
 

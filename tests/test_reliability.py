@@ -198,7 +198,7 @@ def fresh_engine(monkeypatch, tmp_path: Path, graph_payload: bytes):  # noqa: AN
     compiler = CountingCompiler(graph_payload)
     monkeypatch.setattr(maxconv.engine, "_ENGINES", {})
     monkeypatch.setenv("MAXCONV_CACHE_DIR", str(folder))
-    monkeypatch.setattr(maxconv.engine, "build_conv1d_graph", lambda *args, **kwargs: "graph")
+    monkeypatch.setattr(maxconv.engine, "build_graph", lambda *args, **kwargs: "graph")
     monkeypatch.setattr(max_engine.InferenceSession, "compile", compiler)
     return folder, compiler
 
@@ -646,7 +646,7 @@ def test_engine_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch, fresh_en
 
         monkeypatch.setattr(max_engine.InferenceSession, "compile", fail)
     else:
-        real = maxconv.engine.Engine.correlate_tiles
+        real = maxconv.engine.Engine.correlate
         calls = []
 
         def flaky(self, *args, **kwargs):  # noqa: ANN202
@@ -655,7 +655,7 @@ def test_engine_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch, fresh_en
                 raise RuntimeError(_ENGINE_FAILURE)
             return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(maxconv.engine.Engine, "correlate_tiles", flaky)
+        monkeypatch.setattr(maxconv.engine.Engine, "correlate", flaky)
     source = write_float_wav(tmp_path / "x.wav", noise(3 * 2**20, 1, seed=7))
     result = invoke("filter", source, "-k", EQ, "-o", tmp_path / "y.wav", "--device", "cpu")
     assert not (tmp_path / "y.wav").exists() and parts(tmp_path) == []

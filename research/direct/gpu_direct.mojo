@@ -8,12 +8,7 @@
 #       research/direct/gpu_direct.mojo -o /tmp/gpu_direct
 from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.host.func_attribute import Attribute
-from maxconv.ops.conv1d import (
-    ASYNC_BLOCKS_PER_SM, ASYNC_OUTPUTS, BLOCKED_BLOCK, BLOCKED_TPB, STRIDED_BLOCK, STRIDED_OUTPUTS,
-    STRIDED_TPB, WIDE_TAP_CHUNK,
-    _conv1d_gpu_async, _conv1d_gpu_blocked, _conv1d_gpu_strided,
-)
-from std.math import ceildiv
+from maxconv.ops.conv1d_gpu import ASYNC_OUTPUTS, BLOCKED_TPB, _conv1d_gpu_async, enqueue_conv1d_gpu
 from std.sys import argv
 from std.time import perf_counter_ns
 
@@ -51,26 +46,16 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
     var o = d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var sg = d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var tp = d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    # The op's algorithm numbers: 1 strided, 3 wide blocked, 2 asynchronous.
+    var algorithm = 1 if kernel == 0 else (3 if kernel == 2 else 2)
     var times = List[Int]()
     for r in range(8):
         ctx.synchronize()
         var s = perf_counter_ns()
         for _ in range(calls):
-            if kernel == 0:
-                var bpr = ceildiv(t, STRIDED_BLOCK)
-                ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
-                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=STRIDED_TPB)
-            elif kernel == 2:
-                var bpr = ceildiv(t, BLOCKED_BLOCK)
-                ctx.enqueue_function[_conv1d_gpu_blocked[dtype, WIDE_TAP_CHUNK]](
-                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(bpr), grid_dim=rows * bpr, block_dim=BLOCKED_TPB)
-            elif kernel == 3:
-                comptime outputs = ASYNC_OUTPUTS if dtype == DType.float32 else ASYNC_OUTPUTS // 2
-                var per_row = ceildiv(t, BLOCKED_TPB * outputs)
-                var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-                ctx.enqueue_function[_conv1d_gpu_async[dtype, outputs]](
-                    o, sg, tp, Int64(rows), Int64(w), Int64(k), Int64(per_row), Int64(rows * per_row),
-                    grid_dim=min(rows * per_row, ASYNC_BLOCKS_PER_SM * sms), block_dim=BLOCKED_TPB)
+            if kernel != 4:
+                # Each row's tile as the op sees it: w = T + K - 1 samples, no padding.
+                enqueue_conv1d_gpu[dtype](ctx, algorithm, o, sg, tp, rows, w, w, 0, 0, t, k)
             else:
                 ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()

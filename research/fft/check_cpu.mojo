@@ -1,6 +1,6 @@
 # Correctness and speed of the CPU FFT path without a MAX graph:
 #   .venv/bin/mojo run -I . research/fft/check_cpu.mojo
-from maxconv.ops.fft_conv import fft_conv_cpu, _alloc
+from maxconv.ops.fft_cpu import fft_conv_cpu, _alloc
 from std.time import perf_counter_ns
 
 
@@ -9,39 +9,35 @@ def _rand(mut state: UInt64) -> Float64:
     return Float64(Int((state >> 11) & 0xFFFFFFFF)) / 4294967296.0 - 0.5
 
 
-def check[dtype: DType](channels: Int, batch: Int, width: Int, k: Int) -> Float64:
-    var t = width - k + 1
-    var sig = _alloc[dtype](channels * batch * width)
-    var taps = _alloc[dtype](channels * k)
-    var res = _alloc[dtype](channels * batch * t)
+def check[dtype: DType](rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int) -> Float64:
+    """Worst error of outputs [0, t) (pad zeros before the signal) against a
+    float64 direct sum, relative to half the taps' absolute sum; one taps
+    row per signal row."""
+    var sig = _alloc[dtype](rows * n)
+    var taps = _alloc[dtype](rows * k)
+    var res = _alloc[dtype](rows * t)
     var state: UInt64 = 12345
-    for i in range(channels * batch * width):
+    for i in range(rows * n):
         sig[unsafe_offset=i] = Scalar[dtype](_rand(state))
-    for i in range(channels * k):
+    for i in range(rows * k):
         taps[unsafe_offset=i] = Scalar[dtype](_rand(state))
-    fft_conv_cpu[dtype](res, sig, taps, channels, batch, width, k)
+    fft_conv_cpu[dtype](res, sig, taps, rows, n, n, rows, pad, t, k, block)
     var worst = 0.0
-    for c in range(channels):
+    for row in range(rows):
         var hsum = 0.0
         for j in range(k):
-            hsum += abs(Float64(taps[unsafe_offset=c * k + j]))
-        for b in range(batch):
-            var row = c * batch + b
-            # spot-check up to 64 outputs per row, spread over the row
-            var step = max(1, t // 64)
-            var i = 0
-            while i < t:
-                var acc = 0.0
-                for j in range(k):
-                    acc += Float64(sig[unsafe_offset=row * width + i + j]) * Float64(taps[unsafe_offset=c * k + j])
-                var err = abs(acc - Float64(res[unsafe_offset=row * t + i])) / (0.5 * hsum)
-                worst = max(worst, err)
-                i += step
-            # and the last output
+            hsum += abs(Float64(taps[unsafe_offset=row * k + j]))
+        # spot-check up to 64 outputs per row, spread over the row, and the last
+        var step = max(1, t // 64)
+        var i = 0
+        while i < t:
             var acc = 0.0
             for j in range(k):
-                acc += Float64(sig[unsafe_offset=row * width + t - 1 + j]) * Float64(taps[unsafe_offset=c * k + j])
-            worst = max(worst, abs(acc - Float64(res[unsafe_offset=row * t + t - 1])) / (0.5 * hsum))
+                var x = i + j - pad
+                if x >= 0 and x < n:
+                    acc += Float64(sig[unsafe_offset=row * n + x]) * Float64(taps[unsafe_offset=row * k + j])
+            worst = max(worst, abs(acc - Float64(res[unsafe_offset=row * t + i])) / (0.5 * hsum))
+            i = i + step if i + step < t or i == t - 1 else t
     sig.unsafe_free()
     taps.unsafe_free()
     res.unsafe_free()
@@ -49,22 +45,20 @@ def check[dtype: DType](channels: Int, batch: Int, width: Int, k: Int) -> Float6
 
 
 def bench[dtype: DType](n: Int, k: Int, points: Int) raises:
-    var t = points - k + 1
-    var batch = (n + t - 1) // t
-    var sig = _alloc[dtype](batch * points)
+    var sig = _alloc[dtype](n)
     var taps = _alloc[dtype](k)
-    var res = _alloc[dtype](batch * t)
-    for i in range(batch * points):
+    var res = _alloc[dtype](n)
+    for i in range(n):
         sig[unsafe_offset=i] = Scalar[dtype](Float64(i % 17) - 8.0)
     for i in range(k):
         taps[unsafe_offset=i] = Scalar[dtype](1.0 / Float64(k))
-    fft_conv_cpu[dtype](res, sig, taps, 1, batch, points, k)
+    fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points)
     var best = Int.MAX
     for _ in range(5):
         var s = perf_counter_ns()
-        fft_conv_cpu[dtype](res, sig, taps, 1, batch, points, k)
+        fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points)
         best = min(best, Int(perf_counter_ns() - s))
-    print("bench", dtype, "N", n, "K", k, "L", points, "B", batch, "ms", Float64(best) / 1e6, "MS/s", Float64(n) / Float64(best) * 1e3)
+    print("bench", dtype, "N", n, "K", k, "L", points, "ms", Float64(best) / 1e6, "MS/s", Float64(n) / Float64(best) * 1e3)
     sig.unsafe_free()
     taps.unsafe_free()
     res.unsafe_free()
@@ -77,7 +71,9 @@ def main() raises:
         for ei in range(len(extra)):
             var k = ks[ki]
             var w = k + extra[ei] - 1 + 57
-            print("K", k, "W", w, "f32", check[DType.float32](2, 3, w, k), "f64", check[DType.float64](1, 3, w, k))
+            var n = 3 * w - 5
+            print("K", k, "B", w, "full f32", check[DType.float32](2, n, k, w, k - 1, n + k - 1), "same f32", check[DType.float32](1, n, k, w, (k - 1) // 2, n), "full f64", check[DType.float64](2, n, k, w, k - 1, n + k - 1),
+                  "same f64", check[DType.float64](1, n, k, w, (k - 1) // 2, n))
     for p in [8192, 16384, 32768, 65536]:
         bench[DType.float32](1 << 20, 4096, p)
     for p in [131072, 262144, 524288, 1048576]:

@@ -3,20 +3,22 @@
 # model", while `mojo build --target-accelerator` prints the real error.
 # tests/test_gpu_kernels_build.py runs it; it is never executed.
 from max.gpu.host import DeviceContext
-from maxconv.ops.conv1d import _conv1d_gpu_async, _conv1d_gpu_blocked, _conv1d_gpu_strided
+from maxconv.ops.conv1d_gpu import enqueue_conv1d_gpu
+
+
+def build[dtype: DType](ctx: DeviceContext) raises:
+    var a = ctx.enqueue_create_buffer[dtype](1024)
+    var b = ctx.enqueue_create_buffer[dtype](1024)
+    var c = ctx.enqueue_create_buffer[dtype](1024)
+    var pa = a.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var pb = b.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var pc = c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    for algorithm in range(1, 4):
+        enqueue_conv1d_gpu[dtype](ctx, algorithm, pa, pb, pc, 1, 100, 0, 0, 3, 100, 4)
+
 
 def main() raises:
     var ctx = DeviceContext()
-    var a = ctx.enqueue_create_buffer[DType.float32](1024)
-    var a2 = ctx.enqueue_create_buffer[DType.float32](1024)
-    var a3 = ctx.enqueue_create_buffer[DType.float32](1024)
-    var b = ctx.enqueue_create_buffer[DType.float64](1024)
-    var b2 = ctx.enqueue_create_buffer[DType.float64](1024)
-    var b3 = ctx.enqueue_create_buffer[DType.float64](1024)
-    ctx.enqueue_function[_conv1d_gpu_blocked[DType.float32, 1024]](a.unsafe_ptr(), a2.unsafe_ptr(), a3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), grid_dim=1, block_dim=128)
-    ctx.enqueue_function[_conv1d_gpu_blocked[DType.float64, 512]](b.unsafe_ptr(), b2.unsafe_ptr(), b3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), grid_dim=1, block_dim=128)
-    ctx.enqueue_function[_conv1d_gpu_async[DType.float32, 16]](a.unsafe_ptr(), a2.unsafe_ptr(), a3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), Int64(1), grid_dim=1, block_dim=128)
-    ctx.enqueue_function[_conv1d_gpu_async[DType.float64, 8]](b.unsafe_ptr(), b2.unsafe_ptr(), b3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), Int64(1), grid_dim=1, block_dim=128)
-    ctx.enqueue_function[_conv1d_gpu_strided[DType.float32, 8]](a.unsafe_ptr(), a2.unsafe_ptr(), a3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), grid_dim=1, block_dim=256)
-    ctx.enqueue_function[_conv1d_gpu_strided[DType.float64, 8]](b.unsafe_ptr(), b2.unsafe_ptr(), b3.unsafe_ptr(), Int64(1), Int64(100), Int64(4), Int64(1), grid_dim=1, block_dim=256)
+    build[DType.float32](ctx)
+    build[DType.float64](ctx)
     ctx.synchronize()

@@ -1,0 +1,146 @@
+"""CUDA arrays (torch, cupy, any `__dlpack__` array on a GPU) through the ops, never via the host.
+
+The op reads the caller's device memory and writes a device buffer that is
+handed back through DLPack, so a CUDA tensor in gives a CUDA tensor out on
+the same GPU. Stream order: the caller's current stream is synchronized
+before the op reads its arrays, and MAX's queue before the result is
+returned, so work queued before or after the call never races with it.
+Kernels are small: they go through the host (flipped there for convolve).
+Real float32/float64 samples along the last axis; other dtypes raise a
+TypeError that says how to convert.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from max import driver
+
+from .arrays import cuda_index, library_of
+from .engine import SUPPORTED_DTYPES, Engine, get_engine
+from .planning import full_slice
+
+
+def _engine_for(index: int, device: str) -> Engine:
+    """The engine of the GPU the arrays live on; a different explicit device is an error."""
+    wanted = device.strip().lower()
+    if wanted not in ("auto", "gpu", f"gpu:{index}"):
+        raise ValueError(f"the arrays live on gpu:{index} but device={device!r} was asked for")
+    return get_engine(f"gpu:{index}")
+
+
+def _synchronize_caller(library, index: int) -> None:
+    """Wait for the work the caller queued on its current stream."""
+    name = getattr(library, "__name__", "")
+    if name == "torch":
+        library.cuda.current_stream(index).synchronize()
+    elif name == "cupy":
+        with library.cuda.Device(index):
+            library.cuda.get_current_stream().synchronize()
+
+
+def _host_copy(value) -> np.ndarray:
+    """Any array (CUDA ones through MAX) as a numpy array."""
+    if cuda_index(value) is None:
+        return np.asarray(value)
+    return driver.Buffer.from_dlpack(value).to(driver.CPU()).to_numpy()
+
+
+def _device_rows(value, rows: int, length: int) -> driver.Buffer:
+    """A contiguous float CUDA array as a [rows, length] MAX buffer (shared memory)."""
+    dtype = np.dtype(str(value.dtype).replace("torch.", ""))
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"CUDA arrays must be float32 or float64, not {dtype}; convert first (e.g. x.float())"
+        )
+    try:
+        buffer = driver.Buffer.from_dlpack(value)
+    except Exception as exc:  # MAX refuses strided DLPack tensors
+        raise ValueError(
+            f"CUDA arrays must be contiguous ({exc}); call .contiguous() first"
+        ) from exc
+    return buffer.view(buffer.dtype, (rows, length))
+
+
+def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
+    """correlate / convolve where in1 (the signal) is a CUDA array."""
+    index = cuda_index(in1)
+    if index is None:
+        raise TypeError("with a CUDA kernel, the signal must be a CUDA array of the same GPU too")
+    shape = tuple(in1.shape)
+    if len(shape) == 0 or (axis % len(shape)) != len(shape) - 1:
+        raise ValueError("CUDA arrays are filtered along their last axis; move it there first")
+    library = library_of(in1)
+    engine = _engine_for(index, device)
+    kernel = _host_copy(in2)
+    lead, length = shape[:-1], shape[-1]
+    if kernel.ndim not in (1, len(shape)):
+        raise ValueError("in2 must be 1-D or have in1's dimensionality")
+    taps_lead = kernel.shape[:-1] if kernel.ndim > 1 else ()
+    rows = int(np.prod(lead, dtype=np.int64))
+    if taps_lead and taps_lead != lead and any(size != 1 for size in taps_lead):
+        raise ValueError(f"in2's other axes {taps_lead} must equal in1's {lead} or be 1")
+    if length == 0 or kernel.size == 0:
+        raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
+    signal = _device_rows(in1, rows, length)
+    dtype = np.dtype(signal.dtype.to_numpy())
+    taps = np.flip(kernel, -1) if flip else np.conj(kernel).real
+    taps = np.ascontiguousarray(taps.reshape(-1, kernel.shape[-1]), dtype=dtype)
+    n_taps = taps.shape[1]
+    start, count = full_slice(mode, length, n_taps)
+    method = engine.resolve_method(method, n_taps)
+    block = engine.fft_block(n_taps, count) if method == "fft" else 1
+    pad = n_taps - 1 - start
+    if pad < 0:
+        raise ValueError("this slice of a CUDA signal is not supported")
+    if out is not None:
+        if cuda_index(out) != index or tuple(out.shape) != (*lead, count):
+            raise ValueError(f"out must be a CUDA array of shape {(*lead, count)} on gpu:{index}")
+        result = _device_rows(out, rows, count)
+    else:
+        result = driver.Buffer(signal.dtype, (rows, count), device=engine.device)
+    _synchronize_caller(library, index)
+    engine.correlate(result, signal, engine.to_device(taps), pad, method, block)
+    engine.device.synchronize()
+    if out is not None:
+        return out
+    return library.from_dlpack(result).reshape(*lead, count)
+
+
+def convolve_batch_cuda(
+    signals: list, kernels: list, shared: bool, mode: str, method: str, device: str
+):
+    """convolve_batch for CUDA signals of a torch or cupy library: rows padded on
+    the device into one [rows, longest] array, one op call, a view per row."""
+    index = cuda_index(signals[0])
+    library = library_of(signals[0])
+    name = getattr(library, "__name__", "")
+    if name not in ("torch", "cupy") or any(cuda_index(s) != index for s in signals):
+        raise TypeError("CUDA batches take torch or cupy arrays, all on one GPU")
+    _engine_for(index, device)
+    lengths = [int(s.shape[-1]) for s in signals]
+    longest = max(lengths)
+    first = signals[0]
+    if name == "torch":
+        padded = library.zeros((len(signals), longest), dtype=first.dtype, device=first.device)
+    else:
+        with library.cuda.Device(index):
+            padded = library.zeros((len(signals), longest), dtype=first.dtype)
+    for row, signal in enumerate(signals):
+        padded[row, : lengths[row]] = signal
+    kernel_rows = [_host_copy(k) for k in (kernels[:1] if shared else kernels)]
+    longest_taps = max(k.size for k in kernel_rows)
+    taps = np.zeros(
+        (len(kernel_rows), longest_taps), np.dtype(str(first.dtype).replace("torch.", ""))
+    )
+    for row, kernel in enumerate(kernel_rows):
+        taps[row, : kernel.size] = kernel[::-1]
+    full = filter_cuda(
+        padded, taps if not shared else taps[0], "full", -1, device, method, None, False
+    )
+    results = []
+    for row, length in enumerate(lengths):
+        n_taps = kernel_rows[0 if shared else row].size
+        start, size = full_slice(mode, length, n_taps)
+        offset = start + longest_taps - n_taps
+        results.append(full[row, offset : offset + size])
+    return results

@@ -1,0 +1,78 @@
+"""Planning: which op runs a correlation, and the FFT op's block length.
+
+Pure functions of the kernel length, the output count, the device kind and
+a calibration record: no MAX, no I/O, importing nothing from maxconv, so
+help texts, the README check and every caller read the same numbers.
+scipy.signal's `choose_conv_method` and `_calc_oa_lens` are the model.
+"""
+
+from __future__ import annotations
+
+METHODS = ("direct", "fft")
+METHOD_CHOICES = ("auto", *METHODS)
+MODES = ("full", "same", "valid")
+
+# Kernel lengths from which method="auto" takes the FFT op, per device kind,
+# where `maxconv calibrate` has not measured this device: on the 2-core CPU
+# machine the FFT op won from K of 32-256 (taken a step higher, where it
+# surely wins); on an H100 from 512 (the direct op still won at 256, 0.21
+# against 0.30 ms at N = 2^24).
+FFT_FROM_TAPS = {"cpu": 128, "gpu": 512}
+
+# FFT blocks: L = 4K rounded up to a power of two, at least 2^14 points (where
+# a transform still runs from cache at full speed), measured best or within
+# 15 % of it for K from 64 to 65536 (research/fft/README.md).
+FFT_MIN_POINTS = 1 << 14
+# On a CPU, no more than this many points unless 2K needs them: past it a
+# transform fits no cache level, and at K = 10^6 on a 2-core EPYC, L = 2^21
+# (2.1 K) ran 83 MS/s where 2^22 (4.2 K) ran 60 (at K = 16384 and 240,000 the
+# 4K rule stayed best or level). GPUs keep 4K (the only L measured there).
+FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of 'full', 'same', 'valid', not {mode!r}")
+
+
+def check_method(method: str) -> None:
+    if method not in METHOD_CHOICES:
+        raise ValueError(f"method must be one of 'auto', 'direct', 'fft', not {method!r}")
+
+
+def choose_method(method: str, n_taps: int, fft_from_taps: int) -> str:
+    """'direct' or 'fft': `method` itself, or for 'auto' the FFT op from
+    `fft_from_taps` taps on (the device's calibrated or default crossover)."""
+    check_method(method)
+    if method != "auto":
+        return method
+    return "fft" if n_taps >= fft_from_taps else "direct"
+
+
+def fft_block_points(n_taps: int, outputs: int, device_kind: str) -> int:
+    """The FFT op's block length L (a power of two) for `outputs` results a row.
+
+    4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
+    where half of each block is still output), and never longer than one
+    block covering all the outputs.
+    """
+    points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    cap = FFT_MAX_POINTS[device_kind]
+    if cap is not None:
+        points = min(points, max(cap, 1 << (2 * n_taps - 1).bit_length()))
+    return min(points, 1 << (outputs + n_taps - 2).bit_length())
+
+
+def block_outputs(n_taps: int, points: int) -> int:
+    """Outputs one FFT block of `points` yields: T = L - K + 1."""
+    return max(1, points - n_taps + 1)
+
+
+def full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
+    """(start, count) of the full result that `mode` keeps, as scipy.signal does."""
+    check_mode(mode)
+    if mode == "full":
+        return 0, length + n_taps - 1
+    if mode == "same":
+        return (n_taps - 1) // 2, length
+    return min(length, n_taps) - 1, abs(length - n_taps) + 1

@@ -1,0 +1,322 @@
+"""The public API's data path and scipy semantics.
+
+Zero copies are proven by memory identity (the op writes the caller's
+`out`; the buffers it is handed share the caller's arrays), `out=`, row
+broadcasting both ways, ragged batches, every dtype, complex, empty and
+0-d inputs, and DLPack objects, all against scipy.signal in float64 on the
+same data. CUDA arrays (torch, cupy) carry the `gpu` marker.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.signal
+from max import driver
+
+import maxconv
+from maxconv.engine import get_engine
+from maxconv.rows import correlate_rows
+
+
+def reference(x, h, mode="full", flip=True):
+    """scipy in float64 (complex128 where complex) of the same values."""
+    wide = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(h) else np.float64
+    x64, h64 = np.asarray(x).astype(wide), np.asarray(h).astype(wide)
+    function = scipy.signal.convolve if flip else scipy.signal.correlate
+    return function(x64, h64, mode, method="direct")
+
+
+def close(result, expected, x, h, rtol=2e-6):
+    scale = max(float(np.max(np.abs(x))) * float(np.sum(np.abs(h))), 1e-30)
+    assert result.shape == expected.shape
+    assert np.max(np.abs(result - expected)) <= rtol * scale * 4
+
+
+def test_cpu_op_reads_and_writes_the_callers_memory(monkeypatch):
+    """The buffers handed to the op share the caller's signal and out arrays."""
+    seen = []
+    real = driver.Buffer.from_numpy
+
+    def spy(array):
+        seen.append(array)
+        return real(array)
+
+    monkeypatch.setattr(driver.Buffer, "from_numpy", spy)
+    x = np.random.default_rng(0).standard_normal((3, 5000)).astype(np.float32)
+    h = np.ones((1, 9), np.float32)
+    out = np.empty((3, 5008), np.float32)
+    result = correlate_rows(get_engine("cpu"), x, h, 0, 5008, "direct", out=out)
+    assert result is out
+    assert any(np.shares_memory(array, out) for array in seen)
+    assert any(np.shares_memory(array, x) for array in seen)
+    expected = np.stack([np.correlate(row, h[0], "full") for row in x.astype(np.float64)])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_out_is_written_in_place(mode):
+    x = np.random.default_rng(1).standard_normal(10_001).astype(np.float32)
+    h = np.random.default_rng(2).standard_normal(31).astype(np.float32)
+    expected = reference(x, h, mode)
+    out = np.full(expected.shape, np.nan, np.float32)
+    result = maxconv.convolve(x, h, mode, device="cpu", out=out)
+    assert result is out
+    close(out, expected, x, h)
+
+
+def test_out_of_another_layout_or_dtype():
+    x = np.random.default_rng(3).standard_normal((4, 300))
+    h = np.random.default_rng(4).standard_normal((4, 7))
+    out = np.empty((306, 4)).T  # right shape, column-major rows: filled by a copy
+    maxconv.convolve(x, h, device="cpu", out=out)
+    for row in range(4):
+        close(out[row], reference(x[row], h[row]), x[row], h[row], rtol=1e-13)
+    with pytest.raises(ValueError, match="shape"):
+        maxconv.convolve(x, h, device="cpu", out=np.empty((4, 305)))
+    with pytest.raises(ValueError, match="dtype"):
+        maxconv.convolve(x, h, device="cpu", out=np.empty((4, 306), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("signal_shape", "kernel_shape"),
+    [((5, 400), (5, 9)), ((5, 400), (1, 9)), ((1, 400), (5, 9)), ((2, 3, 400), (1, 3, 9))],
+)
+def test_rows_broadcast_like_scipy_fftconvolve_axes(signal_shape, kernel_shape):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(signal_shape)
+    h = rng.standard_normal(kernel_shape)
+    for mode in ("full", "same", "valid"):
+        result = maxconv.convolve(x, h, mode, axis=-1, device="cpu")
+        expected = scipy.signal.fftconvolve(x, h, mode, axes=-1)
+        np.testing.assert_allclose(result, expected, atol=1e-9)
+
+
+def test_rows_along_axis_zero():
+    rng = np.random.default_rng(6)
+    x, h = rng.standard_normal((300, 3)), rng.standard_normal((8, 3))
+    result = maxconv.correlate(x, h, "same", axis=0, device="cpu")
+    expected = np.stack(
+        [scipy.signal.correlate(x[:, c], h[:, c], "same") for c in range(3)], axis=1
+    )
+    np.testing.assert_allclose(result, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.bool_, np.float16]
+)
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_result_dtype_and_values_as_scipy(dtype, method):
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, 500).astype(dtype)
+    h = rng.integers(0, 3, 9).astype(dtype)
+    for flip in (True, False):
+        function = maxconv.convolve if flip else maxconv.correlate
+        expected = (scipy.signal.convolve if flip else scipy.signal.correlate)(
+            x, h, method="direct"
+        )
+        result = function(x, h, device="cpu", method=method)
+        assert result.dtype == expected.dtype
+        if dtype == np.float16:
+            np.testing.assert_allclose(result, expected, atol=2e-3 * float(expected.max()))
+        else:
+            np.testing.assert_array_equal(result, expected)
+
+
+def test_integer_sums_are_exact_past_float32():
+    x = np.full(100, 2**20, np.int64)
+    h = np.full(64, 3, np.int64)
+    result = maxconv.convolve(x, h, device="cpu", method="fft")
+    assert result.dtype == np.int64
+    np.testing.assert_array_equal(result, np.convolve(x, h))
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize(
+    ("signal_dtype", "kernel_dtype"),
+    [
+        (np.complex64, np.complex64),
+        (np.complex128, np.float64),
+        (np.float32, np.complex64),
+        (np.complex128, np.complex128),
+    ],
+)
+def test_complex_as_scipy(method, signal_dtype, kernel_dtype):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(3000) + 1j * rng.standard_normal(3000)).astype(signal_dtype)
+    h = (rng.standard_normal(40) + 1j * rng.standard_normal(40)).astype(kernel_dtype)
+    tolerance = 2e-6 if np.result_type(x, h) == np.complex64 else 1e-13
+    for flip in (True, False):
+        function = maxconv.convolve if flip else maxconv.correlate
+        for mode in ("full", "same", "valid"):
+            result = function(x, h, mode, device="cpu", method=method)
+            assert result.dtype == np.result_type(x, h)
+            close(result, reference(x, h, mode, flip), x, h, rtol=tolerance)
+
+
+def test_complex_rows_with_one_kernel_per_row():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 500)) + 1j * rng.standard_normal((3, 500))
+    h = rng.standard_normal((1, 12)) + 1j * rng.standard_normal((1, 12))
+    result = maxconv.correlate(x, h, device="cpu")
+    expected = np.stack([scipy.signal.correlate(row, h[0]) for row in x])
+    np.testing.assert_allclose(result, expected, atol=1e-10)
+
+
+def test_empty_and_zero_rank_as_scipy():
+    assert maxconv.convolve(np.array([]), np.array([1.0]), device="cpu").size == 0
+    assert maxconv.correlate([5, 6], [], device="cpu").size == 0
+    assert maxconv.convolve(np.array(4967), np.array(3920), device="cpu") == 4967 * 3920
+    assert maxconv.correlate(np.array(2.0), np.array(3j), device="cpu") == -6j
+
+
+def test_one_dimensional_signal_refuses_a_two_dimensional_kernel():
+    with pytest.raises(ValueError, match="same dimensionality"):
+        maxconv.convolve(np.ones(5), np.ones((1, 1)), device="cpu")
+
+
+def test_fft_method_warns_of_nan_as_scipy_does():
+    x = np.ones(1000)
+    x[3] = np.nan
+    with pytest.warns(RuntimeWarning, match="NAN or inf"):
+        maxconv.convolve(x, np.ones(600), device="cpu", method="fft")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = maxconv.convolve(x, np.ones(3), device="cpu", method="direct")
+    assert np.isnan(result[3:6]).all() and not np.isnan(result[6:]).any()
+
+
+def test_dlpack_objects_are_read_in_place():
+    class Foreign:
+        """A host array of another library: only the DLPack protocol."""
+
+        def __init__(self, array):
+            self.array = array
+
+        def __dlpack__(self, **kwargs):
+            return self.array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return self.array.__dlpack_device__()
+
+    x = np.random.default_rng(10).standard_normal(777).astype(np.float32)
+    h = np.random.default_rng(11).standard_normal(5).astype(np.float32)
+    result = maxconv.convolve(Foreign(x), Foreign(h), "same", device="cpu")
+    close(np.asarray(result), reference(x, h, "same"), x, h)
+
+
+def test_lists_and_scalars_still_work():
+    np.testing.assert_allclose(
+        maxconv.convolve([1, 2, 3], [0, 1, 0.5], device="cpu"), [0, 1, 2.5, 4, 1.5]
+    )
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_ragged_batch_equals_one_call_per_row(mode, method):
+    rng = np.random.default_rng(12)
+    lengths = [1, 50, 51, 64, 999, 1000, 1200, 30_000]
+    signals = [rng.standard_normal(n).astype(np.float32) for n in lengths]
+    kernels = [rng.standard_normal(k).astype(np.float32) for k in (1, 3, 7, 64, 5, 200, 2, 31)]
+    results = maxconv.convolve_batch(signals, kernels, mode, method=method, device="cpu")
+    assert len(results) == len(signals)
+    for signal, kernel, result in zip(signals, kernels, results, strict=True):
+        close(result, reference(signal, kernel, mode), signal, kernel)
+
+
+def test_ragged_batch_with_one_shared_kernel_and_integers():
+    signals = [np.arange(n, dtype=np.int32) for n in (5, 9, 40)]
+    kernel = np.array([1, -1, 2], np.int32)
+    results = maxconv.convolve_batch(signals, kernel, "same", device="cpu")
+    for signal, result in zip(signals, results, strict=True):
+        assert result.dtype == np.int32
+        np.testing.assert_array_equal(result, scipy.signal.convolve(signal, kernel, "same"))
+
+
+def test_ragged_batch_counts_must_match():
+    with pytest.raises(ValueError, match="2 signals but 3 kernels"):
+        maxconv.convolve_batch([np.ones(4)] * 2, [np.ones(2)] * 3, device="cpu")
+
+
+# CUDA arrays: the GPU machine runs these (-m gpu) ----------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_torch_cuda_tensors_stay_on_their_gpu(gpu_device, mode):
+    torch = pytest.importorskip("torch")
+    x = torch.randn(4, 100_003, device="cuda")
+    h = torch.randn(4, 65, device="cuda")
+    result = maxconv.convolve(x, h, mode)
+    assert isinstance(result, torch.Tensor) and result.is_cuda
+    expected = scipy.signal.fftconvolve(
+        x.cpu().double().numpy(), h.cpu().double().numpy(), mode, axes=-1
+    )
+    np.testing.assert_allclose(result.cpu().numpy(), expected, atol=2e-4)
+
+
+@pytest.mark.gpu
+def test_torch_stream_order_is_respected(gpu_device):
+    """Work queued on torch's stream before the call is seen; the result is ready after it."""
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(1 << 24, device="cuda")
+    h = torch.ones(16, device="cuda")
+    x.add_(1.0)  # queued, maybe still running when convolve starts
+    result = maxconv.correlate(x, h, "valid")
+    total = result.sum().item()  # queued on torch's stream after the call
+    assert total == pytest.approx(16.0 * ((1 << 24) - 15), rel=1e-6)
+
+
+@pytest.mark.gpu
+def test_torch_out_and_ragged_batch(gpu_device):
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 5000, device="cuda", dtype=torch.float64)
+    h = torch.randn(2, 33, device="cuda", dtype=torch.float64)
+    out = torch.empty(2, 5032, device="cuda", dtype=torch.float64)
+    assert maxconv.convolve(x, h, out=out) is out
+    expected = scipy.signal.fftconvolve(x.cpu().numpy(), h.cpu().numpy(), axes=-1)
+    np.testing.assert_allclose(out.cpu().numpy(), expected, atol=1e-9)
+    clips = [torch.randn(n, device="cuda") for n in (4000, 4800, 100)]
+    rooms = [torch.randn(k, device="cuda") for k in (700, 64, 9)]
+    for clip, room, wet in zip(clips, rooms, maxconv.convolve_batch(clips, rooms), strict=True):
+        assert wet.is_cuda
+        expected = scipy.signal.convolve(clip.cpu().double().numpy(), room.cpu().double().numpy())
+        np.testing.assert_allclose(wet.cpu().numpy(), expected, atol=2e-4)
+
+
+@pytest.mark.gpu
+def test_cupy_arrays(gpu_device):
+    cupy = pytest.importorskip("cupy")
+    x = cupy.random.standard_normal(70_000, dtype=cupy.float32)
+    h = cupy.random.standard_normal(1500, dtype=cupy.float32)
+    result = maxconv.convolve(x, h, "same")
+    assert isinstance(result, cupy.ndarray)
+    expected = scipy.signal.fftconvolve(cupy.asnumpy(x).astype(np.float64), cupy.asnumpy(h), "same")
+    np.testing.assert_allclose(cupy.asnumpy(result), expected, atol=5e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize(
+    ("n", "k"), [(1, 1), (1000, 7), ((1 << 24) + 5, 4), (5_000_001, 1024), (300, 5000)]
+)
+def test_numpy_through_the_gpu_in_chunks(gpu_device, method, n, k):
+    """Long rows cross the bus in chunks with their K-1 history; short rows in groups."""
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal(n).astype(np.float32)
+    h = rng.standard_normal(k).astype(np.float32)
+    if method == "direct" and n * k > 1e10:
+        pytest.skip("too long for the direct method")
+    for mode in ("full", "same", "valid"):
+        result = maxconv.convolve(x, h, mode, device=gpu_device, method=method)
+        expected = scipy.signal.fftconvolve(x.astype(np.float64), h, mode)
+        close(result, expected, x, h, rtol=1e-5)
+    rows = rng.standard_normal((37, 3000)).astype(np.float32)
+    taps = rng.standard_normal((37, min(k, 500))).astype(np.float32)
+    result = maxconv.correlate(rows, taps, device=gpu_device, method=method)
+    expected = np.stack(
+        [scipy.signal.correlate(r.astype(np.float64), t) for r, t in zip(rows, taps, strict=True)]
+    )
+    np.testing.assert_allclose(result, expected, atol=1e-3)
