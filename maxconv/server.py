@@ -1,0 +1,618 @@
+"""`maxconv serve`: a resident process that runs maxconv commands for this user's clients.
+
+A forking server. The parent imports MAX, numpy, soundfile, typer, rich and
+every maxconv module once (about a second here), then forks one process per
+job; the job installs its client's descriptors as 0/1/2, enters its folder,
+takes its umask and environment, and runs the command line exactly as an
+in-process run does (server_child.py). Jobs therefore never share files,
+options, environment, signal handlers or an engine, and Ctrl-C cleanup is the
+CLI's own.
+
+Why processes and not threads: the CLI is process-global (signal handlers,
+sys.stdout, the working directory, os._exit at the end), and MAX does not
+survive fork once a device is open. Checked on the 2-core machine with MAX
+26.7: a child forked after `driver.CPU()` + `InferenceSession` hangs in its
+first `execute`; a child forked after the imports alone opens the CPU in
+2 ms, creates a session in 2 ms and reads a compiled graph from the disk
+cache in 5 ms. So the parent never opens a device: each job opens its own
+(and a GPU job its own CUDA context), and the parent stays fork-clean.
+
+The parent's loop: accept a connection, check the peer's uid (SO_PEERCRED)
+and the code fingerprint, fork when a slot of the pool is free (else queue),
+forward the client's signals to the job, report the job's exit status from
+waitpid. A job whose client goes away is terminated (SIGTERM: its output is
+removed); if the server dies, each job gets SIGUSR1 (PR_SET_PDEATHSIG) and
+cancels itself without a word, and its client says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import client
+
+_MAX_FDS = 3
+# Jobs waiting for a slot; past this a client runs in-process instead (each waiting
+# job holds four descriptors).
+_MAX_WAITING = 256
+_RECEIVE = 1 << 16
+
+
+@dataclass
+class Job:
+    """One client's command, queued or running."""
+
+    number: int
+    conn: socket.socket
+    request: dict
+    fds: list[int]
+    pid: int | None = None
+    queued: float = field(default_factory=time.monotonic)
+    started: float = 0.0
+    client_gone: bool = False
+
+
+@dataclass
+class _Peer:
+    """A connection and what has arrived on it so far."""
+
+    conn: socket.socket
+    buffer: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+    job: Job | None = None
+    waits_for_stop: bool = False
+
+
+class Server:
+    """The parent process's state and loop (see the module docstring)."""
+
+    def __init__(
+        self, folder: str, max_jobs: int, idle_minutes: float, grace: float, log_fd: int
+    ) -> None:
+        self.folder = folder
+        self.path = os.path.join(folder, client.SOCKET_NAME)
+        self.max_jobs = max_jobs
+        self.idle_seconds = idle_minutes * 60.0
+        self.grace = grace
+        self.log_fd = log_fd
+        self.pid = os.getpid()
+        self.started = time.time()
+        self.fingerprint = client.fingerprint()
+        self.devices: list[dict] | None = None
+        self.served = 0
+        self.waiting: deque[Job] = deque()
+        self.running: dict[int, Job] = {}
+        self.peers: dict[int, _Peer] = {}
+        self.selector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.lock_fd = -1
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.probe: tuple[int, int] | None = None  # (pid, read end) of the device probe
+        self.last_active = time.monotonic()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.killed_at = 0.0
+        self.jobs_counter = 0
+
+    def log(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with contextlib.suppress(OSError):
+            os.write(self.log_fd, f"{stamp} maxconv serve[{self.pid}]: {text}\n".encode())
+
+    # Start and stop --------------------------------------------------------
+
+    def take_lock(self) -> None:
+        """Hold the folder's lock for the server's life: one server per folder.
+
+        Raises RuntimeError naming the pid of the server that holds it.
+        """
+        path = os.path.join(self.folder, client.LOCK_NAME)
+        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.lock_fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.lock_fd)
+            raise RuntimeError(
+                f"a maxconv server already runs for this folder (pid {holder}); "
+                "maxconv serve --status tells more"
+            ) from None
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, f"{self.pid}\n".encode(), 0)
+
+    def listen(self) -> None:
+        """Bind the socket (replacing a stale one: the lock says no server owns it)."""
+        if os.path.lexists(self.path):
+            os.unlink(self.path)
+            self.log(f"replaced a stale socket at {self.path}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        previous = os.umask(0o177)
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(previous)
+        listener.listen(128)
+        listener.setblocking(False)
+        self.listener = listener
+        self.selector.register(listener, selectors.EVENT_READ, "accept")
+
+    def run(self) -> int:
+        """Serve until stopped or idle; 0 on a clean stop."""
+        for fd in (self.wake_read, self.wake_write):
+            fd.setblocking(False)
+        signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _note_signal)
+        self.selector.register(self.wake_read, selectors.EVENT_READ, "wake")
+        self._start_device_probe()
+        self.log(
+            f"ready: socket {self.path}, {self.max_jobs} jobs at a time, "
+            + (f"exits after {self.idle_seconds / 60:g} idle minutes" if self.idle_seconds else "")
+        )
+        while not (self.stopping and not self.running):
+            for key, _ in self.selector.select(self._timeout()):
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "wake":
+                    self._on_signals()
+                elif key.data == "probe":
+                    self._read_probe()
+                else:
+                    self._on_readable(key.data)
+            self._check_clock()
+        self._close()
+        self.log(f"stopped after {self.served} jobs")
+        return 0
+
+    def begin_stop(self, why: str, grace: float | None = None) -> None:
+        """Take no new jobs; let running ones finish for `grace` seconds, then cancel them."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + (self.grace if grace is None else grace)
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        while self.waiting:
+            job = self.waiting.popleft()
+            self._answer(job.conn, {"type": "declined", "reason": "stopping"})
+            self._drop(job.conn)
+        self.log(
+            f"stopping ({why}): {len(self.running)} running jobs, "
+            f"cancelled after {self.stop_deadline - time.monotonic():g} s"
+        )
+
+    def _close(self) -> None:
+        for peer in list(self.peers.values()):
+            self._drop(peer.conn)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.folder):
+                if name.startswith(f"mismatch-{self.pid}-"):
+                    os.unlink(os.path.join(self.folder, name))
+        signal.set_wakeup_fd(-1)
+
+    def _timeout(self) -> float:
+        if self.stopping:
+            return 0.2
+        if self.idle_seconds and not self.running and not self.waiting:
+            return max(0.05, min(5.0, self.last_active + self.idle_seconds - time.monotonic()))
+        return 5.0
+
+    def _check_clock(self) -> None:
+        now = time.monotonic()
+        if self.running or self.waiting:
+            self.last_active = now
+        elif self.idle_seconds and not self.stopping and now - self.last_active > self.idle_seconds:
+            self.begin_stop(f"no job for {self.idle_seconds / 60:g} minutes")
+        if self.stopping and self.running and now > self.stop_deadline:
+            if not self.killed_at:
+                self.log(f"cancelling {len(self.running)} jobs still running after the grace time")
+                self._signal_jobs(signal.SIGTERM)
+                self.killed_at = now
+            elif now - self.killed_at > 30:
+                self._signal_jobs(signal.SIGKILL)
+
+    def _signal_jobs(self, signum: int) -> None:
+        for pid in self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _on_signals(self) -> None:
+        try:
+            received = self.wake_read.recv(4096)
+        except BlockingIOError:
+            return
+        for signum in set(received):
+            if signum == signal.SIGCHLD:
+                self._reap()
+            elif signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                if self.stopping:
+                    self.log(f"{signal.Signals(signum).name} again: cancelling running jobs")
+                    self.stop_deadline = 0.0
+                else:
+                    self.begin_stop(signal.Signals(signum).name)
+        self._reap()
+
+    # Connections -------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while self.listener is not None:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: the client runs in-process
+                self.log(f"accept failed: {exc}")
+                return
+            pid, uid, _ = client.peer_credentials(conn)
+            if uid != os.getuid():
+                self.log(f"refused a connection from pid {pid}, uid {uid} (not this user)")
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self.peers[conn.fileno()] = _Peer(conn)
+            self.selector.register(conn, selectors.EVENT_READ, conn.fileno())
+
+    def _on_readable(self, key: int) -> None:
+        peer = self.peers.get(key)
+        if peer is None:
+            return
+        try:
+            data, ancillary, flags, _ = peer.conn.recvmsg(
+                _RECEIVE, socket.CMSG_SPACE(_MAX_FDS * 4), getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+            )
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary, flags = b"", [], 0
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                count = len(payload) // 4
+                peer.fds.extend(struct.unpack(f"{count}i", payload[: count * 4]))
+        if not data or flags & socket.MSG_CTRUNC:
+            self._client_gone(peer)
+            return
+        peer.buffer += data
+        while len(peer.buffer) >= 4 and key in self.peers:
+            (length,) = struct.unpack("!I", peer.buffer[:4])
+            if len(peer.buffer) < 4 + length:
+                break
+            body, peer.buffer = bytes(peer.buffer[4 : 4 + length]), peer.buffer[4 + length :]
+            try:
+                message = client.decode(body)
+            except ValueError:
+                self._client_gone(peer)
+                return
+            self._on_message(peer, message)
+
+    def _on_message(self, peer: _Peer, message: dict) -> None:
+        kind = message.get("type")
+        if peer.job is not None:
+            if kind == "signal" and message.get("signum") in (signal.SIGINT, signal.SIGTERM):
+                self._cancel(peer.job, int(message["signum"]))
+            return
+        if kind == "status":
+            self._answer(peer.conn, self.status())
+            self._drop(peer.conn)
+        elif kind == "stop":
+            self._answer(peer.conn, {"type": "stopping", "pid": self.pid})
+            peer.waits_for_stop = True
+            self.begin_stop("maxconv serve --stop", message.get("grace"))
+        elif kind == "job":
+            self._on_job(peer, message)
+        else:
+            self._drop(peer.conn)
+
+    def _on_job(self, peer: _Peer, request: dict) -> None:
+        fds, peer.fds = peer.fds, []
+        if len(fds) != len(request.get("fds", ())) or len(fds) > _MAX_FDS:
+            _close_all(fds)
+            self._drop(peer.conn)
+            return
+        if (
+            request.get("protocol") != client.PROTOCOL
+            or request.get("fingerprint") != self.fingerprint
+        ):
+            _close_all(fds)
+            self._answer(
+                peer.conn, {"type": "mismatch", "pid": self.pid, "fingerprint": self.fingerprint}
+            )
+            self._drop(peer.conn)
+            return
+        if self.stopping or len(self.waiting) >= _MAX_WAITING:
+            _close_all(fds)
+            self._answer(peer.conn, {"type": "declined", "reason": "stopping or full"})
+            self._drop(peer.conn)
+            return
+        self.jobs_counter += 1
+        job = Job(self.jobs_counter, peer.conn, request, fds)
+        peer.job = job
+        self._answer(peer.conn, {"type": "accepted", "pid": self.pid, "job": job.number})
+        self.waiting.append(job)
+        self._start_waiting()
+
+    def _answer(self, conn: socket.socket, message: dict) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(5.0)
+            conn.sendall(client.encode(message))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+
+    def _drop(self, conn: socket.socket) -> None:
+        peer = self.peers.pop(conn.fileno(), None)
+        if peer is not None:
+            _close_all(peer.fds)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn)
+        conn.close()
+
+    def _client_gone(self, peer: _Peer) -> None:
+        job = peer.job
+        if job is None:
+            self._drop(peer.conn)
+            return
+        job.client_gone = True
+        if job in self.waiting:
+            self.waiting.remove(job)
+            _close_all(job.fds)
+        elif job.pid is not None:
+            self.log(f"job {job.number}: client went away; terminating it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job.pid, signal.SIGTERM)
+        self._drop(peer.conn)
+
+    def _cancel(self, job: Job, signum: int) -> None:
+        if job.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job.pid, signum)
+            return
+        self.waiting.remove(job)
+        _close_all(job.fds)
+        word = "interrupted" if signum == signal.SIGINT else "terminated"
+        self._answer(
+            job.conn,
+            {
+                "type": "exit",
+                "code": 128 + signum,
+                "message": f"{word} before it started; no output was written",
+            },
+        )
+        self._drop(job.conn)
+
+    def status(self) -> dict:
+        return {
+            "type": "status",
+            "pid": self.pid,
+            "started": self.started,
+            "uptime": time.time() - self.started,
+            "devices": self.devices,
+            "served": self.served,
+            "running": len(self.running),
+            "waiting": len(self.waiting),
+            "max_jobs": self.max_jobs,
+            "idle_minutes": self.idle_seconds / 60,
+            "socket": self.path,
+            "fingerprint": self.fingerprint,
+            "stopping": self.stopping,
+        }
+
+    # Jobs -------------------------------------------------------------------
+
+    def _start_waiting(self) -> None:
+        while self.waiting and len(self.running) < self.max_jobs and not self.stopping:
+            job = self.waiting.popleft()
+            self._fork(job)
+
+    def _fork(self, job: Job) -> None:
+        from . import server_child
+
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        keep = job.conn.fileno()
+        inherited = [fd for fd in self._own_fds() if fd != keep and fd not in job.fds]
+        job.started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the job; never returns
+            server_child.run_job(job.request, job.fds, keep, self.pid, inherited)
+        job.pid = pid
+        _close_all(job.fds)
+        job.fds = []
+        self.running[pid] = job
+
+    def _own_fds(self) -> list[int]:
+        """Descriptors of the server a job must not keep (the client's are installed apart)."""
+        fds = [self.wake_read.fileno(), self.wake_write.fileno(), self.lock_fd, self.log_fd]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        with contextlib.suppress(AttributeError, ValueError):
+            fds.append(self.selector.fileno())  # epoll's own descriptor
+        for peer in self.peers.values():
+            fds.append(peer.conn.fileno())
+            fds.extend(peer.fds)
+            if peer.job is not None:
+                fds.extend(peer.job.fds)
+        if self.probe is not None:
+            fds.append(self.probe[1])
+        return [fd for fd in fds if fd >= 0]
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.probe is not None and pid == self.probe[0]:
+                continue
+            job = self.running.pop(pid, None)
+            if job is not None:
+                self._finished(job, status)
+        self._start_waiting()
+
+    def _finished(self, job: Job, status: int) -> None:
+        self.served += 1
+        self.last_active = time.monotonic()
+        code = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - job.started
+        argv = " ".join(job.request.get("argv", []))[:200]
+        self.log(f"job {job.number} (pid {job.pid}): maxconv {argv} -> {code} in {seconds:.3f} s")
+        if job.client_gone:
+            return
+        message = {"type": "exit", "code": code}
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            message = {
+                "type": "exit",
+                "code": 1,
+                "message": f"error: the job's process in the maxconv server was killed ({name})",
+            }
+        self._answer(job.conn, message)
+        self._drop(job.conn)
+        self._start_waiting()
+
+    # Device probe: what `--status` lists, found in a child (the parent opens no device)
+
+    def _start_device_probe(self) -> None:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read)
+                from .devices import describe_devices
+
+                os.write(write, json.dumps(describe_devices()).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        os.set_blocking(read, False)
+        self.probe = (pid, read)
+        self.selector.register(read, selectors.EVENT_READ, "probe")
+        self._probe_data = b""
+
+    def _read_probe(self) -> None:
+        assert self.probe is not None
+        try:
+            chunk = os.read(self.probe[1], _RECEIVE)
+        except BlockingIOError:
+            return
+        if chunk:
+            self._probe_data += chunk
+            return
+        self.selector.unregister(self.probe[1])
+        os.close(self.probe[1])
+        self.probe = None
+        try:
+            self.devices = json.loads(self._probe_data)
+        except ValueError:
+            self.devices = []
+            self.log("the device probe failed: no device could be listed")
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    """Nothing: the wake-up descriptor carries the signal to the loop."""
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def warm_up() -> None:
+    """Import everything a command needs, so that no job pays for it.
+
+    Only imports, and state that survives fork: no device is opened here (see
+    the module docstring). typer's click command is built once (12 ms a job
+    otherwise) and importlib.metadata's path caches are filled (the engine
+    asks it for MAX's version).
+    """
+    import importlib
+    import importlib.metadata
+
+    import typer.main
+
+    for name in (
+        "ctypes",
+        "numpy",
+        "soundfile",
+        "max.driver",
+        "max.engine",
+        "max.graph",
+        "rich.console",
+        "rich.progress",
+        "rich.table",
+        "maxconv.audio",
+        "maxconv.cache",
+        "maxconv.calibration",
+        "maxconv.convolution",
+        "maxconv.devices",
+        "maxconv.engine",
+        "maxconv.filtering",
+        "maxconv.kernels",
+        "maxconv.pipeline",
+        "maxconv.stream",
+        "maxconv.bench",
+        "maxconv.cli",
+        "maxconv.server_child",
+    ):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("max")
+    from . import cli
+
+    command = typer.main.get_command(cli.app)
+    build = typer.main.get_command
+
+    def cached(typer_instance: typer.Typer) -> object:
+        return command if typer_instance is cli.app else build(typer_instance)
+
+    typer.main.get_command = cached
+
+
+def serve_forever(max_jobs: int, idle_minutes: float, grace: float) -> int:
+    """Run the server in this process until it is stopped; the exit code.
+
+    Raises client.UnsafeFolder for a socket folder others can enter, and
+    RuntimeError when another server holds this folder.
+    """
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("maxconv serve needs Linux (SO_PEERCRED, PR_SET_PDEATHSIG)")
+    folder = client.runtime_dir()
+    client.check_private_dir(folder, create=True)
+    log_fd = os.dup(2)
+    os.set_inheritable(log_fd, False)
+    server = Server(folder, max_jobs, idle_minutes, grace, log_fd)
+    server.take_lock()
+    begun = time.perf_counter()
+    warm_up()
+    with contextlib.suppress(OSError, ValueError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    server.log(f"imported MAX and maxconv in {time.perf_counter() - begun:.2f} s")
+    server.listen()
+    return server.run()

@@ -1,0 +1,173 @@
+"""What a forked job of `maxconv serve` does: become its client, run the command, exit.
+
+The job process takes its client's stdin, stdout and stderr as 0/1/2, its
+working folder, umask, forwarded environment, program name and arguments,
+then runs the command line as `maxconv.__main__` runs it in-process (the
+same signal handlers, the same CLI) and ends with the command's exit code,
+which the server reports to the client from waitpid. Nothing of it returns
+to the server's loop: every path ends in os._exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import signal
+import sys
+import types
+
+from . import client
+
+_PR_SET_PDEATHSIG = 1
+_orphaned = False
+
+
+def run_job(
+    request: dict, fds: list[int], conn_fd: int, server_pid: int, inherited: list[int]
+) -> None:
+    """Run one command in this freshly forked process; never returns."""
+    code = 70
+    try:
+        _detach_from_server(server_pid, inherited)
+        _become_client(request, fds)
+        code = _run_command()
+        if _orphaned and code == 0:
+            # The server died after the output was committed: say so ourselves.
+            with contextlib.suppress(OSError):
+                os.write(conn_fd, client.encode({"type": "exit", "code": 0}))
+    except SystemExit as exc:  # a signal before the CLI took over (__main__'s handlers)
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # noqa: BLE001 - nothing may reach the server's loop
+        if not _orphaned:
+            with contextlib.suppress(BaseException):
+                message = f"error: the maxconv server could not run this command: {exc}\n"
+                os.write(2, message.encode())
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _detach_from_server(server_pid: int, inherited: list[int]) -> None:
+    """Drop the server's descriptors and signal handling; die with the server."""
+    from .__main__ import _exit_quietly
+
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)
+    signal.signal(signal.SIGUSR1, _server_gone)
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # Its own process group: a Ctrl-C in the server's terminal is the server's to handle.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
+    if os.getppid() != server_pid:  # it died before prctl took effect
+        _server_gone(signal.SIGUSR1, None)
+
+
+def _server_gone(signum: int, frame: object) -> None:
+    """The server died: cancel the job as SIGTERM would, but let the client do the talking.
+
+    The client sees its connection close without an exit code and says, in
+    one line, that the server stopped; the CLI's own 'terminated' line would
+    be a second one, so stderr goes to /dev/null first.
+    """
+    global _orphaned
+    _orphaned = True
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _become_client(request: dict, fds: list[int]) -> None:
+    """Take the client's descriptors, folder, umask, environment and command line."""
+    received = dict(zip(request["fds"], fds, strict=True))
+    for target in (0, 1, 2):
+        if target in received:
+            os.dup2(received[target], target)
+        else:
+            with contextlib.suppress(OSError):
+                os.close(target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    _reopen_stdio()
+    os.chdir(request["cwd"])
+    os.umask(int(request["umask"]))
+    for key in [key for key in os.environ if client.is_forwarded(key)]:
+        del os.environ[key]
+    os.environ.update(request["env"])
+    # click names the program from sys.argv[0] and __main__.__package__ ('python -m maxconv').
+    main = types.ModuleType("__main__")
+    main.__package__ = request.get("main_package")
+    sys.modules["__main__"] = main
+    sys.argv = [request.get("argv0") or "maxconv", *request["argv"]]
+    _fresh_consoles()
+
+
+def _reopen_stdio() -> None:
+    """New sys.stdin/stdout/stderr on 0/1/2, buffered as Python buffers them at start-up."""
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    streams = {}
+    for fd, mode, errors in ((0, "r", "strict"), (1, "w", "strict"), (2, "w", "backslashreplace")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            streams[fd] = None
+            continue
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+        streams[fd] = io.TextIOWrapper(
+            buffered,
+            encoding=encoding,
+            errors=errors,
+            line_buffering=fd == 2 or (fd == 1 and os.isatty(fd)),
+        )
+    sys.stdin = sys.__stdin__ = streams[0]
+    sys.stdout = sys.__stdout__ = streams[1]
+    sys.stderr = sys.__stderr__ = streams[2]
+
+
+def _fresh_consoles() -> None:
+    """Rebuild the CLI's rich Consoles, which read the terminal and environment when built.
+
+    The server built them for its own stderr (no terminal, no colour); the
+    job's are built for the client's terminal, NO_COLOR, COLUMNS and TERM.
+    """
+    from rich.console import Console
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "maxconv" or name.startswith("maxconv.")):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, Console):
+                fresh = Console(stderr=value.stderr, highlight=getattr(value, "_highlight", True))
+                setattr(module, attribute, fresh)
+
+
+def _run_command() -> int:
+    """The CLI, as cli.run_and_exit runs it, without its os._exit: the exit code."""
+    from . import cli
+
+    try:
+        cli.main()
+        code: object = 0
+    except SystemExit as exit_request:
+        code = exit_request.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    return code
