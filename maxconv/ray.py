@@ -121,6 +121,8 @@ def start_ray(
         "logging_level": logging.WARNING,
     }
     if local:
+        # "local": a new instance here, never one that `ray start` left running.
+        address = "local"
         options.update(num_cpus=num_cpus, object_store_memory=object_store_memory)
     ray.init(address=address, **options)
     return ray

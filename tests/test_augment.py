@@ -25,6 +25,7 @@ import soundfile as sf
 import soxr
 from typer.testing import CliRunner
 
+import maxconv
 from maxconv.augment import AugmentOptions, plan_job, read_manifest, run_job
 from maxconv.augment.discovery import find_entries, read_list
 from maxconv.augment.job import output_name, resolve_devices
@@ -34,6 +35,7 @@ from maxconv.cli import app
 from maxconv.errors import InputError, KernelError, MaxconvError, OutputError
 
 runner = CliRunner()
+PACKAGE_ROOT = str(Path(maxconv.__file__).resolve().parent.parent)  # for child processes
 RATE = 16000
 LSB = 1 / 32768
 
@@ -492,7 +494,7 @@ class TestManifestAndResume:
         script = textwrap.dedent(
             f"""
             import sys, time
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            sys.path[:0] = [{str(Path(__file__).parent)!r}, {PACKAGE_ROOT!r}]
             from test_augment import fake_convolve
             from maxconv.augment import AugmentOptions, plan_job, run_job
 
