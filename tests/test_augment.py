@@ -389,8 +389,8 @@ class TestSemantics:
         calls = []
 
         def counting(signals, kernels, mode, **kw):
-            calls.append([(len(k), len(s)) for s, k in zip(signals, kernels, strict=True)])
-            assert mode == "valid"
+            calls.append([(len(s), len(k)) for s, k in zip(signals, kernels, strict=True)])
+            assert mode == "full"
             return fake_convolve(signals, kernels, mode)
 
         run([str(dataset["clips"])], [str(dataset["rirs"])], dataset["root"] / "out",

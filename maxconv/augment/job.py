@@ -4,7 +4,7 @@ The work is cut into *groups* of consecutive clips (in input order). A group
 is the unit of everything: its clips are read and decoded on worker threads,
 its convolution rows (one per clip channel, four per true-stereo clip) go
 through `convolve_batch` in as few calls as its size allows (rows sorted by
-kernel and signal length, cut at `batch_samples`), its outputs are finished
+signal and kernel length, cut at `batch_samples`), its outputs are finished
 (mix, normalization) and written on worker threads, and its manifest lines are
 appended in input order once all its files are in place. Several groups are in
 flight at once, so reading, computing and writing overlap, and with
@@ -15,13 +15,13 @@ What is computed for a clip depends only on its group, never on timing or on
 which device or process runs it; the Ray job (maxconv.ray) runs the very same
 groups, so its outputs are the same bytes as a local run's.
 
-Per output sample the wanted slice of the full convolution is
-``full[shift : shift + count]``, where ``shift`` is the response's peak for
-``--align peak`` (0 for causal) and ``count`` is the clip's length for
-``--length same`` or runs to the end of the tail for ``tail``. It is asked of
-`convolve_batch` in ``valid`` mode on the clip padded with ``K - 1 - shift``
-zeros before and ``count + shift - N`` after, so no output beyond the wanted
-ones is computed.
+A clip's output is the slice ``full[shift : shift + count]`` of the full
+convolution, where ``shift`` is the response's peak for ``--align peak`` (0
+for causal) and ``count`` is the clip's length for ``--length same`` or runs to
+the end of the tail for ``tail``. The rows go to `convolve_batch` in ``full``
+mode as they are and the slice is cut here: `convolve_batch` computes a
+group's full result anyway (its rows padded to a common length), so padding
+the rows here to ask for ``valid`` would only lengthen them.
 """
 
 from __future__ import annotations
@@ -327,14 +327,6 @@ def _span(clip: LoadedClip, options: AugmentOptions) -> tuple[int, int]:
     return shift, count
 
 
-def _padded(row: np.ndarray, before: int, after: int) -> np.ndarray:
-    if before == 0 and after == 0:
-        return row
-    out = np.zeros(before + row.size + after, dtype=row.dtype)
-    out[before : before + row.size] = row
-    return out
-
-
 def compute_group(
     clips: Sequence[LoadedClip],
     options: AugmentOptions,
@@ -344,7 +336,7 @@ def compute_group(
     """The wet signal ``(channels, count)`` of each usable clip (None for failed ones).
 
     Every row of the group goes through `convolve` (default:
-    `maxconv.convolve_batch`) in ``valid`` mode, sorted by kernel and signal
+    `maxconv.convolve_batch`) in ``full`` mode, sorted by signal and kernel
     length and cut into calls of at most ``options.batch_samples`` samples.
     """
     if convolve is None:
@@ -356,19 +348,12 @@ def compute_group(
         if clip.error is not None:
             continue
         assert clip.data is not None and clip.response is not None and clip.layout is not None
-        shift, count = _span(clip, options)
-        taps = clip.response.taps
-        before = taps.shape[1] - 1 - shift
-        after = count + shift - clip.data.shape[1]
-        padded: dict[int, np.ndarray] = {}
         for channel, path in row_plan(clip.layout, clip.data.shape[0]):
-            if channel not in padded:
-                padded[channel] = _padded(clip.data[channel], before, after)
-            rows.append(padded[channel])
-            kernels.append(taps[path])
+            rows.append(clip.data[channel])
+            kernels.append(clip.response.taps[path])
             owners.append(number)
     results: list[np.ndarray | None] = [None] * len(rows)
-    order = sorted(range(len(rows)), key=lambda i: (kernels[i].size, rows[i].size, i))
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].size, kernels[i].size, i))
     start = 0
     while start < len(order):
         stop, samples = start, 0
@@ -379,7 +364,7 @@ def compute_group(
         outs = convolve(
             [rows[i] for i in chosen],
             [kernels[i] for i in chosen],
-            "valid",
+            "full",
             method=options.method,
             device=device,
         )
@@ -389,7 +374,8 @@ def compute_group(
     per_clip: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     for owner, out in zip(owners, results, strict=True):
         assert out is not None
-        per_clip[owner].append(np.asarray(out, dtype=np.float32))
+        shift, count = _span(clips[owner], options)
+        per_clip[owner].append(np.asarray(out[shift : shift + count], dtype=np.float32))
     return [
         combine_rows(clip.layout, per_clip[number]) if number in per_clip else None
         for number, clip in enumerate(clips)

@@ -1,0 +1,137 @@
+"""Benchmark `maxconv augment` file to file, beside a loop over the API for the same pairs.
+
+Makes a dataset (1-second 48 kHz 16-bit WAV clips, responses of random length
+between --min-taps and --max-taps at 48 kHz), runs `maxconv augment` on it in a
+fresh process (after a warm-up run that compiles or loads the graphs) and reads
+its clips/s from the --json report (reading, computing and writing; the
+process start-up is printed apart), then runs the same pairs, taken from the
+manifest, through a plain loop: read the clip, `maxconv.convolve`, slice, scale,
+write. Prints clips/s of both and their ratio.
+
+    uv run python scripts/augment_bench.py                       # 2-core CPU sizes
+    uv run python scripts/augment_bench.py --clips 10000 --device gpu
+    uv run python scripts/augment_bench.py --clips 10000 --device gpu:all --loop-clips 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 48000
+
+
+def make_dataset(root: Path, clips: int, responses: int, min_taps: int, max_taps: int) -> None:
+    """Clips of one second (noise-shaped speech stand-ins) and decaying responses."""
+    rng = np.random.default_rng(0)
+    for index in range(clips):
+        folder = root / "clips" / f"{index // 1000:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        x = rng.standard_normal(RATE) * 0.1 * np.sin(np.linspace(0, 20, RATE)) ** 2
+        sf.write(folder / f"clip{index:06d}.wav", x.astype(np.float32), RATE, subtype="PCM_16")
+    (root / "rirs").mkdir(parents=True, exist_ok=True)
+    for index in range(responses):
+        taps = int(rng.integers(min_taps, max_taps + 1))
+        h = rng.standard_normal(taps) * np.exp(-np.arange(taps) / (taps / 6))
+        h[: int(rng.integers(10, 200))] *= 0.01
+        sf.write(root / "rirs" / f"rir{index:04d}.wav", h.astype(np.float32), RATE, "FLOAT")
+
+
+def run_augment(root: Path, outdir: str, device: str, extra: list[str]) -> tuple[dict, float]:
+    """`maxconv augment` in a new process: its JSON report and the wall-clock seconds."""
+    command = [sys.executable, "-m", "maxconv", "augment", str(root / "clips"),
+               "-r", str(root / "rirs"), "-o", str(root / outdir), "--device", device,
+               "--json", "--quiet", "--force", *extra]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"maxconv augment failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout), wall
+
+
+def run_loop(root: Path, records: list[dict], device: str) -> float:
+    """The same pairs through a loop over maxconv.convolve, file to file; clips/s."""
+    import maxconv
+
+    out = root / "loop"
+    out.mkdir(exist_ok=True)
+    responses: dict[str, np.ndarray] = {}
+    maxconv.convolve(np.ones(16, np.float32), np.ones(4, np.float32), device=device)
+    start = time.perf_counter()
+    for record in records:
+        x, rate = sf.read(record["input"], dtype="float32")
+        if record["response"] not in responses:
+            responses[record["response"]] = sf.read(record["response"], dtype="float32")[0]
+        h = responses[record["response"]]
+        shift = int(np.argmax(np.abs(h)))
+        y = maxconv.convolve(x, h, device=device)[shift : shift + x.size]
+        y *= np.sqrt(np.mean(x.astype(np.float64) ** 2) / np.mean(y.astype(np.float64) ** 2))
+        sf.write(out / Path(record["output"]).name, y, rate, subtype="PCM_16")
+    return len(records) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=1000)
+    parser.add_argument("--responses", type=int, default=100)
+    parser.add_argument("--min-taps", type=int, default=8000)
+    parser.add_argument("--max-taps", type=int, default=24000)
+    parser.add_argument("--device", default="auto", help="auto, cpu, gpu, gpu:N or gpu:all")
+    parser.add_argument("--loop-clips", type=int, default=200, help="clips for the loop (0: none)")
+    parser.add_argument("--folder", help="keep the dataset here (default: a temp folder)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("augment_options", nargs="*", help="more `maxconv augment` options")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="augment-bench-") as temp:
+        root = Path(args.folder or temp)
+        if not (root / "clips").exists():
+            start = time.perf_counter()
+            make_dataset(root, args.clips, args.responses, args.min_taps, args.max_taps)
+            made = time.perf_counter() - start
+            print(f"dataset: {args.clips} clips, {args.responses} responses ({made:.1f} s to make)",
+                  file=sys.stderr)  # fmt: skip
+        warm, warm_wall = run_augment(
+            root, "warm", args.device, ["--group", "8", *args.augment_options]
+        )
+        print(f"warm-up run: {warm_wall:.1f} s (compiles or loads the graphs)", file=sys.stderr)
+        report, wall = run_augment(root, "out", args.device, args.augment_options)
+        figures = {
+            "clips": report["done"] + report["failed"],
+            "failed": report["failed"],
+            "devices": report["devices"],
+            "augment_clips_per_second": report["clips_per_second"],
+            "augment_realtime": report["realtime"],
+            "augment_job_seconds": report["seconds"],
+            "augment_process_seconds": wall,
+        }
+        if args.loop_clips:
+            records = [json.loads(line) for line in (root / "out/manifest.jsonl").open()]
+            loop = run_loop(root, records[: args.loop_clips], args.device)
+            figures["loop_clips"] = min(args.loop_clips, len(records))
+            figures["loop_clips_per_second"] = loop
+            figures["speedup_over_loop"] = report["clips_per_second"] / loop
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"maxconv augment on {', '.join(figures['devices'])}: "
+          f"{figures['augment_clips_per_second']:,.1f} clips/s file to file "
+          f"({figures['clips']} clips in {figures['augment_job_seconds']:.2f} s, "
+          f"{figures['augment_process_seconds']:.2f} s with process start-up)")  # fmt: skip
+    if "loop_clips_per_second" in figures:
+        print(f"loop over maxconv.convolve, same pairs ({figures['loop_clips']} clips): "
+              f"{figures['loop_clips_per_second']:,.1f} clips/s; "
+              f"augment is {figures['speedup_over_loop']:.1f}x faster")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
