@@ -9,7 +9,6 @@ cannot be imported are reported as absent, never estimated.
 
 from __future__ import annotations
 
-import importlib.metadata
 import statistics
 import time
 from collections.abc import Callable
@@ -17,8 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .cache import cache_key
-from .engine import SUPPORTED_DTYPES, Engine, get_engine
+from .engine import get_engine
 from .rows import correlate_rows
 
 # numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
@@ -53,11 +51,16 @@ class Measurement:
     seconds: float | None
     note: str = ""
     per_sync: int = 1
+    # What goes in and comes out: "device" (data already on the device),
+    # "host" (numpy to numpy), "tensors" (torch CUDA tensors), "augment" and
+    # "augment tensors" (clips through one response each). See bench_peers.
+    ground: str = "device"
 
     @property
     def title(self) -> str:
-        """The name, with the calls per synchronize when streamed."""
-        return f"{self.name}, {self.per_sync} calls/sync" if self.per_sync > 1 else self.name
+        """The name, with its ground and the calls per synchronize when streamed."""
+        title = self.name if self.ground == "device" else f"{self.name} [{self.ground}]"
+        return f"{title}, {self.per_sync} calls/sync" if self.per_sync > 1 else title
 
     @property
     def samples_per_second(self) -> float | None:
@@ -259,220 +262,27 @@ def measure_maxconv(
         warmup,
         repeat,
     )
+    name = np.dtype(dtype).name
     rows.append(
-        Measurement("maxconv host-to-host", engine.label, np.dtype(dtype).name, n, k, end_to_end)
+        Measurement("maxconv host-to-host", engine.label, name, n, k, end_to_end, ground="host")
     )
-    return rows
-
-
-def _cpu_peers(
-    dtype: np.dtype, n: int, k: int
-) -> dict[str, Callable[[], Callable[[], object]] | None]:
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(n).astype(dtype)
-    h = rng.standard_normal(k).astype(dtype)
-    peers: dict[str, Callable[[], Callable[[], object]] | None] = {
-        "numpy.convolve": lambda: (lambda: np.convolve(x, h)) if n * k <= NUMPY_MAX_MACS else None,
-    }
-    try:
-        import scipy.signal as signal
-
-        peers["scipy.signal.oaconvolve"] = lambda: lambda: signal.oaconvolve(x, h)
-        peers["scipy.signal.fftconvolve"] = lambda: lambda: signal.fftconvolve(x, h)
-    except ImportError:
-        peers["scipy.signal.oaconvolve"] = None
-        peers["scipy.signal.fftconvolve"] = None
-    return peers
-
-
-def _max_conv2d_model(engine: Engine, dtype: np.dtype):
-    """MAX's built-in conv2d as a 1 x K correlation, compiled once (symbolic W, K) and cached."""
-    from max.graph import DeviceRef, Graph, TensorType, ops
-
-    max_dtype = SUPPORTED_DTYPES[np.dtype(dtype)]
-    device = DeviceRef.from_device(engine.device)
-
-    def compile_graph():
-        signal = TensorType(max_dtype, [1, 1, "width", 1], device=device)
-        taps = TensorType(max_dtype, [1, "taps", 1, 1], device=device)
-        with Graph(f"max_conv2d_peer_{max_dtype}", input_types=[signal, taps]) as graph:
-            x, h = (value.tensor for value in graph.inputs)
-            graph.output(ops.conv2d(x, h))
-        return engine.session.compile(graph)
-
-    key = cache_key(
-        "max-conv2d-peer",
-        importlib.metadata.version("max"),
-        engine.device_signature(),
-        str(max_dtype),
-    )
-    compiled, _ = engine.cache.get_or_compile(key, compile_graph)
-    return engine.session.init(compiled)
-
-
-def measure_max_conv2d(
-    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
-) -> Measurement:
-    """MAX's own ops.conv2d on device-resident data, the in-house baseline."""
-    engine = get_engine(device)
-    limit = CONV2D_MAX_MACS_CPU if engine.spec.kind == "cpu" else CONV2D_MAX_MACS_GPU
-    if n * k > limit:
-        note = "skipped: N*K too large"
-        return Measurement("MAX ops.conv2d", engine.label, np.dtype(dtype).name, n, k, None, note)
-    model = _max_conv2d_model(engine, dtype)
-    rng = np.random.default_rng(2)
-    x = engine.to_device(rng.standard_normal((1, 1, n + k - 1, 1)).astype(dtype))
-    h = engine.to_device(rng.standard_normal((1, k, 1, 1)).astype(dtype))
-    seconds = median_seconds(lambda: model.execute(x, h), engine.device.synchronize, warmup, repeat)
-    return Measurement("MAX ops.conv2d", engine.label, np.dtype(dtype).name, n, k, seconds)
-
-
-def measure_peers(
-    device_kind: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
-) -> list[Measurement]:
-    """Peers on the same device kind; absent ones are listed with seconds=None."""
-    results: list[Measurement] = []
-    name = np.dtype(dtype).name
-    if device_kind == "cpu":
-        for peer, make in _cpu_peers(dtype, n, k).items():
-            run = make() if make else None
-            if run is None:
-                note = "absent" if make is None else "skipped: over a minute per run"
-                results.append(Measurement(peer, "cpu", name, n, k, None, note))
-                continue
-            results.append(
-                Measurement(
-                    peer, "cpu", name, n, k, median_seconds(run, lambda: None, warmup, repeat)
-                )
-            )
-        return results
-    results.extend(_torch_peer(dtype, n, k, warmup, repeat))
-    results.extend(_torchaudio_peer(dtype, n, k, warmup, repeat))
-    results.extend(_cupy_peer(dtype, n, k, warmup, repeat))
-    return results
-
-
-def _torch_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> list[Measurement]:
-    name = np.dtype(dtype).name
-    try:
-        import torch
-        import torch.nn.functional as functional
-    except ImportError:
-        return [Measurement("torch conv1d", "gpu", name, n, k, None, "absent")]
-    if not torch.cuda.is_available():
-        return [Measurement("torch conv1d", "gpu", name, n, k, None, "no CUDA")]
-    if n * k > TORCH_MAX_MACS:
-        return [Measurement("torch conv1d", "gpu", name, n, k, None, "skipped: N*K too large")]
-    tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
-    x = torch.randn(1, 1, n + k - 1, device="cuda", dtype=tdtype)
-    w = torch.randn(1, 1, k, device="cuda", dtype=tdtype)
-    return timed(
-        "torch conv1d",
-        "gpu",
-        dtype,
-        n,
-        k,
-        lambda: functional.conv1d(x, w),
-        torch.cuda.synchronize,
-        warmup,
-        repeat,
-        True,
-    )
-
-
-def _torchaudio_peer(
-    dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
-) -> list[Measurement]:
-    """torchaudio's FFT convolution, the ground of the long-kernel (reverb) users."""
-    name = np.dtype(dtype).name
-    try:
-        import torch
-        import torchaudio.functional as audio_functional
-    except ImportError:
-        return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, None, "absent")]
-    if not torch.cuda.is_available():
-        return [Measurement("torchaudio fftconvolve", "gpu", name, n, k, None, "no CUDA")]
-    tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
-    x = torch.randn(n, device="cuda", dtype=tdtype)
-    h = torch.randn(k, device="cuda", dtype=tdtype)
-    return timed(
-        "torchaudio fftconvolve",
-        "gpu",
-        dtype,
-        n,
-        k,
-        lambda: audio_functional.fftconvolve(x, h),
-        torch.cuda.synchronize,
-        warmup,
-        repeat,
-        True,
-    )
-
-
-def _cupy_peer(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -> list[Measurement]:
-    name = np.dtype(dtype).name
-    try:
-        import cupy
-        import cupyx.scipy.signal as csignal
-    except ImportError:
-        return [Measurement("cupyx oaconvolve", "gpu", name, n, k, None, "absent")]
-    x = cupy.random.standard_normal(n).astype(dtype)
-    h = cupy.random.standard_normal(k).astype(dtype)
-    sync = cupy.cuda.Device().synchronize
-    return timed(
-        "cupyx oaconvolve",
-        "gpu",
-        dtype,
-        n,
-        k,
-        lambda: csignal.oaconvolve(x, h),
-        sync,
-        warmup,
-        repeat,
-        True,
-    )
-
-
-def run_sweep(
-    device: str,
-    dtypes: list[str],
-    ns: list[int],
-    ks: list[int],
-    warmup: int = 2,
-    repeat: int = 7,
-    peers: bool = True,
-    on_point: Callable[[int, int], None] | None = None,
-) -> list[Measurement]:
-    """Every (dtype, N, K) point: maxconv both ways, then the peers.
-
-    `on_point(done, total)` is called after each point, for progress bars.
-    """
-    kind = get_engine(device).spec.kind
-    rows: list[Measurement] = []
-    for dtype_name in dtypes:
-        dtype = np.dtype(dtype_name)
-        for n in ns:
-            for k in ks:
-                rows.extend(measure_maxconv(device, dtype, n, k, warmup, repeat))
-                if peers:
-                    rows.append(measure_max_conv2d(device, dtype, n, k, warmup, repeat))
-                    rows.extend(measure_peers(kind, dtype, n, k, warmup, repeat))
-                if on_point:
-                    on_point(len(rows), len(dtypes) * len(ns) * len(ks))
     return rows
 
 
 def speedups(rows: list[Measurement]) -> dict[int, float]:
-    """For each peer row, how many times faster maxconv's best op is (peer / maxconv),
-    timed alike (the same calls per synchronize)."""
-    best: dict[tuple[str, str, int, int, int], float] = {}
+    """For each peer row, how many times faster maxconv's best row of the same
+    ground is (peer / maxconv), timed alike (the same calls per synchronize)."""
+    best: dict[tuple, float] = {}
+
+    def key(row: Measurement) -> tuple:
+        return (row.ground, row.device.split(":")[0], row.dtype, row.n, row.k, row.per_sync)
+
     for row in rows:
-        if row.name in ("maxconv op", "maxconv fft op") and row.seconds:
-            key = (row.device.split(":")[0], row.dtype, row.n, row.k, row.per_sync)
-            best[key] = min(best.get(key, row.seconds), row.seconds)
+        if row.name.startswith("maxconv") and row.seconds:
+            best[key(row)] = min(best.get(key(row), row.seconds), row.seconds)
     ratios = {}
     for index, row in enumerate(rows):
-        ours = best.get((row.device.split(":")[0], row.dtype, row.n, row.k, row.per_sync))
+        ours = best.get(key(row))
         if ours and row.seconds and not row.name.startswith("maxconv"):
             ratios[index] = row.seconds / ours
     return ratios

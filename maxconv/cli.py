@@ -446,20 +446,21 @@ def bench(
     plot: Annotated[
         Path | None, typer.Option(help="Write a throughput-vs-K chart (needs matplotlib).")
     ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            help="Also time data augmentation: 1000 clips x 48,000 samples, each through its "
+            "own 8,000-tap response (numpy, and torch tensors on a GPU)."
+        ),
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Measure the op against its peers, on data on the device and host to host."""
+    """Measure the op against its peers: on the device, host to host, torch tensors."""
     with reported_errors(debug):
         from rich.table import Table
 
-        from .bench import (
-            crossovers,
-            device_limits,
-            plot_throughput,
-            run_sweep,
-            share_of_limit,
-            speedups,
-        )
+        from .bench import crossovers, device_limits, plot_throughput, share_of_limit, speedups
+        from .bench_peers import measure_augment, run_sweep
         from .engine import get_engine
 
         rows = []
@@ -482,6 +483,8 @@ def bench(
                 )
             finally:
                 progress.stop()
+            if augment:
+                rows += measure_augment(spec, warmup, repeat)
             limits[engine.label] = device_limits(spec)
         ratios = speedups(rows)
         fft_from = crossovers(rows)

@@ -125,17 +125,18 @@ def test_multichannel_matches_per_channel_scipy(
     [
         (np.float32, np.float32, np.float32),
         (np.int16, np.float32, np.float32),
-        (np.float16, np.float16, np.float32),
+        (np.float16, np.float16, np.float16),
         (np.float32, np.float64, np.float64),
         (np.int64, np.float32, np.float64),
-        (np.int32, np.int32, np.float64),
+        (np.int32, np.int32, np.int32),
     ],
 )
 def test_dtype_rules(x_dtype, h_dtype, expected):
+    """scipy's result dtype: numpy.result_type of the inputs."""
     x = np.arange(20).astype(x_dtype)
     h = np.array([1, 2, 1]).astype(h_dtype)
     result = maxconv.convolve(x, h, device="cpu")
-    assert result.dtype == np.dtype(expected)
+    assert result.dtype == np.dtype(expected) == scipy.signal.convolve(x, h).dtype
     np.testing.assert_allclose(result, np.convolve(x.astype(np.float64), [1, 2, 1]))
 
 
@@ -179,10 +180,10 @@ def test_property_matches_scipy(n, k, channels, mode, correlate, double, seed):
 @pytest.mark.parametrize(
     ("x", "h", "kwargs", "message"),
     [
-        (np.zeros(0), np.ones(3), {}, "in1 is empty"),
-        (np.ones(5), np.zeros(0), {}, "kernel.* is empty"),
-        (np.ones((2, 2, 2)), np.ones(3), {}, "1-D .* or 2-D .* not 3-D"),
-        (np.ones((3, 10)), np.ones((2, 4)), {}, "2 kernels but in1 has 3 channels"),
+        (np.ones(5), np.ones((1, 3)), {}, "same dimensionality"),
+        (np.ones((2, 2, 2)), np.ones((2, 3)), {}, "same dimensionality"),
+        (np.ones((3, 10)), np.ones((2, 4)), {}, r"do not broadcast .* each must be equal or 1"),
+        (np.ones(10), np.ones(3), {"axis": 1}, "axis 1 is out of bounds for 1-D in1"),
         (
             np.ones(10),
             np.ones(3),
@@ -223,9 +224,9 @@ def test_auto_method_takes_fft_only_for_long_kernels_on_cpu(monkeypatch):
     assert chosen == ["direct", "fft"]
 
 
-def test_complex_input_is_a_type_error():
-    with pytest.raises(TypeError, match="complex"):
-        maxconv.correlate(np.ones(4, dtype=complex), np.ones(2))
+def test_non_numeric_input_is_a_type_error():
+    with pytest.raises(TypeError, match="numeric"):
+        maxconv.correlate(np.array(["a", "b"]), np.ones(2))
 
 
 def test_gpu_where_there_is_none_says_what_to_do(monkeypatch):
