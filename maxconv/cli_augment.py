@@ -93,7 +93,11 @@ def augment_command(
         typer.Option(help="Clips per group (one compute step); default 256 on a GPU, 32 on CPU."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Reading and writing threads (default: 2 per core).")
+        int | None,
+        typer.Option(
+            help="Reading and writing threads (default: a quarter of the cores when computing "
+            "on the CPU, 2 per core with GPUs)."
+        ),
     ] = None,
     ray: Annotated[
         bool,
