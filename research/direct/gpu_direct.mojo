@@ -79,6 +79,57 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
     print(String(dtype), "kernel", kernel, "calls", calls, "T", t, "K", k, "ms", med / 1e6, "GS/s", n / med, "TMAC/s", n * Float64(k) / med / 1e3, "err", worst)
 
 
+def check[dtype: DType](
+    ctx: DeviceContext, algorithm: Int, rows: Int, n: Int, k: Int, pad: Int, t: Int, taps_rows: Int, signal_rows: Int
+) raises -> Float64:
+    """Worst error of outputs [0, t) with `pad` zeros before each row (zero past
+    its end; the op's own halo), against a float64 host sum, relative to half
+    the taps' absolute sum; signal and taps rows 1 (broadcast) or `rows`."""
+    var h_sig = ctx.enqueue_create_host_buffer[dtype](signal_rows * n)
+    var h_taps = ctx.enqueue_create_host_buffer[dtype](taps_rows * k)
+    var h_out = ctx.enqueue_create_host_buffer[dtype](rows * t)
+    ctx.synchronize()
+    var state: UInt64 = 3
+    for i in range(signal_rows * n):
+        h_sig[i] = Scalar[dtype](_rand(state))
+    for i in range(taps_rows * k):
+        h_taps[i] = Scalar[dtype](_rand(state))
+    var d_sig = ctx.enqueue_create_buffer[dtype](signal_rows * n)
+    var d_taps = ctx.enqueue_create_buffer[dtype](taps_rows * k)
+    # One element more, the result starting at it: a result that is not
+    # 16-byte aligned must still be written right.
+    var d_out = ctx.enqueue_create_buffer[dtype](rows * t + 1)
+    ctx.enqueue_copy(d_sig, h_sig)
+    ctx.enqueue_copy(d_taps, h_taps)
+    var o = d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]().unsafe_offset(1)
+    var sg = d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tp = d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var signal_stride = n if signal_rows > 1 else 0
+    var taps_stride = k if taps_rows > 1 else 0
+    enqueue_conv1d_gpu[dtype](ctx, algorithm, o, sg, tp, rows, n, signal_stride, taps_stride, pad, t, k)
+    var h_all = ctx.enqueue_create_host_buffer[dtype](rows * t + 1)
+    ctx.enqueue_copy(h_all, d_out)
+    ctx.synchronize()
+    var worst = 0.0
+    for row in range(rows):
+        var c = row if taps_rows > 1 else 0
+        var sr = row if signal_rows > 1 else 0
+        var hsum = 0.0
+        for j in range(k):
+            hsum += abs(Float64(h_taps[c * k + j]))
+        var step = max(1, t // 97)
+        var i = 0
+        while i < t:
+            var acc = 0.0
+            for j in range(k):
+                var x = i + j - pad
+                if x >= 0 and x < n:
+                    acc += Float64(h_sig[sr * n + x]) * Float64(h_taps[c * k + j])
+            worst = max(worst, abs(acc - Float64(h_all[1 + row * t + i])) / (0.5 * hsum))
+            i = i + step if i + step < t or i == t - 1 else t
+    return worst
+
+
 def main() raises:
     # kernel 0: strided (the op's below SMALL_K), 2: blocked with wide tap
     # chunks (the op's above TAP_CHUNK), 3: asynchronous copies (the op's in
@@ -90,6 +141,18 @@ def main() raises:
         # One kernel at one K, for a profiler: gpu_direct one K.
         run(ctx, 3, Int(argv()[2]))
         return
+    # The op's contract: 'full' (pad K-1, N+K-1 outputs), 'same', K > N, one
+    # signal through several taps rows and several signals through one.
+    for algorithm in range(1, 4):
+        for k in [1, 5, 64, 255, 700]:
+            if algorithm == 2 and k > 256:
+                continue
+            var n = 70001
+            print("check algorithm", algorithm, "K", k,
+                  "full f32", check[DType.float32](ctx, algorithm, 3, n, k, k - 1, n + k - 1, 3, 3),
+                  "same f32", check[DType.float32](ctx, algorithm, 2, n, k, (k - 1) // 2, n, 1, 2),
+                  "bcast f32", check[DType.float32](ctx, algorithm, 3, n, k, k - 1, n + k - 1, 3, 1),
+                  "K>N f64", check[DType.float64](ctx, algorithm, 2, 37, k, k - 1, 37 + k - 1, 2, 2))
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
