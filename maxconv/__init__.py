@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["conv1d", "convolve", "convolve_batch", "correlate"]
+__all__ = ["conv1d", "convolve", "convolve_batch", "correlate", "fftconvolve", "oaconvolve"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .convolution import conv1d, convolve, convolve_batch, correlate
+    from .convolution import (
+        conv1d,
+        convolve,
+        convolve_batch,
+        correlate,
+        fftconvolve,
+        oaconvolve,
+    )
 
 
 def __getattr__(name: str) -> object:

@@ -83,6 +83,16 @@ def compute_dtype(result: np.dtype) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def fft_result_dtype(result: np.dtype) -> np.dtype:
+    """scipy.signal.fftconvolve's result dtype: float64 for integers and bool,
+    float32 for float16, the inputs' own otherwise."""
+    if result.kind in "biu":
+        return np.dtype(np.float64)
+    if result == np.float16:
+        return np.dtype(np.float32)
+    return result
+
+
 def cast_result(values: np.ndarray, result: np.dtype) -> np.ndarray:
     """Values computed in float to scipy's result dtype: integers rounded, bool as sum > 0."""
     if result == values.dtype:

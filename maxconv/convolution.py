@@ -21,6 +21,7 @@ from .arrays import (
     check_numeric,
     compute_dtype,
     cuda_index,
+    fft_result_dtype,
     is_dlpack,
     returner,
 )
@@ -126,6 +127,40 @@ def convolve(
     return _filter(in1, in2, mode, axis, device, method, out, flip=True)
 
 
+def fftconvolve(
+    in1,
+    in2,
+    mode: str = "full",
+    *,
+    axis: int = -1,
+    device: str = "auto",
+    method: str = "fft",
+    out=None,
+):
+    """Convolve by FFT, like `scipy.signal.fftconvolve(in1, in2, mode, axes=axis)`
+    (and `oaconvolve`, the same result).
+
+    As `convolve`, with scipy's FFT result dtypes: integer and bool inputs
+    give float64 (not rounded back), float16 float32. Convolution over
+    several axes at once (scipy's N-D `axes`) is out of scope: pass one axis.
+
+    Examples
+    --------
+    >>> import numpy as np, maxconv
+    >>> maxconv.fftconvolve(np.array([1, 2, 3]), np.array([0, 1, 1]))
+    array([0., 1., 3., 5., 3.])
+    """
+    if not isinstance(axis, int | np.integer):
+        raise ValueError(
+            f"maxconv convolves along one axis; axis must be an int, not {axis!r} "
+            "(N-D convolution over several axes is out of scope)"
+        )
+    return _filter(in1, in2, mode, axis, device, method, out, flip=True, fft_dtypes=True)
+
+
+oaconvolve = fftconvolve
+
+
 def conv1d(x, k, *, device: str = "auto"):
     """The raw op on one 1-D signal: out[i] = sum_j x[i + j] * k[j], x zero past its end.
 
@@ -146,8 +181,11 @@ def conv1d(x, k, *, device: str = "auto"):
     return returner(x)(result)
 
 
-def _filter(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
-    """correlate (flip False) or convolve (flip True) of any supported inputs."""
+def _filter(
+    in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool, fft_dtypes=False
+):
+    """correlate (flip False) or convolve (flip True) of any supported inputs;
+    `fft_dtypes`: scipy.signal.fftconvolve's result dtypes (see fftconvolve)."""
     check_mode(mode)
     check_method(method)
     if cuda_index(in1) is not None or cuda_index(in2) is not None:
@@ -165,8 +203,12 @@ def _filter(in1, in2, mode: str, axis: int, device: str, method: str, out, flip:
     if x.size == 0 or h.size == 0:
         return give_back(np.array([]))
     shape = RowShape.of(x.shape, h.shape, axis)
-    result_dtype = np.result_type(x, h)
     start, count = full_slice(mode, shape.length, shape.taps)
+    if shape.length == 1 or shape.taps == 1:
+        return give_back(_single_sample(shape, x, h, start, count, mode, flip, out))
+    result_dtype = np.result_type(x, h)
+    if fft_dtypes:
+        result_dtype = fft_result_dtype(result_dtype)
     engine = get_engine(device)
     method = engine.resolve_method(method, shape.taps)
     wanted = shape.result_shape(count)
@@ -195,6 +237,24 @@ def _filter(in1, in2, mode: str, axis: int, device: str, method: str, out, flip:
     if mode == "same" and shape.lead != shape.signal_lead:
         result = shape.centered_on_signal(result)
     return give_back(result)
+
+
+def _single_sample(shape, x, h, start: int, count: int, mode: str, flip: bool, out):
+    """One sample or one tap along the axis: the full result is a plain
+    product, computed exactly in numpy's result dtype (as scipy does: its
+    FFT path drops such axes and multiplies)."""
+    signal = np.moveaxis(x, shape.axis, -1)
+    taps = np.moveaxis(h, shape.axis, -1) if h.ndim > 1 else h
+    if not flip:
+        taps = np.flip(np.conj(taps) if np.iscomplexobj(taps) else taps, -1)
+    result = np.moveaxis((signal * taps)[..., start : start + count], -1, shape.axis)
+    if mode == "same" and shape.lead != shape.signal_lead:
+        result = shape.centered_on_signal(result)
+    if out is None:
+        return result
+    target = _check_out(out, result.shape, result.dtype)
+    np.copyto(target, result)
+    return out
 
 
 @dataclass(frozen=True)
@@ -233,11 +293,14 @@ class RowShape:
     def rows(self) -> int:
         return int(np.prod(self.lead, dtype=np.int64))
 
-    def as_rows(self, array: np.ndarray, lead: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """`array` as contiguous [rows, samples] of `dtype`: one row if all its
-        other axes are 1 (the op broadcasts it), else one per result row."""
+    def as_rows(
+        self, array: np.ndarray, lead: tuple[int, ...], dtype: np.dtype, expand: bool = False
+    ) -> np.ndarray:
+        """`array` (other axes `lead`) as contiguous [rows, samples] of `dtype`:
+        one row if all its other axes are 1 (the op broadcasts it) unless
+        `expand`, else one per result row."""
         samples = np.moveaxis(array, self.axis, -1) if array.ndim > 1 else array
-        if all(size == 1 for size in lead):
+        if all(size == 1 for size in lead) and not expand:
             return np.ascontiguousarray(samples.reshape(1, -1), dtype=dtype)
         if lead != self.lead:
             samples = np.broadcast_to(samples, (*self.lead, samples.shape[-1]))
@@ -308,11 +371,13 @@ def _correlate_parts(
             method,
             out=into,
         )
-    signal_lead = shape.signal_lead
-    if np.iscomplexobj(x) and all(size == 1 for size in signal_lead) and shape.rows > 1:
-        signal_lead = shape.lead  # a broadcast signal row stacked beside per-row taps
+    # Both parts of a broadcast complex signal row, stacked, need one row per
+    # result row when the taps have one per row.
+    expand = np.iscomplexobj(x) and any(size != 1 for size in taps_lead)
     parts = [x.real, x.imag] if np.iscomplexobj(x) else [x]
-    signal = np.concatenate([shape.as_rows(part, signal_lead, dtype) for part in parts])
+    signal = np.concatenate(
+        [shape.as_rows(part, shape.signal_lead, dtype, expand) for part in parts]
+    )
     rows = shape.rows
     sums = {}
     for name, part in (("c", taps.real), ("d", taps.imag if np.iscomplexobj(taps) else None)):

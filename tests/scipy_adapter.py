@@ -16,7 +16,7 @@ axis, N-D convolution over several axes stays SciPy's):
   (both inputs 2-D or more: N-D over all axes) to SciPy's own function.
   A 2-D in1 with a 1-D in2 goes to maxconv too, which takes in2 as one
   kernel for every row where SciPy refuses the call; no SciPy test makes it.
-* fftconvolve / oaconvolve: to maxconv with method="fft" when `axes` names
+* fftconvolve / oaconvolve: to maxconv.fftconvolve / oaconvolve when `axes` names
   exactly one axis (an int, or a sequence of one int: row-wise along that
   axis, any rank), or when `axes` is None and either input is 0-d or 1-D;
   everything else (several axes, or axes=None on N-D inputs, and malformed
@@ -169,7 +169,7 @@ def _adapter(name: str, mc_function):
                 axis = -1
             if axis is not None:
                 _record(name, "maxconv")
-                result = mc_function(in1, in2, mode, axis=axis, method="fft", device=DEVICE)
+                result = mc_function(in1, in2, mode, axis=axis, device=DEVICE)
                 if name in CROSSCHECK:
                     # SciPy's fftconvolve for oaconvolve too: the same result
                     # by definition, and TestOAConvolve monkeypatches
@@ -188,8 +188,8 @@ def _adapter(name: str, mc_function):
 ADAPTERS = {
     "convolve": _adapter("convolve", maxconv.convolve),
     "correlate": _adapter("correlate", maxconv.correlate),
-    "fftconvolve": _adapter("fftconvolve", maxconv.convolve),
-    "oaconvolve": _adapter("oaconvolve", maxconv.convolve),
+    "fftconvolve": _adapter("fftconvolve", maxconv.fftconvolve),
+    "oaconvolve": _adapter("oaconvolve", maxconv.oaconvolve),
 }
 
 
