@@ -61,6 +61,36 @@ def _device_rows(value, rows: int, length: int) -> driver.Buffer:
     return buffer.view(buffer.dtype, (rows, length))
 
 
+def _flip_last(library, array):
+    """array reversed along its last axis, contiguous, in its own library."""
+    if getattr(library, "__name__", "") == "torch":
+        return array.flip(-1).contiguous()
+    return library.ascontiguousarray(library.flip(array, -1))
+
+
+def _empty(library, like, shape: tuple[int, ...]):
+    """An uninitialised array of `like`'s library, dtype and device (its allocator's cache)."""
+    if getattr(library, "__name__", "") == "torch":
+        return library.empty(shape, dtype=like.dtype, device=like.device)
+    with library.cuda.Device(cuda_index(like)):
+        return library.empty(shape, dtype=like.dtype)
+
+
+def _taps_rows(engine: Engine, library, kernel, flip: bool, dtype: np.dtype) -> driver.Buffer:
+    """The taps as [rows, K] on the engine's GPU: a CUDA kernel of the signal's
+    library stays there (flipped there for convolve); anything else goes
+    through the host."""
+    n_taps = int(kernel.shape[-1])
+    same_dtype = np.dtype(str(getattr(kernel, "dtype", "")).replace("torch.", "") or "O") == dtype
+    if cuda_index(kernel) is not None and library_of(kernel) is library and same_dtype:
+        rows = int(np.prod(kernel.shape[:-1], dtype=np.int64))
+        on_device = _flip_last(library, kernel) if flip else kernel
+        return _device_rows(on_device, rows, n_taps)
+    host = _host_copy(kernel)
+    taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
+    return engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
+
+
 def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
     """correlate / convolve where in1 (the signal) is a CUDA array."""
     index = cuda_index(in1)
@@ -71,21 +101,19 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
         raise ValueError("CUDA arrays are filtered along their last axis; move it there first")
     library = library_of(in1)
     engine = _engine_for(index, device)
-    kernel = _host_copy(in2)
+    kernel_shape = tuple(in2.shape)
     lead, length = shape[:-1], shape[-1]
-    if kernel.ndim not in (1, len(shape)):
+    if len(kernel_shape) not in (1, len(shape)):
         raise ValueError("in2 must be 1-D or have in1's dimensionality")
-    taps_lead = kernel.shape[:-1] if kernel.ndim > 1 else ()
+    taps_lead = kernel_shape[:-1]
     rows = int(np.prod(lead, dtype=np.int64))
     if taps_lead and taps_lead != lead and any(size != 1 for size in taps_lead):
         raise ValueError(f"in2's other axes {taps_lead} must equal in1's {lead} or be 1")
-    if length == 0 or kernel.size == 0:
+    n_taps = kernel_shape[-1]
+    if length == 0 or n_taps == 0:
         raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
     signal = _device_rows(in1, rows, length)
     dtype = np.dtype(signal.dtype.to_numpy())
-    taps = np.flip(kernel, -1) if flip else np.conj(kernel).real
-    taps = np.ascontiguousarray(taps.reshape(-1, kernel.shape[-1]), dtype=dtype)
-    n_taps = taps.shape[1]
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
     block = engine.fft_block(n_taps, count) if method == "fft" else 1
@@ -95,15 +123,14 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     if out is not None:
         if cuda_index(out) != index or tuple(out.shape) != (*lead, count):
             raise ValueError(f"out must be a CUDA array of shape {(*lead, count)} on gpu:{index}")
-        result = _device_rows(out, rows, count)
+        target = out
     else:
-        result = driver.Buffer(signal.dtype, (rows, count), device=engine.device)
+        target = _empty(library, in1, (*lead, count))
     _synchronize_caller(library, index)
-    engine.correlate(result, signal, engine.to_device(taps), pad, method, block)
+    taps = _taps_rows(engine, library, in2, flip, dtype)
+    engine.correlate(_device_rows(target, rows, count), signal, taps, pad, method, block)
     engine.device.synchronize()
-    if out is not None:
-        return out
-    return library.from_dlpack(result).reshape(*lead, count)
+    return target
 
 
 def convolve_batch_cuda(
@@ -119,27 +146,31 @@ def convolve_batch_cuda(
     _engine_for(index, device)
     lengths = [int(s.shape[-1]) for s in signals]
     longest = max(lengths)
-    first = signals[0]
-    if name == "torch":
-        padded = library.zeros((len(signals), longest), dtype=first.dtype, device=first.device)
+    if min(lengths) == longest:
+        padded = library.stack(signals)
     else:
-        with library.cuda.Device(index):
-            padded = library.zeros((len(signals), longest), dtype=first.dtype)
-    for row, signal in enumerate(signals):
-        padded[row, : lengths[row]] = signal
-    kernel_rows = [_host_copy(k) for k in (kernels[:1] if shared else kernels)]
-    longest_taps = max(k.size for k in kernel_rows)
-    taps = np.zeros(
-        (len(kernel_rows), longest_taps), np.dtype(str(first.dtype).replace("torch.", ""))
-    )
-    for row, kernel in enumerate(kernel_rows):
-        taps[row, : kernel.size] = kernel[::-1]
-    full = filter_cuda(
-        padded, taps if not shared else taps[0], "full", -1, device, method, None, False
-    )
+        padded = _empty(library, signals[0], (len(signals), longest))
+        padded[...] = 0
+        for row, signal in enumerate(signals):
+            padded[row, : lengths[row]] = signal
+    kernel_list = kernels[:1] if shared else kernels
+    taps_lengths = [int(k.shape[-1]) for k in kernel_list]
+    longest_taps = max(taps_lengths)
+    on_device = all(cuda_index(k) == index for k in kernel_list)
+    if on_device and min(taps_lengths) == longest_taps:
+        # Equal kernels: stacked and flipped on the device, no padding needed.
+        taps = _flip_last(library, library.stack(kernel_list))
+    else:
+        host = [_host_copy(k) for k in kernel_list]
+        taps = np.zeros(
+            (len(host), longest_taps), np.dtype(str(padded.dtype).replace("torch.", ""))
+        )
+        for row, kernel in enumerate(host):
+            taps[row, : kernel.size] = kernel[::-1]
+    full = filter_cuda(padded, taps[0] if shared else taps, "full", -1, device, method, None, False)
     results = []
     for row, length in enumerate(lengths):
-        n_taps = kernel_rows[0 if shared else row].size
+        n_taps = taps_lengths[0 if shared else row]
         start, size = full_slice(mode, length, n_taps)
         offset = start + longest_taps - n_taps
         results.append(full[row, offset : offset + size])

@@ -24,6 +24,7 @@ from max.graph import BufferType, DeviceRef, Graph, TensorType, ops
 from .cache import GraphCache, cache_key
 from .devices import open_device
 from .planning import FFT_FROM_TAPS, choose_method, fft_block_points
+from .transfer import Staging
 
 OPS_DIR = Path(__file__).parent / "ops"
 SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
@@ -106,6 +107,7 @@ class Engine:
         # many chunks of one shape, so nothing is allocated again after the first.
         self._buffers: dict[tuple, driver.Buffer] = {}
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
+        self._staging: dict[np.dtype, Staging] = {}
         self._fft_from_taps: tuple[int, str] | None = None
 
     @property
@@ -213,6 +215,13 @@ class Engine:
                 SUPPORTED_DTYPES[np.dtype(dtype)], tuple(shape), device=self.device
             )
         return self._buffers[key]
+
+    def staging(self, dtype: np.dtype) -> Staging:
+        """Pinned host buffers for transfers to and from this GPU, per dtype."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._staging:
+            self._staging[dtype] = Staging(self.device, SUPPORTED_DTYPES[dtype])
+        return self._staging[dtype]
 
     def window(self, pad: int, block: int) -> driver.Buffer:
         """The op's window input: an empty [pad, block, 0] buffer whose shape is the message."""

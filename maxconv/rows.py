@@ -12,15 +12,18 @@ row cut along its outputs with the K-1 samples before each chunk.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from max import driver
 
 from .engine import Engine
+from .transfer import parallel_copy
 
 # Outputs (and about as many inputs) a GPU chunk carries from host arrays:
-# 2^24 float32 samples are 64 MB each way, enough to keep the bus busy and
-# small beside the device's memory.
-GPU_CHUNK_SAMPLES = 1 << 24
+# 2^22 float32 samples are 16 MB each way, enough to keep the bus busy, and
+# a 2^24-sample call is four chunks whose host copies overlap the GPU's work.
+GPU_CHUNK_SAMPLES = 1 << 22
 
 
 def result_rows(signal: np.ndarray, taps: np.ndarray) -> int:
@@ -71,11 +74,7 @@ def correlate_rows(
     if signal.shape[1] == 0:
         out[...] = 0
         return out
-    if count >= GPU_CHUNK_SAMPLES or rows == 1:
-        _gpu_long_rows(engine, out, signal, taps, pad, method, block)
-    else:
-        _gpu_row_groups(engine, out, signal, taps, pad, method, block)
-    engine.device.synchronize()
+    _gpu_from_host(engine, out, signal, taps, pad, method, block)
     return out
 
 
@@ -86,74 +85,128 @@ def _nonempty(signal: np.ndarray) -> np.ndarray:
     return np.zeros((signal.shape[0], 1), signal.dtype)
 
 
-def _to_device(engine: Engine, role: str, host: np.ndarray) -> driver.Buffer:
-    """Copy a contiguous host array into a reused device buffer of its shape."""
-    device = engine.device_buffer(role, host.shape, host.dtype)
-    device.inplace_copy_from(driver.Buffer.from_numpy(host))
-    return device
+@dataclass(frozen=True)
+class Chunk:
+    """One op call of a host-to-GPU run: output rows and columns, the signal
+    rows and columns they need, the zeros before those, and the taps rows."""
+
+    rows: slice
+    columns: slice
+    signal_rows: slice
+    signal_columns: slice
+    pad: int
+    taps_rows: slice
 
 
-def _gpu_long_rows(
-    engine: Engine,
-    out: np.ndarray,
-    signal: np.ndarray,
-    taps: np.ndarray,
-    pad: int,
-    method: str,
-    block: int,
-) -> None:
-    """Each row cut along its outputs: chunk [a, b) needs the signal from a - pad
-    to b - pad + K - 1 (clipped to the row), its own leading zeros past the start."""
-    length, n_taps = signal.shape[1], taps.shape[1]
-    count = out.shape[1]
-    shared_taps = engine.to_device(taps) if taps.shape[0] == 1 else None
-    chunk = GPU_CHUNK_SAMPLES
-    for row in range(out.shape[0]):
-        taps_dev = shared_taps if shared_taps is not None else engine.to_device(taps[row : row + 1])
-        source = signal[row if signal.shape[0] > 1 else 0]
-        for first in range(0, count, chunk):
-            last = min(count, first + chunk)
-            low = max(0, first - pad)
-            high = min(length, last - pad + n_taps - 1)
-            if high <= low:  # every window of the chunk lies outside the signal
-                out[row, first:last] = 0
-                continue
-            segment = source[np.newaxis, low:high]
-            result = engine.device_buffer("out", (1, last - first), out.dtype)
-            engine.correlate(
-                result,
-                _to_device(engine, "signal", segment),
-                taps_dev,
-                pad - first + low,
-                method,
-                block,
-            )
-            driver.Buffer.from_numpy(out[row : row + 1, first:last]).inplace_copy_from(result)
+def plan_chunks(
+    rows: int, count: int, signal_shape: tuple[int, int], taps_shape: tuple[int, int], pad: int
+) -> list[Chunk]:
+    """Cut a host-to-GPU run into chunks of about GPU_CHUNK_SAMPLES outputs:
+    whole rows in groups, or a long row along its outputs, each chunk with the
+    K-1 samples before it (clipped to the row; its own leading zeros if any).
+    A chunk whose windows all lie outside the signal has no signal columns."""
+    signal_rows, length = signal_shape
+    taps_rows, n_taps = taps_shape
 
+    def own(first: int, last: int, total: int) -> slice:
+        return slice(first, last) if total > 1 else slice(0, 1)
 
-def _gpu_row_groups(
-    engine: Engine,
-    out: np.ndarray,
-    signal: np.ndarray,
-    taps: np.ndarray,
-    pad: int,
-    method: str,
-    block: int,
-) -> None:
-    """Whole rows, as many a call as fit GPU_CHUNK_SAMPLES."""
-    rows, count = out.shape
-    width = max(count, signal.shape[1])
-    per_call = max(1, GPU_CHUNK_SAMPLES // width)
-    shared_signal = _to_device(engine, "signal", signal) if signal.shape[0] == 1 else None
-    shared_taps = engine.to_device(taps) if taps.shape[0] == 1 else None
+    chunks = []
+    if count >= GPU_CHUNK_SAMPLES or rows == 1:
+        for row in range(rows):
+            for first in range(0, count, GPU_CHUNK_SAMPLES):
+                last = min(count, first + GPU_CHUNK_SAMPLES)
+                low = max(0, first - pad)
+                high = max(low, min(length, last - pad + n_taps - 1))
+                chunks.append(
+                    Chunk(
+                        slice(row, row + 1),
+                        slice(first, last),
+                        own(row, row + 1, signal_rows),
+                        slice(low, high),
+                        pad - first + low,
+                        own(row, row + 1, taps_rows),
+                    )
+                )
+        return chunks
+    per_call = max(1, GPU_CHUNK_SAMPLES // max(count, length))
     for first in range(0, rows, per_call):
         last = min(rows, first + per_call)
-        signal_dev = shared_signal
-        if signal_dev is None:
-            signal_dev = _to_device(engine, "signal", signal[first:last])
-        taps_dev = shared_taps
-        if taps_dev is None:
-            taps_dev = _to_device(engine, "taps", taps[first:last])
-        result = engine.device_buffer("out", (last - first, count), out.dtype)
-        engine.correlate(result, signal_dev, taps_dev, pad, method, block)
-        driver.Buffer.from_numpy(out[first:last]).inplace_copy_from(result)
+        chunks.append(
+            Chunk(
+                slice(first, last),
+                slice(0, count),
+                own(first, last, signal_rows),
+                slice(0, length),
+                pad,
+                own(first, last, taps_rows),
+            )
+        )
+    return chunks
+
+
+def _gpu_from_host(
+    engine: Engine,
+    out: np.ndarray,
+    signal: np.ndarray,
+    taps: np.ndarray,
+    pad: int,
+    method: str,
+    block: int,
+) -> None:
+    """Host rows through a GPU, every sample across the bus once each way.
+
+    Pinned staging buffers, two each way: while the GPU copies in, computes
+    and copies out chunk c, host threads copy chunk c + 1 in and chunk c - 1
+    out (transfer.py).
+    """
+    staging = engine.staging(out.dtype)
+    parallel_copy(staging.host("taps", taps.shape), taps)
+    taps_device = engine.device_buffer("taps", taps.shape, taps.dtype)
+    taps_device.inplace_copy_from(staging.pinned("taps", taps.shape))
+    chunks = plan_chunks(out.shape[0], out.shape[1], signal.shape, taps.shape, pad)
+
+    def shapes(chunk: Chunk) -> tuple[tuple[int, int], tuple[int, int]]:
+        rows = chunk.rows.stop - chunk.rows.start
+        columns = chunk.columns.stop - chunk.columns.start
+        signal_rows = chunk.signal_rows.stop - chunk.signal_rows.start
+        length = chunk.signal_columns.stop - chunk.signal_columns.start
+        return (signal_rows, length), (rows, columns)
+
+    def fill(index: int) -> None:
+        chunk = chunks[index]
+        source = signal[chunk.signal_rows, chunk.signal_columns]
+        if source.shape[1] > 0:
+            parallel_copy(staging.host(f"in{index % 2}", source.shape), source)
+
+    def enqueue(index: int) -> None:
+        chunk = chunks[index]
+        signal_shape, out_shape = shapes(chunk)
+        if signal_shape[1] == 0:
+            return
+        slot = index % 2
+        signal_device = engine.device_buffer(f"in{slot}", signal_shape, out.dtype)
+        signal_device.inplace_copy_from(staging.pinned(f"in{slot}", signal_shape))
+        result = engine.device_buffer(f"out{slot}", out_shape, out.dtype)
+        taps_rows = taps_device[chunk.taps_rows, :]
+        engine.correlate(result, signal_device, taps_rows, chunk.pad, method, block)
+        staging.pinned(f"out{slot}", out_shape).inplace_copy_from(result)
+
+    def drain(index: int) -> None:
+        chunk = chunks[index]
+        signal_shape, out_shape = shapes(chunk)
+        target = out[chunk.rows, chunk.columns]
+        if signal_shape[1] == 0:
+            target[...] = 0
+        else:
+            parallel_copy(target, staging.host(f"out{index % 2}", out_shape))
+
+    fill(0)
+    enqueue(0)
+    for index in range(len(chunks)):
+        if index + 1 < len(chunks):
+            fill(index + 1)
+        engine.device.synchronize()
+        if index + 1 < len(chunks):
+            enqueue(index + 1)
+        drain(index)

@@ -320,3 +320,33 @@ def test_numpy_through_the_gpu_in_chunks(gpu_device, method, n, k):
         [scipy.signal.correlate(r.astype(np.float64), t) for r, t in zip(rows, taps, strict=True)]
     )
     np.testing.assert_allclose(result, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("rows", "n", "k", "start", "count", "signal_rows", "taps_rows"),
+    [
+        (1, 10_000, 7, 0, 10_006, 1, 1),  # 'full' of a long row, many chunks
+        (1, 10_000, 300, 150, 10_000, 1, 1),  # 'same'
+        (1, 500, 2000, 499, 1501, 1, 1),  # 'valid' with K > N: chunks past the signal
+        (9, 700, 5, 4, 700, 9, 1),  # row groups, one kernel
+        (9, 700, 5, 0, 704, 1, 9),  # one signal through nine kernels
+        (6, 1000, 33, 32, 968, 6, 6),
+    ],
+)
+def test_gpu_pipeline_logic_on_the_cpu(
+    monkeypatch, rows, n, k, start, count, signal_rows, taps_rows
+):
+    """The host-to-GPU pipeline (chunks, staging, two slots each way), run on the
+    CPU device with chunks small enough to make many of them."""
+    import maxconv.rows as rows_module
+
+    monkeypatch.setattr(rows_module, "GPU_CHUNK_SAMPLES", 1024)
+    rng = np.random.default_rng(rows * n + k)
+    signal = rng.standard_normal((signal_rows, n)).astype(np.float32)
+    taps = rng.standard_normal((taps_rows, k)).astype(np.float32)
+    engine = get_engine("cpu")
+    out = np.full((rows, count), np.nan, np.float32)
+    method = "direct"
+    rows_module._gpu_from_host(engine, out, signal, taps, k - 1 - start, method, 1)
+    expected = correlate_rows(engine, signal, taps, start, count, method)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
