@@ -16,9 +16,13 @@ from std.memory.alloc import unsafe_alloc
 from std.sys import num_physical_cores, simd_width_of
 
 
-# Each span step keeps CPU_VECTORS SIMD accumulators (enough to hide the FMA
-# latency on two FMA pipes) and sweeps all K taps over them.
-comptime CPU_VECTORS = 8
+# Each span step keeps CPU_VECTORS SIMD accumulators and sweeps all K taps
+# over them; the lanes kernel keeps CPU_LANE_VECTORS. On the 2-core AVX-512
+# machine (N = 2^20 float32, best of 15, MS/s at K = 16 / 64 / 128 / 256):
+# 4 and 8 accumulators gave 3056 / 1028 and 2976 / 742 for the span kernel,
+# 432 / 232 and 466 / 296 for the lanes kernel (2 and 16 were slower).
+comptime CPU_VECTORS = 4
+comptime CPU_LANE_VECTORS = 8
 # From CPU_LANES_K taps on, the span kernel's unaligned loads (many of them
 # split across cache lines) bound it; the lanes kernel gives each SIMD lane
 # CPU_LANE_ROWS contiguous outputs and transposes the input under them, so
@@ -120,10 +124,10 @@ def _lanes[dtype: DType, width: Int](
     vector, and outputs m of all lanes are sum_j lanes[m + j] * taps[j],
     accumulated in the same order as `_span`, so both give identical results.
     """
-    comptime block = CPU_VECTORS * width
+    comptime block = CPU_LANE_VECTORS * width
     var count = last - first
     var rows = ceildiv(count, width)
-    var rows_padded = ceildiv(rows, CPU_VECTORS) * CPU_VECTORS
+    var rows_padded = ceildiv(rows, CPU_LANE_VECTORS) * CPU_LANE_VECTORS
     var span = rows_padded + n_taps
     var lanes = unsafe_alloc[Scalar[dtype]](span * width, alignment=64)
     var sums = unsafe_alloc[Scalar[dtype]](rows_padded * width, alignment=64)
@@ -132,11 +136,11 @@ def _lanes[dtype: DType, width: Int](
         for r in range(span):
             var x = source + r
             lanes[unsafe_offset=r * width + l] = row[unsafe_offset=x] if x >= 0 and x < length else 0
-    for m0 in range(0, rows_padded, CPU_VECTORS):
+    for m0 in range(0, rows_padded, CPU_LANE_VECTORS):
         var acc = SIMD[dtype, block](0)
         for j in range(n_taps):
             var tap = SIMD[dtype, width](taps[unsafe_offset=j])
-            comptime for v in range(CPU_VECTORS):
+            comptime for v in range(CPU_LANE_VECTORS):
                 var lane_row = lanes.unsafe_load[width=width]((m0 + v + j) * width)
                 var sum = acc.slice[width, offset = v * width]()
                 acc = acc.insert[offset = v * width](lane_row.fma(tap, sum))
