@@ -99,6 +99,11 @@ def _status(client) -> int:  # noqa: ANN001
         f"{answer['waiting']} waiting; up to {answer['max_jobs']} at a time)",
         f"socket: {answer['socket']}",
     ]
+    for job in answer.get("jobs", []):
+        lines.append(
+            f"job {job['job']} (pid {job['pid']}, {job['seconds']:.1f} s): "
+            f"maxconv {' '.join(job['argv'])}"
+        )
     idle = answer.get("idle_minutes")
     lines.append(f"exits after {idle:g} minutes without a job" if idle else "never exits when idle")
     mine = client.fingerprint()

@@ -406,6 +406,15 @@ class Server:
             "devices": self.devices,
             "served": self.served,
             "running": len(self.running),
+            "jobs": [
+                {
+                    "job": job.number,
+                    "pid": job.pid,
+                    "seconds": time.monotonic() - job.started,
+                    "argv": job.request.get("argv", [])[:12],
+                }
+                for job in self.running.values()
+            ],
             "waiting": len(self.waiting),
             "max_jobs": self.max_jobs,
             "idle_minutes": self.idle_seconds / 60,
@@ -563,6 +572,8 @@ def warm_up() -> None:
         "rich.console",
         "rich.progress",
         "rich.table",
+        "rich._emoji_codes",  # a 4,000-entry dict, 25 ms to compile at a job's first print
+        "typer._click.decorators",
         "maxconv.audio",
         "maxconv.cache",
         "maxconv.calibration",
@@ -581,7 +592,17 @@ def warm_up() -> None:
             importlib.import_module(name)
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         importlib.metadata.version("max")
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
     from . import cli
+
+    # A first print fills rich's caches (cell widths, styles, markup): done once, here.
+    rehearsal = Console(file=io.StringIO(), force_terminal=True, width=80, highlight=False)
+    rehearsal.print("[red]error:[/] warm-up 0.001 s; 1.0 MS/s", soft_wrap=True)
+    rehearsal.print(Table("device", "name"))
 
     command = typer.main.get_command(cli.app)
     build = typer.main.get_command

@@ -22,6 +22,7 @@ from . import client
 
 _PR_SET_PDEATHSIG = 1
 _orphaned = False
+_server_pid = 0
 
 
 def run_job(
@@ -53,12 +54,14 @@ def _detach_from_server(server_pid: int, inherited: list[int]) -> None:
     """Drop the server's descriptors and signal handling; die with the server."""
     from .__main__ import _exit_quietly
 
+    global _server_pid
+    _server_pid = server_pid
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_quietly)
     signal.signal(signal.SIGUSR1, _server_gone)
+    signal.signal(signal.SIGHUP, _hangup)
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -71,6 +74,15 @@ def _detach_from_server(server_pid: int, inherited: list[int]) -> None:
         _server_gone(signal.SIGUSR1, None)
 
 
+def _hangup(signum: int, frame: object) -> None:
+    """SIGHUP: the kernel's word to a stopped job whose server died (its process group
+    was orphaned), sent before the parent-death signal; else a plain cancel."""
+    if os.getppid() != _server_pid:
+        _server_gone(signum, frame)
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _server_gone(signum: int, frame: object) -> None:
     """The server died: cancel the job as SIGTERM would, but let the client do the talking.
 
@@ -79,6 +91,8 @@ def _server_gone(signum: int, frame: object) -> None:
     be a second one, so stderr goes to /dev/null first.
     """
     global _orphaned
+    if _orphaned:  # SIGHUP and SIGUSR1 both come: one cancel
+        return
     _orphaned = True
     with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
