@@ -204,9 +204,9 @@ def _filter(
         return give_back(np.array([]))
     shape = RowShape.of(x.shape, h.shape, axis)
     start, count = full_slice(mode, shape.length, shape.taps)
-    if shape.length == 1 or shape.taps == 1:
-        return give_back(_single_sample(shape, x, h, start, count, mode, flip, out))
     result_dtype = np.result_type(x, h)
+    if (shape.length == 1 or shape.taps == 1) and result_dtype not in (np.float32, np.float64):
+        return give_back(_single_sample(shape, x, h, start, count, mode, flip, out))
     if fft_dtypes:
         result_dtype = fft_result_dtype(result_dtype)
     engine = get_engine(device)
@@ -240,9 +240,11 @@ def _filter(
 
 
 def _single_sample(shape, x, h, start: int, count: int, mode: str, flip: bool, out):
-    """One sample or one tap along the axis: the full result is a plain
-    product, computed exactly in numpy's result dtype (as scipy does: its
-    FFT path drops such axes and multiplies)."""
+    """One sample or one tap along the axis, of integers, bool, complex or
+    float16: the full result is a plain product, computed exactly in numpy's
+    result dtype, as scipy does (its FFT path drops such axes and
+    multiplies). float32/float64 run the op, which gives the same rounded
+    products on all cores."""
     signal = np.moveaxis(x, shape.axis, -1)
     taps = np.moveaxis(h, shape.axis, -1) if h.ndim > 1 else h
     if not flip:
