@@ -464,7 +464,7 @@ def convolve_batch(
     engine = get_engine(device)
     give_back = returner(signal_list[0])
     results: list = [None] * len(hosts)
-    for group in _length_groups([signal.size for signal in hosts]):
+    for group in _length_groups([signal.size for signal in hosts], [k.size for k in taps]):
         for index, row in zip(
             group, _convolve_group(engine, hosts, taps, group, shared, mode, method), strict=True
         ):
@@ -472,16 +472,22 @@ def convolve_batch(
     return results
 
 
-def _length_groups(lengths: list[int]) -> list[list[int]]:
-    """Indices grouped by length: sorted, a new group once a row would pad
-    the shortest of the group past BATCH_LENGTH_SLACK."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+def _length_groups(lengths: list[int], taps: list[int]) -> list[list[int]]:
+    """Indices grouped by signal and kernel length: sorted by both, a new
+    group once a row would pad the group's shortest signal or kernel past
+    BATCH_LENGTH_SLACK (every row of a call is padded to its longest)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], taps[i]))
     groups: list[list[int]] = []
+    shortest_taps = longest_taps = 0
     for index in order:
-        if groups and lengths[index] <= BATCH_LENGTH_SLACK * lengths[groups[-1][0]]:
+        fits = groups and lengths[index] <= BATCH_LENGTH_SLACK * lengths[groups[-1][0]]
+        low, high = min(shortest_taps, taps[index]), max(longest_taps, taps[index])
+        if fits and high <= BATCH_LENGTH_SLACK * low:
             groups[-1].append(index)
+            shortest_taps, longest_taps = low, high
         else:
             groups.append([index])
+            shortest_taps = longest_taps = taps[index]
     return groups
 
 

@@ -49,18 +49,40 @@ def choose_method(method: str, n_taps: int, fft_from_taps: int) -> str:
     return "fft" if n_taps >= fft_from_taps else "direct"
 
 
+# Rows cut into at most this many blocks (short rows: clips) choose their
+# block length by the transform work of the row (see fft_block_points).
+FFT_FEW_BLOCKS = 8
+
+
 def fft_block_points(n_taps: int, outputs: int, device_kind: str) -> int:
     """The FFT op's block length L (a power of two) for `outputs` results a row.
 
     4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
     where half of each block is still output), and never longer than one
-    block covering all the outputs.
+    block covering all the outputs. A short row, a few blocks long, may take
+    a shorter L down to 2K where that needs less transform work: blocks go
+    in pairs through one complex transform each way, plus one transform for
+    the taps, so a 72,000-output row of a 24,000-tap response is one
+    half-empty pair at L = 2^17 but one full pair at 2^16.
     """
     points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
     cap = FFT_MAX_POINTS[device_kind]
     if cap is not None:
         points = min(points, max(cap, 1 << (2 * n_taps - 1).bit_length()))
-    return min(points, 1 << (outputs + n_taps - 2).bit_length())
+    points = min(points, 1 << (outputs + n_taps - 2).bit_length())
+    if _ceil(outputs, block_outputs(n_taps, points)) > FFT_FEW_BLOCKS:
+        return points
+    least = min(points, max(1 << (2 * n_taps - 1).bit_length(), 64))
+    candidates = []
+    while points >= least:
+        pairs = _ceil(_ceil(outputs, block_outputs(n_taps, points)), 2)
+        candidates.append(((2 * pairs + 1) * points * points.bit_length(), -points))
+        points //= 2
+    return -min(candidates)[1]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def block_outputs(n_taps: int, points: int) -> int:

@@ -350,3 +350,21 @@ def test_gpu_pipeline_logic_on_the_cpu(
     rows_module._gpu_from_host(engine, out, signal, taps, k - 1 - start, method, 1)
     expected = correlate_rows(engine, signal, taps, start, count, method)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fft_block_length_for_long_rows_and_clips():
+    from maxconv.planning import fft_block_points
+
+    # Long rows keep 4K rounded up (measured best), capped on a CPU.
+    assert fft_block_points(4096, 1 << 24, "gpu") == 1 << 14
+    assert fft_block_points(1_000_000, 1 << 30, "cpu") == 1 << 21
+    # A clip of a few blocks takes the length with the least transform work:
+    # one full pair at 2^16 rather than one half-empty pair at 2^17.
+    assert fft_block_points(24_000, 71_999, "gpu") == 1 << 16
+
+
+def test_batch_groups_split_on_kernel_length_too():
+    from maxconv.convolution import _length_groups
+
+    groups = _length_groups([48_000] * 4, [8_000, 24_000, 9_000, 23_000])
+    assert sorted(map(sorted, groups)) == [[0, 2], [1, 3]]
