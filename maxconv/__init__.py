@@ -12,17 +12,15 @@ __all__ = ["conv1d", "convolve", "convolve_batch", "correlate", "fftconvolve", "
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .convolution import (
-        conv1d,
-        convolve,
-        convolve_batch,
-        correlate,
-        fftconvolve,
-        oaconvolve,
-    )
+    from .batch import convolve_batch
+    from .convolution import conv1d, convolve, correlate, fftconvolve, oaconvolve
 
 
 def __getattr__(name: str) -> object:
+    if name == "convolve_batch":
+        from .batch import convolve_batch
+
+        return convolve_batch
     if name in __all__:
         from . import convolution
 

@@ -10,8 +10,6 @@ N-D input is rows along one axis with the other axes broadcast.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +24,7 @@ from .arrays import (
     returner,
 )
 from .engine import get_engine
+from .layout import RowShape
 from .planning import check_method, check_mode, full_slice
 from .rows import correlate_rows
 
@@ -259,77 +258,6 @@ def _single_sample(shape, x, h, start: int, count: int, mode: str, flip: bool, o
     return out
 
 
-@dataclass(frozen=True)
-class RowShape:
-    """How N-D inputs map onto the ops' rows: samples along `axis`, every
-    other axis broadcast between in1 and in2 (a 1-D in2 is one kernel for
-    all rows), rows flattened in C order."""
-
-    axis: int
-    lead: tuple[int, ...]
-    signal_lead: tuple[int, ...]
-    taps_lead: tuple[int, ...]
-    length: int
-    taps: int
-
-    @classmethod
-    def of(cls, signal: tuple[int, ...], kernel: tuple[int, ...], axis: int) -> RowShape:
-        if not -len(signal) <= axis < len(signal):
-            raise ValueError(f"axis {axis} is out of bounds for {len(signal)}-D in1")
-        axis %= len(signal)
-        signal_lead = signal[:axis] + signal[axis + 1 :]
-        if len(kernel) == 1:
-            taps_lead, taps = (1,) * len(signal_lead), kernel[0]
-        else:
-            taps_lead, taps = kernel[:axis] + kernel[axis + 1 :], kernel[axis]
-        try:
-            lead = np.broadcast_shapes(signal_lead, taps_lead)
-        except ValueError:
-            raise ValueError(
-                f"in1 {signal} and in2 {kernel} do not broadcast along the axes other than "
-                f"{axis}: each must be equal or 1"
-            ) from None
-        return cls(axis, lead, signal_lead, taps_lead, signal[axis], taps)
-
-    @property
-    def rows(self) -> int:
-        return int(np.prod(self.lead, dtype=np.int64))
-
-    def as_rows(
-        self, array: np.ndarray, lead: tuple[int, ...], dtype: np.dtype, expand: bool = False
-    ) -> np.ndarray:
-        """`array` (other axes `lead`) as contiguous [rows, samples] of `dtype`:
-        one row if all its other axes are 1 (the op broadcasts it) unless
-        `expand`, else one per result row."""
-        samples = np.moveaxis(array, self.axis, -1) if array.ndim > 1 else array
-        if all(size == 1 for size in lead) and not expand:
-            return np.ascontiguousarray(samples.reshape(1, -1), dtype=dtype)
-        if lead != self.lead:
-            samples = np.broadcast_to(samples, (*self.lead, samples.shape[-1]))
-        return np.ascontiguousarray(samples.reshape(self.rows, -1), dtype=dtype)
-
-    def result_shape(self, count: int) -> tuple[int, ...]:
-        return (*self.lead[: self.axis], count, *self.lead[self.axis :])
-
-    def row_view(self, array: np.ndarray) -> np.ndarray | None:
-        """[rows, count] view of a result-shaped array, if its layout allows one."""
-        moved = np.moveaxis(array, self.axis, -1)
-        return moved.reshape(self.rows, -1) if moved.flags.c_contiguous else None
-
-    def from_rows(self, rows: np.ndarray, count: int) -> np.ndarray:
-        return np.moveaxis(rows.reshape(*self.lead, count), -1, self.axis)
-
-    def centered_on_signal(self, result: np.ndarray) -> np.ndarray:
-        """scipy's 'same' keeps in1's shape on every axis, broadcast ones too:
-        the middle rows of a broadcast axis, as scipy's `_centered` takes them."""
-        index = []
-        for size, wanted in zip(self.lead, self.signal_lead, strict=True):
-            first = (size - wanted) // 2
-            index.append(slice(first, first + wanted))
-        index.insert(self.axis, slice(None))
-        return result[tuple(index)]
-
-
 def _check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     """The caller's `out` as a numpy array (shared), after checking it fits."""
     if out is None:
@@ -404,114 +332,3 @@ def _filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, 
     from .device_arrays import filter_cuda
 
     return filter_cuda(in1, in2, mode, axis, device, method, out, flip)
-
-
-# Rows of different lengths share one op call when the longest is at most
-# this much longer than the shortest (the rest is zero padding).
-BATCH_LENGTH_SLACK = 1.25
-
-
-def convolve_batch(
-    signals: Sequence,
-    kernels,
-    mode: str = "full",
-    *,
-    method: str = "auto",
-    device: str = "auto",
-) -> list:
-    """Convolve 1-D signals of different lengths, each with its own kernel (or one for all).
-
-    `signals` is a sequence of 1-D arrays; `kernels` a sequence of 1-D
-    arrays of the same count, or one 1-D array for every signal. Returns
-    a list with one result per signal, equal to `convolve(signal, kernel,
-    mode)`. Rows of similar length share one op call: each is padded with
-    zeros to the longest of its group (within BATCH_LENGTH_SLACK), kernels
-    to the longest kernel, and every row's slice is cut from the group's
-    full result. CUDA arrays (torch, cupy) stay on their GPU.
-    """
-    check_mode(mode)
-    check_method(method)
-    signal_list = list(signals)
-    shared = getattr(kernels, "ndim", None) == 1
-    kernel_list = [kernels] * len(signal_list) if shared else list(kernels)
-    if len(kernel_list) != len(signal_list):
-        raise ValueError(
-            f"{len(signal_list)} signals but {len(kernel_list)} kernels; give one kernel per "
-            "signal or a single 1-D kernel for all"
-        )
-    if not signal_list:
-        return []
-    if any(cuda_index(item) is not None for item in (*signal_list, *kernel_list[:1])):
-        from .device_arrays import convolve_batch_cuda
-
-        return convolve_batch_cuda(signal_list, kernel_list, shared, mode, method, device)
-    hosts = [as_numpy(signal) for signal in signal_list]
-    taps = [as_numpy(kernel) for kernel in kernel_list]
-    for index, (signal, kernel) in enumerate(zip(hosts, taps, strict=True)):
-        if signal.ndim != 1 or kernel.ndim != 1:
-            raise ValueError(
-                f"signal {index} and its kernel must be 1-D, not {signal.ndim}-D and "
-                f"{kernel.ndim}-D; use convolve for N-D rows"
-            )
-    check_numeric(*hosts, *taps[:1] if shared else taps)
-    result_dtype = np.result_type(*hosts, *(taps[:1] if shared else taps))
-    simple = result_dtype.kind != "c" and all(a.size for a in hosts) and all(k.size for k in taps)
-    if not simple:
-        return [
-            convolve(signal, kernel, mode, method=method, device=device)
-            for signal, kernel in zip(signal_list, kernel_list, strict=True)
-        ]
-    engine = get_engine(device)
-    give_back = returner(signal_list[0])
-    results: list = [None] * len(hosts)
-    for group in _length_groups([signal.size for signal in hosts], [k.size for k in taps]):
-        for index, row in zip(
-            group, _convolve_group(engine, hosts, taps, group, shared, mode, method), strict=True
-        ):
-            results[index] = give_back(cast_result(row, result_dtype))
-    return results
-
-
-def _length_groups(lengths: list[int], taps: list[int]) -> list[list[int]]:
-    """Indices grouped by signal and kernel length: sorted by both, a new
-    group once a row would pad the group's shortest signal or kernel past
-    BATCH_LENGTH_SLACK (every row of a call is padded to its longest)."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], taps[i]))
-    groups: list[list[int]] = []
-    shortest_taps = longest_taps = 0
-    for index in order:
-        fits = groups and lengths[index] <= BATCH_LENGTH_SLACK * lengths[groups[-1][0]]
-        low, high = min(shortest_taps, taps[index]), max(longest_taps, taps[index])
-        if fits and high <= BATCH_LENGTH_SLACK * low:
-            groups[-1].append(index)
-            shortest_taps, longest_taps = low, high
-        else:
-            groups.append([index])
-            shortest_taps = longest_taps = taps[index]
-    return groups
-
-
-def _convolve_group(engine, signals, kernels, group, shared: bool, mode: str, method: str):
-    """One op call for the rows in `group`: full correlations with the
-    flipped kernels, zero-padded at the end to the longest kernel, so row
-    i's convolution index m sits at m + K_max - K_i."""
-    dtype = compute_dtype(
-        np.result_type(*(signals[i] for i in group), *(kernels[i] for i in group))
-    )
-    longest = max(signals[i].size for i in group)
-    taps_for = group[:1] if shared else group
-    longest_taps = max(kernels[i].size for i in taps_for)
-    signal = np.zeros((len(group), longest), dtype)
-    for row, index in enumerate(group):
-        signal[row, : signals[index].size] = signals[index]
-    taps = np.zeros((len(taps_for), longest_taps), dtype)
-    for row, index in enumerate(taps_for):
-        taps[row, : kernels[index].size] = kernels[index][::-1]
-    full = correlate_rows(engine, signal, taps, 0, longest + longest_taps - 1, method)
-    rows = []
-    for row, index in enumerate(group):
-        n_taps = kernels[index].size
-        start, count = full_slice(mode, signals[index].size, n_taps)
-        offset = start + longest_taps - n_taps
-        rows.append(full[row, offset : offset + count])
-    return rows

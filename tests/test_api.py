@@ -364,7 +364,7 @@ def test_fft_block_length_for_long_rows_and_clips():
 
 
 def test_batch_groups_split_on_kernel_length_too():
-    from maxconv.convolution import _length_groups
+    from maxconv.batch import _length_groups
 
     groups = _length_groups([48_000] * 4, [8_000, 24_000, 9_000, 23_000])
     assert sorted(map(sorted, groups)) == [[0, 2], [1, 3]]

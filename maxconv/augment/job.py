@@ -340,7 +340,7 @@ def compute_group(
     length and cut into calls of at most ``options.batch_samples`` samples.
     """
     if convolve is None:
-        from ..convolution import convolve_batch as convolve
+        from ..batch import convolve_batch as convolve
     rows: list[np.ndarray] = []
     kernels: list[np.ndarray] = []
     owners: list[int] = []

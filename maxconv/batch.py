@@ -1,0 +1,123 @@
+"""Ragged batches: 1-D signals of different lengths, each with its own kernel, in few op calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .arrays import as_numpy, cast_result, check_numeric, compute_dtype, cuda_index, returner
+from .convolution import convolve
+from .engine import get_engine
+from .planning import check_method, check_mode, full_slice
+from .rows import correlate_rows
+
+# Rows of different lengths share one op call when the longest is at most
+# this much longer than the shortest (the rest is zero padding).
+BATCH_LENGTH_SLACK = 1.25
+
+
+def convolve_batch(
+    signals: Sequence,
+    kernels,
+    mode: str = "full",
+    *,
+    method: str = "auto",
+    device: str = "auto",
+) -> list:
+    """Convolve 1-D signals of different lengths, each with its own kernel (or one for all).
+
+    `signals` is a sequence of 1-D arrays; `kernels` a sequence of 1-D
+    arrays of the same count, or one 1-D array for every signal. Returns
+    a list with one result per signal, equal to `convolve(signal, kernel,
+    mode)`. Rows of similar length share one op call: each is padded with
+    zeros to the longest of its group (within BATCH_LENGTH_SLACK), kernels
+    to the longest kernel, and every row's slice is cut from the group's
+    full result. CUDA arrays (torch, cupy) stay on their GPU.
+    """
+    check_mode(mode)
+    check_method(method)
+    signal_list = list(signals)
+    shared = getattr(kernels, "ndim", None) == 1
+    kernel_list = [kernels] * len(signal_list) if shared else list(kernels)
+    if len(kernel_list) != len(signal_list):
+        raise ValueError(
+            f"{len(signal_list)} signals but {len(kernel_list)} kernels; give one kernel per "
+            "signal or a single 1-D kernel for all"
+        )
+    if not signal_list:
+        return []
+    if any(cuda_index(item) is not None for item in (*signal_list, *kernel_list[:1])):
+        from .device_arrays import convolve_batch_cuda
+
+        return convolve_batch_cuda(signal_list, kernel_list, shared, mode, method, device)
+    hosts = [as_numpy(signal) for signal in signal_list]
+    taps = [as_numpy(kernel) for kernel in kernel_list]
+    for index, (signal, kernel) in enumerate(zip(hosts, taps, strict=True)):
+        if signal.ndim != 1 or kernel.ndim != 1:
+            raise ValueError(
+                f"signal {index} and its kernel must be 1-D, not {signal.ndim}-D and "
+                f"{kernel.ndim}-D; use convolve for N-D rows"
+            )
+    check_numeric(*hosts, *taps[:1] if shared else taps)
+    result_dtype = np.result_type(*hosts, *(taps[:1] if shared else taps))
+    simple = result_dtype.kind != "c" and all(a.size for a in hosts) and all(k.size for k in taps)
+    if not simple:
+        return [
+            convolve(signal, kernel, mode, method=method, device=device)
+            for signal, kernel in zip(signal_list, kernel_list, strict=True)
+        ]
+    engine = get_engine(device)
+    give_back = returner(signal_list[0])
+    results: list = [None] * len(hosts)
+    for group in _length_groups([signal.size for signal in hosts], [k.size for k in taps]):
+        for index, row in zip(
+            group, _convolve_group(engine, hosts, taps, group, shared, mode, method), strict=True
+        ):
+            results[index] = give_back(cast_result(row, result_dtype))
+    return results
+
+
+def _length_groups(lengths: list[int], taps: list[int]) -> list[list[int]]:
+    """Indices grouped by signal and kernel length: sorted by both, a new
+    group once a row would pad the group's shortest signal or kernel past
+    BATCH_LENGTH_SLACK (every row of a call is padded to its longest)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], taps[i]))
+    groups: list[list[int]] = []
+    shortest_taps = longest_taps = 0
+    for index in order:
+        fits = groups and lengths[index] <= BATCH_LENGTH_SLACK * lengths[groups[-1][0]]
+        low, high = min(shortest_taps, taps[index]), max(longest_taps, taps[index])
+        if fits and high <= BATCH_LENGTH_SLACK * low:
+            groups[-1].append(index)
+            shortest_taps, longest_taps = low, high
+        else:
+            groups.append([index])
+            shortest_taps = longest_taps = taps[index]
+    return groups
+
+
+def _convolve_group(engine, signals, kernels, group, shared: bool, mode: str, method: str):
+    """One op call for the rows in `group`: full correlations with the
+    flipped kernels, zero-padded at the end to the longest kernel, so row
+    i's convolution index m sits at m + K_max - K_i."""
+    dtype = compute_dtype(
+        np.result_type(*(signals[i] for i in group), *(kernels[i] for i in group))
+    )
+    longest = max(signals[i].size for i in group)
+    taps_for = group[:1] if shared else group
+    longest_taps = max(kernels[i].size for i in taps_for)
+    signal = np.zeros((len(group), longest), dtype)
+    for row, index in enumerate(group):
+        signal[row, : signals[index].size] = signals[index]
+    taps = np.zeros((len(taps_for), longest_taps), dtype)
+    for row, index in enumerate(taps_for):
+        taps[row, : kernels[index].size] = kernels[index][::-1]
+    full = correlate_rows(engine, signal, taps, 0, longest + longest_taps - 1, method)
+    rows = []
+    for row, index in enumerate(group):
+        n_taps = kernels[index].size
+        start, count = full_slice(mode, signals[index].size, n_taps)
+        offset = start + longest_taps - n_taps
+        rows.append(full[row, offset : offset + count])
+    return rows
