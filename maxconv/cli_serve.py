@@ -41,6 +41,14 @@ def serve(
         float,
         typer.Option(help="Seconds that stopping lets running jobs finish before cancelling them."),
     ] = 10.0,
+    spare: Annotated[
+        bool,
+        typer.Option(
+            "--spare/--no-spare",
+            help="Keep a job process ready with the default device open and the cached graphs "
+            "loaded (on a GPU it holds the device's memory while idle).",
+        ),
+    ] = True,
 ) -> None:
     """Keep MAX loaded in a resident process that runs maxconv commands in ~0.05 s."""
     from . import client
@@ -55,11 +63,11 @@ def serve(
         elif stop:
             code = _stop(client, grace)
         elif detach:
-            code = _detach(client, idle, jobs, grace)
+            code = _detach(client, idle, jobs, grace, spare)
         else:
             from .server import serve_forever
 
-            code = serve_forever(jobs or os.cpu_count() or 2, idle, grace)
+            code = serve_forever(jobs or os.cpu_count() or 2, idle, grace, spare)
     except (client.UnsafeFolder, RuntimeError, OSError) as exc:
         _say(f"error: {exc}")
         code = 1
@@ -104,6 +112,12 @@ def _status(client) -> int:  # noqa: ANN001
             f"job {job['job']} (pid {job['pid']}, {job['seconds']:.1f} s): "
             f"maxconv {' '.join(job['argv'])}"
         )
+    spare = answer.get("spare")
+    if spare and spare.get("ready"):
+        lines.append(
+            f"a job process waits with {spare['device']} open and its graphs loaded "
+            f"(pid {spare['pid']})"
+        )
     idle = answer.get("idle_minutes")
     lines.append(f"exits after {idle:g} minutes without a job" if idle else "never exits when idle")
     mine = client.fingerprint()
@@ -137,7 +151,7 @@ def _stop(client, grace: float) -> int:  # noqa: ANN001
     return 0
 
 
-def _detach(client, idle: float, jobs: int | None, grace: float) -> int:  # noqa: ANN001
+def _detach(client, idle: float, jobs: int | None, grace: float, spare: bool) -> int:  # noqa: ANN001
     answer = client.request({"type": "status"})
     if answer is not None:
         if answer.get("fingerprint") != client.fingerprint():
@@ -154,6 +168,8 @@ def _detach(client, idle: float, jobs: int | None, grace: float) -> int:  # noqa
     command = [sys.executable, "-m", "maxconv", "serve", "--idle", str(idle), "--grace", str(grace)]
     if jobs is not None:
         command += ["--jobs", str(jobs)]
+    if not spare:
+        command.append("--no-spare")
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         process = subprocess.Popen(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -41,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from . import client
+from .server_procs import DeviceProbe, SpareKeeper, flush_stdio, warm_up
 
 _MAX_FDS = 3
 # Jobs waiting for a slot; past this a client runs in-process instead (each waiting
@@ -78,7 +78,13 @@ class Server:
     """The parent process's state and loop (see the module docstring)."""
 
     def __init__(
-        self, folder: str, max_jobs: int, idle_minutes: float, grace: float, log_fd: int
+        self,
+        folder: str,
+        max_jobs: int,
+        idle_minutes: float,
+        grace: float,
+        log_fd: int,
+        spare: bool = True,
     ) -> None:
         self.folder = folder
         self.path = os.path.join(folder, client.SOCKET_NAME)
@@ -89,7 +95,6 @@ class Server:
         self.pid = os.getpid()
         self.started = time.time()
         self.fingerprint = client.fingerprint()
-        self.devices: list[dict] | None = None
         self.served = 0
         self.waiting: deque[Job] = deque()
         self.running: dict[int, Job] = {}
@@ -98,12 +103,13 @@ class Server:
         self.listener: socket.socket | None = None
         self.lock_fd = -1
         self.wake_read, self.wake_write = socket.socketpair()
-        self.probe: tuple[int, int] | None = None  # (pid, read end) of the device probe
         self.last_active = time.monotonic()
         self.stopping = False
         self.stop_deadline = 0.0
         self.killed_at = 0.0
         self.jobs_counter = 0
+        self.spares = SpareKeeper(self.pid, self.log, spare)
+        self.probe = DeviceProbe(self.log)
 
     def log(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -155,7 +161,9 @@ class Server:
         for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _note_signal)
         self.selector.register(self.wake_read, selectors.EVENT_READ, "wake")
-        self._start_device_probe()
+        self.probe.start(self.selector)
+        self.spares.start(self.selector, self._own_fds())
+        self.last_active = time.monotonic()
         self.log(
             f"ready: socket {self.path}, {self.max_jobs} jobs at a time, "
             + (f"exits after {self.idle_seconds / 60:g} idle minutes" if self.idle_seconds else "")
@@ -167,7 +175,9 @@ class Server:
                 elif key.data == "wake":
                     self._on_signals()
                 elif key.data == "probe":
-                    self._read_probe()
+                    self.probe.on_readable(self.selector)
+                elif key.data == "spare":
+                    self.spares.on_readable(self.selector)
                 else:
                     self._on_readable(key.data)
             self._check_clock()
@@ -191,6 +201,7 @@ class Server:
             job = self.waiting.popleft()
             self._answer(job.conn, {"type": "declined", "reason": "stopping"})
             self._drop(job.conn)
+        self.spares.drop(self.selector)
         self.log(
             f"stopping ({why}): {len(self.running)} running jobs, "
             f"cancelled after {self.stop_deadline - time.monotonic():g} s"
@@ -403,7 +414,7 @@ class Server:
             "pid": self.pid,
             "started": self.started,
             "uptime": time.time() - self.started,
-            "devices": self.devices,
+            "devices": self.probe.devices,
             "served": self.served,
             "running": len(self.running),
             "jobs": [
@@ -421,6 +432,7 @@ class Server:
             "socket": self.path,
             "fingerprint": self.fingerprint,
             "stopping": self.stopping,
+            "spare": self.spares.status(),
         }
 
     # Jobs -------------------------------------------------------------------
@@ -433,15 +445,17 @@ class Server:
     def _fork(self, job: Job) -> None:
         from . import server_child
 
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        keep = job.conn.fileno()
-        inherited = [fd for fd in self._own_fds() if fd != keep and fd not in job.fds]
         job.started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the job; never returns
-            server_child.run_job(job.request, job.fds, keep, self.pid, inherited)
+        pid = self.spares.take(job.request, [*job.fds, job.conn.fileno()], self.selector)
+        if pid is not None:  # a new spare for the next job
+            self.spares.start(self.selector, self._own_fds())
+        else:
+            flush_stdio()
+            keep = job.conn.fileno()
+            inherited = [fd for fd in self._own_fds() if fd != keep and fd not in job.fds]
+            pid = os.fork()
+            if pid == 0:  # the job; never returns
+                server_child.start_job(job.request, job.fds, keep, self.pid, inherited)
         job.pid = pid
         _close_all(job.fds)
         job.fds = []
@@ -459,8 +473,7 @@ class Server:
             fds.extend(peer.fds)
             if peer.job is not None:
                 fds.extend(peer.job.fds)
-        if self.probe is not None:
-            fds.append(self.probe[1])
+        fds += self.probe.fds() + self.spares.fds()
         return [fd for fd in fds if fd >= 0]
 
     def _reap(self) -> None:
@@ -471,7 +484,7 @@ class Server:
                 return
             if pid == 0:
                 return
-            if self.probe is not None and pid == self.probe[0]:
+            if pid == self.probe.pid or self.spares.reaped(pid, self.selector):
                 continue
             job = self.running.pop(pid, None)
             if job is not None:
@@ -499,45 +512,6 @@ class Server:
         self._drop(job.conn)
         self._start_waiting()
 
-    # Device probe: what `--status` lists, found in a child (the parent opens no device)
-
-    def _start_device_probe(self) -> None:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(read)
-                from .devices import describe_devices
-
-                os.write(write, json.dumps(describe_devices()).encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        os.set_blocking(read, False)
-        self.probe = (pid, read)
-        self.selector.register(read, selectors.EVENT_READ, "probe")
-        self._probe_data = b""
-
-    def _read_probe(self) -> None:
-        assert self.probe is not None
-        try:
-            chunk = os.read(self.probe[1], _RECEIVE)
-        except BlockingIOError:
-            return
-        if chunk:
-            self._probe_data += chunk
-            return
-        self.selector.unregister(self.probe[1])
-        os.close(self.probe[1])
-        self.probe = None
-        try:
-            self.devices = json.loads(self._probe_data)
-        except ValueError:
-            self.devices = []
-            self.log("the device probe failed: no device could be listed")
-
 
 def _note_signal(signum: int, frame: object) -> None:
     """Nothing: the wake-up descriptor carries the signal to the loop."""
@@ -549,71 +523,7 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
 
 
-def warm_up() -> None:
-    """Import everything a command needs, so that no job pays for it.
-
-    Only imports, and state that survives fork: no device is opened here (see
-    the module docstring). typer's click command is built once (12 ms a job
-    otherwise) and importlib.metadata's path caches are filled (the engine
-    asks it for MAX's version).
-    """
-    import importlib
-    import importlib.metadata
-
-    import typer.main
-
-    for name in (
-        "ctypes",
-        "numpy",
-        "soundfile",
-        "max.driver",
-        "max.engine",
-        "max.graph",
-        "rich.console",
-        "rich.progress",
-        "rich.table",
-        "rich._emoji_codes",  # a 4,000-entry dict, 25 ms to compile at a job's first print
-        "typer._click.decorators",
-        "maxconv.audio",
-        "maxconv.cache",
-        "maxconv.calibration",
-        "maxconv.convolution",
-        "maxconv.devices",
-        "maxconv.engine",
-        "maxconv.filtering",
-        "maxconv.kernels",
-        "maxconv.pipeline",
-        "maxconv.stream",
-        "maxconv.bench",
-        "maxconv.cli",
-        "maxconv.server_child",
-    ):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        importlib.metadata.version("max")
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from . import cli
-
-    # A first print fills rich's caches (cell widths, styles, markup): done once, here.
-    rehearsal = Console(file=io.StringIO(), force_terminal=True, width=80, highlight=False)
-    rehearsal.print("[red]error:[/] warm-up 0.001 s; 1.0 MS/s", soft_wrap=True)
-    rehearsal.print(Table("device", "name"))
-
-    command = typer.main.get_command(cli.app)
-    build = typer.main.get_command
-
-    def cached(typer_instance: typer.Typer) -> object:
-        return command if typer_instance is cli.app else build(typer_instance)
-
-    typer.main.get_command = cached
-
-
-def serve_forever(max_jobs: int, idle_minutes: float, grace: float) -> int:
+def serve_forever(max_jobs: int, idle_minutes: float, grace: float, spare: bool = True) -> int:
     """Run the server in this process until it is stopped; the exit code.
 
     Raises client.UnsafeFolder for a socket folder others can enter, and
@@ -625,7 +535,7 @@ def serve_forever(max_jobs: int, idle_minutes: float, grace: float) -> int:
     client.check_private_dir(folder, create=True)
     log_fd = os.dup(2)
     os.set_inheritable(log_fd, False)
-    server = Server(folder, max_jobs, idle_minutes, grace, log_fd)
+    server = Server(folder, max_jobs, idle_minutes, grace, log_fd, spare)
     server.take_lock()
     begun = time.perf_counter()
     warm_up()

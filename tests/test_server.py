@@ -403,6 +403,33 @@ def test_a_signal_in_the_client_cancels_the_job(server, tmp_path, long_input, si
 # Server life ---------------------------------------------------------------------------------
 
 
+def test_without_a_spare_each_job_is_forked_afresh(own_folder, tmp_path, long_input):
+    server = ServerProcess(own_folder, "--no-spare").wait_ready()
+    try:
+        assert server.status()["spare"] is None
+        args = ["filter", str(SPEECH), "-k", "lowpass:3000", "-q"]
+        result = run([*args, "-o", str(tmp_path / "served.wav")], server.env)
+        assert result.returncode == 0, result.stderr
+        in_process([*args, "-o", str(tmp_path / "local.wav")])
+        assert (tmp_path / "served.wav").read_bytes() == (tmp_path / "local.wav").read_bytes()
+        target = tmp_path / "out.wav"
+        process = subprocess.Popen(
+            [*MAXCONV, "filter", str(long_input), *LONG_JOB, "-o", str(target)],
+            env=server.env,
+            stderr=subprocess.PIPE,
+        )
+        job = paused_job(server, tmp_path, process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        os.kill(job, signal.SIGCONT)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 130, err
+        assert not target.exists() and leftovers(tmp_path) == []
+        assert server.served() == 2
+    finally:
+        server.close()
+
+
 def test_status_stop_and_detach(own_folder, tmp_path):
     env = environment(own_folder)
     status = run(["serve", "--status"], env)
@@ -427,10 +454,10 @@ def test_status_stop_and_detach(own_folder, tmp_path):
 
 
 def test_the_server_exits_when_idle(own_folder):
-    server = ServerProcess(own_folder, "--idle", "0.02").wait_ready()  # 1.2 s
+    server = ServerProcess(own_folder, "--idle", "0.05").wait_ready()  # 3 s
     try:
         assert server.process.wait(60) == 0
-        assert "no job for 0.02 minutes" in server.log()
+        assert "no job for 0.05 minutes" in server.log()
         assert not (own_folder / client.SOCKET_NAME).exists()
     finally:
         server.close()
