@@ -103,9 +103,9 @@ class Engine:
         self.session = engine.InferenceSession(devices=[self.device])
         self.stats = EngineStats()
         self._models: dict[tuple[np.dtype, int, str], engine.Model] = {}
-        # Device buffers reused per (role, shape, dtype): a long signal runs
-        # many chunks of one shape, so nothing is allocated again after the first.
-        self._buffers: dict[tuple, driver.Buffer] = {}
+        # Device memory per (role, dtype), reused: a long signal runs many
+        # chunks, and nothing is allocated again after the first.
+        self._buffers: dict[tuple[str, np.dtype], driver.Buffer] = {}
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
         self._fft_from_taps: tuple[int, str] | None = None
@@ -203,18 +203,21 @@ class Engine:
         return buffer if self.spec.kind == "cpu" else buffer.to(self.device)
 
     def device_buffer(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> driver.Buffer:
-        """A device buffer for one role and shape, reused from call to call.
+        """A device buffer of `shape` for one role, a view of that role's memory.
 
-        Valid until the next request of the same role and shape.
+        Each role keeps one allocation, grown to the largest size asked for
+        and never freed while the engine lives, so work still queued on a
+        view never loses its memory. Valid until the next request of the
+        same role.
         """
-        key = (role, tuple(shape), np.dtype(dtype))
-        if key not in self._buffers:
-            if len(self._buffers) > 8:
-                self._buffers.clear()
-            self._buffers[key] = driver.Buffer(
-                SUPPORTED_DTYPES[np.dtype(dtype)], tuple(shape), device=self.device
-            )
-        return self._buffers[key]
+        dtype = np.dtype(dtype)
+        size = max(1, int(np.prod(shape, dtype=np.int64)))
+        key = (role, dtype)
+        if key not in self._buffers or self._buffers[key].num_elements < size:
+            if key in self._buffers:
+                self.device.synchronize()  # the old allocation may still be in use
+            self._buffers[key] = driver.Buffer(SUPPORTED_DTYPES[dtype], (size,), device=self.device)
+        return self._buffers[key][:size].view(SUPPORTED_DTYPES[dtype], tuple(shape))
 
     def staging(self, dtype: np.dtype) -> Staging:
         """Pinned host buffers for transfers to and from this GPU, per dtype."""

@@ -70,6 +70,7 @@ def correlate_rows(
             method,
             block,
         )
+        engine.device.synchronize()
         return out
     if signal.shape[1] == 0:
         out[...] = 0

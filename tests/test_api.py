@@ -347,7 +347,18 @@ def test_gpu_pipeline_logic_on_the_cpu(
     engine = get_engine("cpu")
     out = np.full((rows, count), np.nan, np.float32)
     method = "direct"
+    # A GPU runs copies and ops in the order they are queued (one stream);
+    # the CPU device runs buffer copies beside the op, so order them here.
+    real = engine.correlate
+
+    def in_stream_order(*args):
+        engine.device.synchronize()
+        real(*args)
+        engine.device.synchronize()
+
+    monkeypatch.setattr(engine, "correlate", in_stream_order)
     rows_module._gpu_from_host(engine, out, signal, taps, k - 1 - start, method, 1)
+    monkeypatch.undo()
     expected = correlate_rows(engine, signal, taps, start, count, method)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
