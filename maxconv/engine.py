@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from max import driver, engine
 from max.dtype import DType
-from max.graph import BufferType, DeviceRef, Graph, TensorType, ops
+from max.graph import BufferType, BufferValue, DeviceRef, Graph, TensorType, ops
 
 from .cache import GraphCache, cache_key
 from .devices import open_device
@@ -28,8 +28,13 @@ from .transfer import Staging
 
 OPS_DIR = Path(__file__).parent / "ops"
 SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): DType.float64}
+# The FFT op's transform is at least this long (the CPU's V x V blocks with
+# V = 16 lanes), so a spectrum buffer of 2 * max(block, K, this) fits it.
+SPECTRUM_MIN_POINTS = 256
+# Taps spectra kept per engine (a filter run and a few API callers).
+SPECTRA_KEPT = 4
 # Bumped when the graph built around the op changes shape or meaning.
-GRAPH_REVISION = "2"
+GRAPH_REVISION = "3"
 
 
 @dataclass
@@ -66,30 +71,27 @@ def build_graph(
 ) -> Graph:
     """The graph around an op, which writes its first input in place.
 
-    Inputs: output [R, T] (a buffer), signal [R or 1, N], taps [R or 1, K]
-    and window [P, B, 0] (no data: its shape carries the P leading zeros and
-    the FFT block length). `method` picks the op: "direct" (conv1d,
+    Inputs: output [R, T] (a buffer), signal [R or 1, N], taps [R or 1, K],
+    for the FFT op the spectrum buffer [S, W] (the taps' spectra kept
+    between calls; [0, 0] for none), and window [P, B, F, 0] (no data: its
+    shape carries the P leading zeros, the FFT block length and whether the
+    spectra are ready). `method` picks the op: "direct" (conv1d,
     `algorithm` chooses its GPU kernel) or "fft" (fft_conv1d).
     """
     output_type = BufferType(dtype, ["rows", "outputs"], device=device)
     signal_type = TensorType(dtype, ["signal_rows", "length"], device=device)
     taps_type = TensorType(dtype, ["taps_rows", "taps"], device=device)
-    window_type = TensorType(DType.int8, ["pad", "block", 0], device=device)
+    window_type = TensorType(DType.int8, ["pad", "block", "ready", 0], device=device)
+    types = [output_type, signal_type, taps_type, window_type]
     name, parameters = ("conv1d", {"algorithm": algorithm})
     if method == "fft":
         name, parameters = ("fft_conv1d", {"threads": 0})
-    with Graph(
-        f"maxconv_{name}_{dtype}",
-        input_types=[output_type, signal_type, taps_type, window_type],
-        custom_extensions=[OPS_DIR],
-    ) as graph:
-        output, signal, taps, window = graph.inputs
-        ops.inplace_custom(
-            name=name,
-            device=device,
-            values=[output, signal.tensor, taps.tensor, window.tensor],
-            parameters=parameters,
-        )
+        types.insert(3, BufferType(dtype, ["spectra", "spectrum_width"], device=device))
+    with Graph(f"maxconv_{name}_{dtype}", input_types=types, custom_extensions=[OPS_DIR]) as graph:
+        values = [
+            value if isinstance(value, BufferValue) else value.tensor for value in graph.inputs
+        ]
+        ops.inplace_custom(name=name, device=device, values=values, parameters=parameters)
         graph.output()
     return graph
 
@@ -108,6 +110,7 @@ class Engine:
         self._buffers: dict[tuple[str, np.dtype], driver.Buffer] = {}
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
+        self._spectra: dict[tuple, driver.Buffer] = {}
         self._fft_from_taps: tuple[int, str] | None = None
 
     @property
@@ -226,14 +229,34 @@ class Engine:
             self._staging[dtype] = Staging(self.device, SUPPORTED_DTYPES[dtype])
         return self._staging[dtype]
 
-    def window(self, pad: int, block: int) -> driver.Buffer:
-        """The op's window input: an empty [pad, block, 0] buffer whose shape is the message."""
-        key = (pad, block)
+    def window(self, pad: int, block: int, ready: bool = False) -> driver.Buffer:
+        """The window input: an empty [pad, block, ready, 0] buffer; its shape is the message."""
+        key = (pad, block, int(ready))
         if key not in self._windows:
             if len(self._windows) > 64:
                 self._windows.clear()
-            self._windows[key] = driver.Buffer(DType.int8, (pad, block, 0), device=self.device)
+            self._windows[key] = driver.Buffer(DType.int8, (*key, 0), device=self.device)
         return self._windows[key]
+
+    def spectrum(self, taps: np.ndarray, block: int) -> tuple[driver.Buffer, bool]:
+        """Where the FFT op keeps the spectra of these host taps on this device,
+        and whether they are already there (the same taps at the same block
+        length as a recent call: a stream of chunks, a filter run).
+
+        Keyed on a digest of the taps' bytes; the few latest are kept.
+        """
+        digest = hashlib.blake2b(np.ascontiguousarray(taps).data, digest_size=16).digest()
+        key = (digest, taps.shape, np.dtype(taps.dtype), block)
+        if key in self._spectra:
+            return self._spectra[key], True
+        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
+        if len(self._spectra) >= SPECTRA_KEPT:
+            self._spectra.pop(next(iter(self._spectra)))
+        buffer = driver.Buffer(
+            SUPPORTED_DTYPES[np.dtype(taps.dtype)], (taps.shape[0], 2 * points), device=self.device
+        )
+        self._spectra[key] = buffer
+        return buffer, False
 
     def correlate(
         self,
@@ -244,21 +267,34 @@ class Engine:
         method: str = "direct",
         block: int = 1,
         algorithm: int = 0,
+        spectrum: tuple[driver.Buffer, bool] | None = None,
     ) -> None:
         """Run an op on buffers of this device, writing `output` [R, T] in place:
 
             output[r, i] = sum_j signal[r or 0, i + j - pad] * taps[r or 0, j]
 
         with the signal zero outside its row. `block` is the FFT op's block
-        length (see fft_block). Work is queued on the device; on a GPU,
+        length (see fft_block); `spectrum` (from `spectrum`) where it keeps
+        or finds the taps' spectra. Work is queued on the device; on a GPU,
         synchronize before reading the output from the host.
         """
         dtype = np.dtype(output.dtype.to_numpy())
         model = self.model(dtype, algorithm, method)
         start = time.perf_counter()
-        model.execute(output, signal, taps, self.window(pad, block))
+        if method == "fft":
+            buffer, ready = spectrum if spectrum is not None else (self._no_spectrum(dtype), False)
+            model.execute(output, signal, taps, buffer, self.window(pad, block, ready))
+        else:
+            model.execute(output, signal, taps, self.window(pad, block))
         self.stats.compute_seconds += time.perf_counter() - start
         self.stats.calls += 1
+
+    def _no_spectrum(self, dtype: np.dtype) -> driver.Buffer:
+        """The FFT op's [0, 0] spectrum input: spectra in scratch for one call."""
+        key = ("no-spectrum", dtype)
+        if key not in self._buffers:
+            self._buffers[key] = driver.Buffer(SUPPORTED_DTYPES[dtype], (0, 0), device=self.device)
+        return self._buffers[key]
 
 
 _ENGINES: dict[str, Engine] = {}

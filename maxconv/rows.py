@@ -69,6 +69,7 @@ def correlate_rows(
             pad,
             method,
             block,
+            spectrum=engine.spectrum(taps, block) if method == "fft" else None,
         )
         engine.device.synchronize()
         return out
@@ -166,6 +167,10 @@ def _gpu_from_host(
     taps_device = engine.device_buffer("taps", taps.shape, taps.dtype)
     taps_device.inplace_copy_from(staging.pinned("taps", taps.shape))
     chunks = plan_chunks(out.shape[0], out.shape[1], signal.shape, taps.shape, pad)
+    # The taps' spectra are kept on the device when every call takes all the
+    # taps rows (the buffer holds them all, in the op's layout).
+    every_row = all(chunk.taps_rows == slice(0, taps.shape[0]) for chunk in chunks)
+    spectrum = engine.spectrum(taps, block) if method == "fft" and every_row else None
 
     def shapes(chunk: Chunk) -> tuple[tuple[int, int], tuple[int, int]]:
         rows = chunk.rows.stop - chunk.rows.start
@@ -181,6 +186,7 @@ def _gpu_from_host(
             parallel_copy(staging.host(f"in{index % 2}", source.shape), source)
 
     def enqueue(index: int) -> None:
+        nonlocal spectrum
         chunk = chunks[index]
         signal_shape, out_shape = shapes(chunk)
         if signal_shape[1] == 0:
@@ -190,7 +196,11 @@ def _gpu_from_host(
         signal_device.inplace_copy_from(staging.pinned(f"in{slot}", signal_shape))
         result = engine.device_buffer(f"out{slot}", out_shape, out.dtype)
         taps_rows = taps_device[chunk.taps_rows, :]
-        engine.correlate(result, signal_device, taps_rows, chunk.pad, method, block)
+        engine.correlate(
+            result, signal_device, taps_rows, chunk.pad, method, block, spectrum=spectrum
+        )
+        if spectrum is not None:
+            spectrum = (spectrum[0], True)  # the next calls find them computed
         staging.pinned(f"out{slot}", out_shape).inplace_copy_from(result)
 
     def drain(index: int) -> None:

@@ -351,9 +351,9 @@ def test_gpu_pipeline_logic_on_the_cpu(
     # the CPU device runs buffer copies beside the op, so order them here.
     real = engine.correlate
 
-    def in_stream_order(*args):
+    def in_stream_order(*args, **kwargs):
         engine.device.synchronize()
-        real(*args)
+        real(*args, **kwargs)
         engine.device.synchronize()
 
     monkeypatch.setattr(engine, "correlate", in_stream_order)
@@ -379,3 +379,21 @@ def test_batch_groups_split_on_kernel_length_too():
 
     groups = _length_groups([48_000] * 4, [8_000, 24_000, 9_000, 23_000])
     assert sorted(map(sorted, groups)) == [[0, 2], [1, 3]]
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_fft_taps_spectrum_is_kept_between_calls_with_the_same_taps(rows):
+    """The second call with the same taps reads their kept spectrum; other taps
+    of the same shape are not mistaken for them."""
+    rng = np.random.default_rng(13)
+    taps = rng.standard_normal((rows, 700)).astype(np.float32)
+    other = rng.standard_normal((rows, 700)).astype(np.float32)
+    engine = get_engine("cpu")
+    for h in (taps, taps, other, taps):
+        x = rng.standard_normal((rows, 20_000)).astype(np.float32)
+        result = correlate_rows(engine, x, h, 699, 20_000, "fft")
+        expected = np.stack(
+            [scipy.signal.correlate(r, t) for r, t in zip(x.astype(np.float64), h, strict=True)]
+        )
+        np.testing.assert_allclose(result, expected[:, 699 : 699 + 20_000], atol=2e-4)
+    assert engine.spectrum(taps, engine.fft_block(700, 20_000))[1]

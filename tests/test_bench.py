@@ -42,8 +42,10 @@ def test_bench_json_has_every_peer_and_ratios():
     assert names == {
         "maxconv op",
         "maxconv fft op",
+        "maxconv fft op, taps spectrum kept",
         "maxconv host-to-host",
         "MAX ops.conv2d",
+        "numpy multiply (floor)",
         "numpy.convolve",
         "scipy.signal.oaconvolve",
         "scipy.signal.fftconvolve",

@@ -54,7 +54,7 @@ def run_model(compiled: engine.CompiledModel) -> np.ndarray:
     signal = np.arange(15, dtype=np.float32).reshape(1, 15)
     taps = np.arange(4, dtype=np.float32).reshape(1, 4)
     out = np.full((1, 15), np.nan, np.float32)
-    window = driver.Buffer(DType.int8, (0, 1, 0))  # no leading zeros: conv1d's outputs
+    window = driver.Buffer(DType.int8, (0, 1, 0, 0))  # no leading zeros: conv1d's outputs
     model.execute(
         driver.Buffer.from_numpy(out),
         driver.Buffer.from_numpy(signal),

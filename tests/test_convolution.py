@@ -217,7 +217,7 @@ def test_auto_method_takes_fft_only_for_long_kernels_on_cpu(monkeypatch):
     engine = get_engine("cpu")
     real = engine.correlate
     monkeypatch.setattr(
-        engine, "correlate", lambda *args: chosen.append(args[4]) or real(*args)
+        engine, "correlate", lambda *args, **kw: chosen.append(args[4]) or real(*args, **kw)
     )
     maxconv.convolve(np.ones(1000), np.ones(127), device="cpu")
     maxconv.convolve(np.ones(1000), np.ones(128), device="cpu")

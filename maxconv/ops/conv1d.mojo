@@ -6,8 +6,8 @@ For each row r of the [R, T] output:
 
 with the signal zero outside [0, N), r' = r unless the signal has one row
 (then 0, one signal through R kernels), r'' likewise for the taps. P, the
-zeros before the signal, comes from the shape of the `window` input [P, B, 0]
-(it holds no data; B is used by the FFT op only). So any slice of the full
+zeros before the signal, comes from the shape of the `window` input [P, B, F, 0]
+(it holds no data; its other dimensions are the FFT op's). So any slice of the full
 correlation ('full', 'same', 'valid', a streamed chunk) is one call over the
 caller's own memory: the op reads the signal where it lies and writes the
 output buffer it is given, with no tiles, halo copies or padding on the host.
@@ -34,7 +34,7 @@ struct Conv1D:
         output: [R, T] results, written in place.
         signal: [R, N] or [1, N] signal rows.
         taps: [R, K] or [1, K] taps rows.
-        window: [P, B, 0]: P zeros precede the signal.
+        window: [P, B, F, 0]: P zeros precede the signal (B and F: the FFT op's).
         ctx: the device context MAX hands the op.
     """
 
@@ -43,7 +43,7 @@ struct Conv1D:
         output: MutableInputTensor[rank=2, ...],
         signal: InputTensor[dtype=output.dtype, rank=2, ...],
         taps: InputTensor[dtype=output.dtype, rank=2, ...],
-        window: InputTensor[rank=3, ...],
+        window: InputTensor[rank=4, ...],
         ctx: DeviceContext,
     ) raises:
         var rows = output.dim_size(0)

@@ -2,8 +2,8 @@
 
 Same contract as the direct `conv1d` op (see conv1d.mojo): an [R, T] output
 written in place from [R or 1, N] signal rows, [R or 1, K] taps rows and P
-leading zeros, the window input's shape [P, B, 0] carrying P and the block
-length B. Each row's outputs are cut into overlap-save blocks: with L the
+leading zeros, the window input's shape [P, B, F, 0] carrying P, the block
+length B and whether the taps' spectra are already in the spectrum input. Each row's outputs are cut into overlap-save blocks: with L the
 power of two at least max(B, K, V*V) (V: see below) and T = L - K + 1,
 block b reads the L signal samples from b * T - P (zeros outside the row)
 in place, transforms them, multiplies by the conjugate spectrum of the
@@ -55,6 +55,9 @@ from extensibility import InputTensor, _MutableInputTensor as MutableInputTensor
 import extensibility
 from max.gpu.host import DeviceContext
 
+from std.sys import simd_width_of
+
+from .fft_common import fft_points
 from .fft_cpu import fft_conv_cpu
 from .fft_gpu import fft_conv_gpu
 
@@ -72,8 +75,12 @@ struct FFTConv1D:
         output: [R, T] results, written in place.
         signal: [R, N] or [1, N] signal rows.
         taps: [R, K] or [1, K] taps rows.
-        window: [P, B, 0]: P zeros precede the signal; B the block length
-            asked for (rounded up to a power of two >= K).
+        spectrum: [S, W]: with S > 0, where the taps' spectra are kept
+            between calls (S = the taps rows, W >= 2L; see fft_conv_cpu);
+            [0, 0] for scratch of this call only.
+        window: [P, B, F, 0]: P zeros precede the signal; B the block
+            length asked for (rounded up to a power of two >= K); F = 1 when
+            `spectrum` already holds these taps' spectra.
         ctx: the device context MAX hands the op.
     """
 
@@ -82,7 +89,8 @@ struct FFTConv1D:
         output: MutableInputTensor[rank=2, ...],
         signal: InputTensor[dtype=output.dtype, rank=2, ...],
         taps: InputTensor[dtype=output.dtype, rank=2, ...],
-        window: InputTensor[rank=3, ...],
+        spectrum: MutableInputTensor[dtype=output.dtype, rank=2, ...],
+        window: InputTensor[rank=4, ...],
         ctx: DeviceContext,
     ) raises:
         var rows = output.dim_size(0)
@@ -91,8 +99,14 @@ struct FFTConv1D:
         var k = taps.dim_size(1)
         var pad = window.dim_size(0)
         var block = window.dim_size(1)
+        var spectrum_ready = window.dim_size(2) == 1
         var signal_rows = signal.dim_size(0)
         var taps_rows = taps.dim_size(0)
+        var spectrum_given = spectrum.dim_size(0) > 0
+        if spectrum_given and spectrum.dim_size(0) != taps_rows:
+            raise Error("fft_conv1d: the spectrum buffer needs one row per taps row")
+        if spectrum_ready and not spectrum_given:
+            raise Error("fft_conv1d: spectra marked ready but no spectrum buffer given")
         if (signal_rows != rows and signal_rows != 1) or (taps_rows != rows and taps_rows != 1):
             raise Error("fft_conv1d: signal and taps need one row, or one per output row")
         if rows == 0 or t == 0:
@@ -103,14 +117,21 @@ struct FFTConv1D:
         var out_ptr = output.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
         var in_ptr = signal.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
         var tap_ptr = taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+        var spectrum_ptr = spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
         comptime if target == "gpu":
+            if spectrum_given and spectrum.dim_size(1) < 2 * fft_points(block, k, 8):
+                raise Error("fft_conv1d: the spectrum buffer is too narrow")
             fft_conv_gpu[output.dtype](
                 ctx, out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
+                spectrum_ptr, spectrum_given, spectrum_ready,
             )
         elif target == "cpu":
+            comptime lanes = simd_width_of[output.dtype]()
+            if spectrum_given and spectrum.dim_size(1) < 2 * fft_points(block, k, lanes):
+                raise Error("fft_conv1d: the spectrum buffer is too narrow")
             fft_conv_cpu[output.dtype](
                 out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
-                threads,
+                spectrum_ptr, spectrum_given, spectrum_ready, threads,
             )
         else:
             raise Error("fft_conv1d: no implementation for target ", target)

@@ -711,9 +711,17 @@ def fft_conv_cpu[dtype: DType](
     row_outputs: Int,
     n_taps: Int,
     block: Int,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
     max_workers: Int = 0,
 ):
     """The whole CPU op: tables, one spectrum per taps row, block pairs over cores.
+
+    The taps' spectra (S rows of L re, then S rows of L im) go to `spectrum`
+    if `spectrum_given`, and are read from it without being computed again
+    if `spectrum_ready` (a stream of chunks through the same taps); else
+    they live in scratch for this call.
 
     Row r's outputs are cut into blocks of T = L - K + 1; block b reads the
     L signal samples from b * T - pad (zero outside the row) and writes
@@ -742,12 +750,12 @@ def fft_conv_cpu[dtype: DType](
 
     sync_parallelize(tables, workers)
 
-    var g_re = _alloc[dtype](taps_rows * points)
-    var g_im = _alloc[dtype](taps_rows * points)
+    var g_re = spectrum if spectrum_given else _alloc[dtype](2 * taps_rows * points)
+    var g_im = g_re.unsafe_offset(taps_rows * points)
     var scale = Scalar[dtype](1.0 / Float64(points))
 
     # The taps' spectra: taps row c in re, zeros in im.
-    var full = (taps_rows // workers) * workers
+    var full = 0 if spectrum_ready else (taps_rows // workers) * workers
 
     def spectra(worker: Int) {
         var taps, var g_re, var g_im, var col_re, var col_im, var row_re, var row_im,
@@ -771,7 +779,7 @@ def fft_conv_cpu[dtype: DType](
 
     var re = _alloc[dtype](2 * points + CPU_SKEW)
     var im = re.unsafe_offset(points + CPU_SKEW)
-    for c in range(full, taps_rows):
+    for c in range(full, 0 if spectrum_ready else taps_rows):
         _load_row[dtype, lanes](re, taps, c * n_taps, n_taps, points)
         _load_row[dtype, lanes](im, taps, 0, 0, points)
         _transform_parallel[dtype, lanes, True](
@@ -849,5 +857,5 @@ def fft_conv_cpu[dtype: DType](
     col_im.unsafe_free()
     row_re.unsafe_free()
     row_im.unsafe_free()
-    g_re.unsafe_free()
-    g_im.unsafe_free()
+    if not spectrum_given:
+        g_re.unsafe_free()

@@ -753,10 +753,18 @@ def fft_conv_gpu[dtype: DType](
     row_outputs: Int,
     n_taps: Int,
     block: Int,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
     chunk_log: Int = 0,
     chunk_threads: Int = 0,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
+
+    The taps' spectra (S rows of L re, then S rows of L im) go to device
+    memory `spectrum` if `spectrum_given`, and are read from it without
+    being computed again if `spectrum_ready`; else they live in scratch for
+    this call.
 
     Row r's outputs are cut into blocks of T = L - K + 1 (L from `block`,
     see fft_points); block b reads L signal samples from b * T - pad, zero
@@ -784,15 +792,14 @@ def fft_conv_gpu[dtype: DType](
     var total_pairs = rows * pairs
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
     var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
-    var g_re = ctx.enqueue_create_buffer[dtype](taps_rows * points)
-    var g_im = ctx.enqueue_create_buffer[dtype](taps_rows * points)
+    var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var scratch_rows = max(total_pairs, taps_rows) if lp > ls else 0
     var x_re = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var x_im = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var scale = Scalar[dtype](1.0 / Float64(points))
     var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var g_re_p = g_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var g_im_p = g_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
 
@@ -801,11 +808,12 @@ def fft_conv_gpu[dtype: DType](
         grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
     )
     # Each taps row is one block of its own: K samples from 0, no pairing.
-    var spectra = Blocks(n_taps, n_taps, 0, 0, t, 1, 1, taps_rows)
-    _transform_rows[dtype, True](
-        ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p,
-        taps_rows, lp, ls, lo_bits, spectra, scale, threads,
-    )
+    if not spectrum_ready:
+        var spectra = Blocks(n_taps, n_taps, 0, 0, t, 1, 1, taps_rows)
+        _transform_rows[dtype, True](
+            ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p,
+            taps_rows, lp, ls, lo_bits, spectra, scale, threads,
+        )
     var geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
     _transform_rows[dtype, False](
         ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p,

@@ -21,7 +21,7 @@ def check[dtype: DType](rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int)
         sig[unsafe_offset=i] = Scalar[dtype](_rand(state))
     for i in range(rows * k):
         taps[unsafe_offset=i] = Scalar[dtype](_rand(state))
-    fft_conv_cpu[dtype](res, sig, taps, rows, n, n, rows, pad, t, k, block)
+    fft_conv_cpu[dtype](res, sig, taps, rows, n, n, rows, pad, t, k, block, res, False, False)
     var worst = 0.0
     for row in range(rows):
         var hsum = 0.0
@@ -52,11 +52,11 @@ def bench[dtype: DType](n: Int, k: Int, points: Int) raises:
         sig[unsafe_offset=i] = Scalar[dtype](Float64(i % 17) - 8.0)
     for i in range(k):
         taps[unsafe_offset=i] = Scalar[dtype](1.0 / Float64(k))
-    fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points)
+    fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points, res, False, False)
     var best = Int.MAX
     for _ in range(5):
         var s = perf_counter_ns()
-        fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points)
+        fft_conv_cpu[dtype](res, sig, taps, 1, n, n, 1, k - 1, n, k, points, res, False, False)
         best = min(best, Int(perf_counter_ns() - s))
     print("bench", dtype, "N", n, "K", k, "L", points, "ms", Float64(best) / 1e6, "MS/s", Float64(n) / Float64(best) * 1e3)
     sig.unsafe_free()
