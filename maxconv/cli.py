@@ -578,12 +578,8 @@ def calibrate(
     with reported_errors(debug):
         from rich.table import Table
 
-        from .calibration import (
-            CALIBRATION_TAPS,
-            delete_calibration,
-            measure_crossover,
-            save_calibration,
-        )
+        from .calibration import CALIBRATION_TAPS, measure_crossover
+        from .calibration_record import delete_calibration, save_calibration
         from .engine import get_engine
 
         engine = get_engine(device)

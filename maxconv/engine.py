@@ -22,6 +22,7 @@ from max.dtype import DType
 from max.graph import BufferType, BufferValue, DeviceRef, Graph, TensorType, ops
 
 from .cache import GraphCache, cache_key
+from .calibration_record import calibration_path, load_calibration
 from .devices import open_device
 from .planning import FFT_FROM_TAPS, choose_method, fft_block_points
 from .transfer import Staging
@@ -130,6 +131,10 @@ class Engine:
             return "cpu\n" + _host_signature()
         return f"gpu\n{self.device.api}\n{self.device.architecture_name}\n{self.spec.index}"
 
+    def source_digest(self) -> str:
+        """The op sources' hash (see op_source_digest)."""
+        return op_source_digest()
+
     def graph_key(self, dtype: np.dtype, algorithm: int = 0, method: str = "direct") -> str:
         """The cache key of the conv1d graph for `dtype` on this device."""
         return cache_key(
@@ -179,8 +184,6 @@ class Engine:
         (planning.FFT_FROM_TAPS).
         """
         if self._fft_from_taps is None:
-            from .calibration import calibration_path, load_calibration
-
             calibration = load_calibration(self)
             if calibration is not None:
                 self._fft_from_taps = (

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 import maxconv.engine
 from maxconv.cache import GraphCache
-from maxconv.calibration import (
+from maxconv.calibration import measure_crossover
+from maxconv.calibration_record import (
     Calibration,
     calibration_path,
     load_calibration,
-    measure_crossover,
     save_calibration,
 )
 from maxconv.cli import app
