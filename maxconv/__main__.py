@@ -10,7 +10,7 @@ Loading the CLI (typer, rich) takes a tenth of a second before any of its
 handlers are in place; a Ctrl-C there would print Python's KeyboardInterrupt
 traceback. Nothing has been written yet, so such a signal just ends the
 process with the conventional code. The commands install their own handlers
-(cli.reported_errors) once they start.
+(cli_errors.reported_errors) once they start.
 """
 
 from __future__ import annotations

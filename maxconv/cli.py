@@ -14,16 +14,19 @@ import os
 import signal
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
+from .cli_errors import (
+    raise_if_signalled,
+    reported_errors,
+    stderr,
+    stdout,
+)
 from .cli_serve import serve
-from .errors import MaxconvError
 from .planning import FFT_FROM_TAPS
 
 app = typer.Typer(
@@ -36,101 +39,10 @@ cache_app = typer.Typer(help="Inspect or clear the compiled-graph cache.", no_ar
 app.add_typer(cache_app, name="cache")
 app.command()(serve)
 
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
-
 DeviceOption = Annotated[
     str, typer.Option("--device", "-d", help="auto (GPU if there is one), cpu, gpu or gpu:N.")
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    stderr.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so that cleanup code runs."""
-
-
-_SIGNALS_SEEN: list[int] = []
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    """Record the signal, then raise it as an exception.
-
-    The record matters: a signal that lands while libsndfile is inside one
-    of soundfile's Python callbacks raises there, and cffi swallows the
-    exception; `raise_if_signalled` raises it again at the next safe point.
-    """
-    _SIGNALS_SEEN.append(signum)
-    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
-
-
-def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
-    """Hide what cffi swallows in soundfile's callbacks and maxconv handles itself.
-
-    A full disk (OSError, reported by the writer) or a signal (re-raised by
-    `raise_if_signalled`) would otherwise also print cffi's traceback.
-    """
-    if issubclass(unraisable.exc_type, (OSError, KeyboardInterrupt, Terminated)):
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def raise_if_signalled(*_: object) -> None:
-    """Raise a signal that an inner callback swallowed (see `_on_signal`)."""
-    if _SIGNALS_SEEN:
-        raise KeyboardInterrupt() if _SIGNALS_SEEN[0] == signal.SIGINT else Terminated()
-
-
-def _discard_uncommitted_outputs() -> None:
-    """Delete temp outputs that a signal cut off before their writer could.
-
-    Only if maxconv.audio was imported at all: otherwise nothing was written, and
-    importing it here would only slow the exit down.
-    """
-    audio = sys.modules.get("maxconv.audio")
-    if audio is not None:
-        audio.discard_uncommitted()
-
-
-@contextlib.contextmanager
-def reported_errors(debug: bool = False) -> Iterator[None]:
-    """Turn expected failures into one stderr line and an exit code.
-
-    Exit codes (errors.py lists them): 1 for a bad option value or an engine
-    failure, 3/4/5 for input/kernel/output faults, 130 on Ctrl-C and 143 on
-    SIGTERM; typer itself uses 2 for usage errors. Interruptions unwind
-    through the writers, which delete their temporary files.
-    """
-    warnings.showwarning = _one_line_warning
-    sys.unraisablehook = _quiet_unraisable
-    previous = {
-        signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-        raise_if_signalled()
-    except (MaxconvError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
-        # RuntimeError: what MAX raises when a compile or a device call fails.
-        if debug:
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        stderr.print(f"[red]error:[/] {message}", soft_wrap=True)
-        code = exc.exit_code if isinstance(exc, MaxconvError) else 1
-        raise typer.Exit(code) from None
-    except KeyboardInterrupt:
-        _discard_uncommitted_outputs()
-        stderr.print("[red]interrupted[/]; no partial output was left")
-        raise typer.Exit(130) from None
-    except Terminated:
-        _discard_uncommitted_outputs()
-        stderr.print("[red]terminated[/]; no partial output was left")
-        raise typer.Exit(143) from None
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _format_samples(values) -> str:  # noqa: ANN001

@@ -129,7 +129,7 @@ def augment_command(
     to the clip's rate, applied per channel (mono, N-channel, or 4-channel true
     stereo on stereo clips). Exit code 3 if any clip failed.
     """
-    from .cli import reported_errors, stderr
+    from .cli_errors import reported_errors, stderr
 
     report = None
     with reported_errors(debug):
@@ -194,7 +194,7 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        from .cli import stderr
+        from .cli_errors import stderr
 
         self.enabled = enabled and stderr.is_terminal
         self.started = time.perf_counter()
@@ -215,7 +215,7 @@ class _Progress:
             self.progress.start()
 
     def update(self, report) -> None:  # noqa: ANN001
-        from .cli import raise_if_signalled
+        from .cli_errors import raise_if_signalled
 
         raise_if_signalled()
         done = report.done + report.failed

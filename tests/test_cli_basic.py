@@ -59,9 +59,9 @@ def test_a_signal_swallowed_by_a_callback_still_abandons_the_output(tmp_path, mo
     """cffi swallows exceptions raised inside soundfile's I/O callbacks; the record stays."""
     import signal
 
-    from maxconv import cli
+    from maxconv import cli_errors
 
-    monkeypatch.setattr(cli, "_SIGNALS_SEEN", [signal.SIGTERM])
+    monkeypatch.setattr(cli_errors, "_SIGNALS_SEEN", [signal.SIGTERM])
     out = tmp_path / "out.wav"
     result = runner.invoke(
         app, ["filter", str(SAMPLES / "speech.wav"), "-k", str(SAMPLES / "eq.txt"), "-o", str(out)]
