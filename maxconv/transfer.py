@@ -18,7 +18,7 @@ from max import driver
 
 # Threads copying between numpy and pinned memory, and the least bytes a
 # thread's share is worth handing out.
-COPY_THREADS = min(8, os.cpu_count() or 1)
+COPY_THREADS = min(16, os.cpu_count() or 1)
 COPY_SHARE_BYTES = 1 << 20
 
 _POOL: ThreadPoolExecutor | None = None
