@@ -6,10 +6,18 @@ fresh process (after a warm-up run that compiles or loads the graphs) and reads
 its clips/s from the --json report (reading, computing and writing; the
 process start-up is printed apart), then runs the same pairs, taken from the
 manifest, through a plain loop: read the clip, `maxconv.convolve`, slice, scale,
-write. Prints clips/s of both and their ratio.
+write. Prints clips/s of both and their ratio, and where the job's time went:
+milliseconds per clip of each phase (reading and decoding, compute, finishing,
+writing, manifest), summed over the threads that run it, beside the wall clock
+and the process's CPU time per clip.
+
+``--stub-runs N`` also runs the job N times in this process with the compute
+replaced by a stub (each row's full-length output is the row itself, shifted:
+no convolution), so the per-clip CPU path (reading, finishing, writing, the
+threads) is measured without the compute hiding it; it prints the median clips/s.
 
     uv run python scripts/augment_bench.py                       # 2-core CPU sizes
-    uv run python scripts/augment_bench.py --clips 10000 --device gpu
+    uv run python scripts/augment_bench.py --clips 10000 --device gpu --stub-runs 3
     uv run python scripts/augment_bench.py --clips 10000 --device gpu:all --loop-clips 0
 """
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +88,53 @@ def run_loop(root: Path, records: list[dict], device: str) -> float:
     return len(records) / (time.perf_counter() - start)
 
 
+def stub_convolve(signals, kernels, mode="full", *, method="auto", device="auto"):  # noqa: ANN001, ANN201
+    """convolve_batch's shapes without its work: each row, shifted, in a full-length output."""
+    outs = []
+    for signal, kernel in zip(signals, kernels, strict=True):
+        out = np.zeros(signal.size + kernel.size - 1, np.float32)
+        out[kernel.size // 2 : kernel.size // 2 + signal.size] = signal
+        outs.append(out)
+    return outs
+
+
+def run_stubbed(root: Path, device: str, runs: int, workers: int | None, group: int | None) -> dict:
+    """The job in this process with `stub_convolve`: median clips/s and its phases."""
+    from maxconv.augment import AugmentOptions, plan_job, run_job
+
+    reports = []
+    for _ in range(runs):
+        outdir = root / "stub"
+        shutil.rmtree(outdir, ignore_errors=True)
+        options = AugmentOptions(device=device, workers=workers, group_clips=group)
+        plan, manifest = plan_job([str(root / "clips")], [str(root / "rirs")], outdir, options)
+        with manifest:
+            reports.append(run_job(plan, manifest, convolve=stub_convolve, gpu_count=lambda: 1))
+    median = sorted(reports, key=lambda report: report.clips_per_second)[len(reports) // 2]
+    return {
+        "stub_clips_per_second": median.clips_per_second,
+        "stub_clips_per_second_runs": [report.clips_per_second for report in reports],
+        "stub_workers": median.workers,
+        "stub_group_clips": median.group_clips,
+        "stub_ms_per_clip": per_clip_ms(median.as_dict()),
+    }
+
+
+def per_clip_ms(report: dict) -> dict:
+    """The report's phases in milliseconds per clip."""
+    clips = max(1, report["done"] + report["failed"])
+    return {name: 1000 * seconds / clips for name, seconds in report.get("phases", {}).items()}
+
+
+def phase_line(ms: dict) -> str:
+    summed = ", ".join(
+        f"{name} {ms[name]:.3f}" for name in ("read", "compute", "finish", "write", "manifest")
+        if name in ms
+    )  # fmt: skip
+    wall, cpu = ms.get("wall", 0.0), ms.get("cpu", 0.0)
+    return f"{summed} (summed over threads); wall {wall:.3f}, cpu {cpu:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=1000)
@@ -89,6 +145,14 @@ def main() -> None:
     parser.add_argument("--loop-clips", type=int, default=200, help="clips for the loop (0: none)")
     parser.add_argument("--folder", help="keep the dataset here (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--stub-runs",
+        type=int,
+        default=0,
+        help="runs of the job with the compute stubbed out (0: none)",
+    )
+    parser.add_argument("--stub-workers", type=int, help="--workers of the stubbed runs")
+    parser.add_argument("--stub-group", type=int, help="--group of the stubbed runs")
     parser.add_argument("augment_options", nargs="*", help="more `maxconv augment` options")
     args = parser.parse_args()
 
@@ -113,7 +177,14 @@ def main() -> None:
             "augment_realtime": report["realtime"],
             "augment_job_seconds": report["seconds"],
             "augment_process_seconds": wall,
+            "augment_workers": report.get("workers"),
+            "augment_group_clips": report.get("group_clips"),
+            "augment_ms_per_clip": per_clip_ms(report),
         }
+        if args.stub_runs:
+            figures.update(
+                run_stubbed(root, args.device, args.stub_runs, args.stub_workers, args.stub_group)
+            )
         if args.loop_clips:
             records = [json.loads(line) for line in (root / "out/manifest.jsonl").open()]
             loop = run_loop(root, records[: args.loop_clips], args.device)
@@ -127,6 +198,13 @@ def main() -> None:
           f"{figures['augment_clips_per_second']:,.1f} clips/s file to file "
           f"({figures['clips']} clips in {figures['augment_job_seconds']:.2f} s, "
           f"{figures['augment_process_seconds']:.2f} s with process start-up)")  # fmt: skip
+    ms = phase_line(figures["augment_ms_per_clip"])
+    print(f"  ms per clip, {figures['augment_workers']} reading and writing threads, groups of "
+          f"{figures['augment_group_clips']}: {ms}")  # fmt: skip
+    if "stub_clips_per_second" in figures:
+        runs = ", ".join(f"{rate:,.0f}" for rate in figures["stub_clips_per_second_runs"])
+        print(f"compute stubbed out: {figures['stub_clips_per_second']:,.1f} clips/s (median of "
+              f"{runs}); ms per clip: {phase_line(figures['stub_ms_per_clip'])}")  # fmt: skip
     if "loop_clips_per_second" in figures:
         print(f"loop over maxconv.convolve, same pairs ({figures['loop_clips']} clips): "
               f"{figures['loop_clips_per_second']:,.1f} clips/s; "

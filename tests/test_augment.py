@@ -556,6 +556,157 @@ class TestManifestAndResume:
         assert len(records) < 7
 
 
+# The per-clip file path: plain WAVs read and written here --------------------------------
+
+WAV_SUBTYPES = ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"]
+
+
+def awkward_samples(rng: np.random.Generator, channels: int, frames: int) -> np.ndarray:
+    """Noise beyond full scale, with every boundary the integer rounding has to get right."""
+    x = (rng.standard_normal((channels, frames)) * 0.7).astype(np.float32)
+    edges = []
+    for bits in (16, 24, 32):
+        top = 2.0 ** (bits - 1)
+        for k in (-top - 1, -top, -top + 0.5, -0.5, 0.5, 1.5, top - 1.5, top - 1, top - 0.5, top):
+            edges.append(k / top)
+    special = np.array(edges + [1.0, -1.0, 1e-40, -1e-40, 3e38, -3e38, 1.0000001], np.float32)
+    x[0, : special.size] = special
+    return x
+
+
+def audio_bytes(path: Path, samples: np.ndarray, rate: int, subtype: str) -> bytes:
+    """What maxconv.audio's writer (as the job used it before) writes for the samples."""
+    from maxconv import audio
+    from maxconv.augment.job import _without_peak_chunk
+
+    with audio.open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
+        _without_peak_chunk(writer)
+        writer.write(samples)
+    return path.read_bytes()
+
+
+class TestClipFiles:
+    @pytest.mark.parametrize("subtype", [*WAV_SUBTYPES, "PCM_U8", "ULAW"])
+    @pytest.mark.parametrize("channels", [1, 2, 3])
+    def test_reading_matches_libsndfile(self, tmp_path, subtype, channels):
+        from maxconv import audio
+        from maxconv.augment.clipio import _decode_wav, read_clip
+
+        x = awkward_samples(np.random.default_rng(channels), channels, 1001)
+        x[~np.isfinite(x)] = 0.5
+        if subtype in ("PCM_U8", "ULAW"):  # read by libsndfile (its encoders want full scale)
+            x = np.clip(x, -1, 1)
+        path = tmp_path / "x.wav"
+        sf.write(path, x.T, 22050, subtype=subtype)
+        got, info = read_clip(str(path))
+        expected, expected_info = audio.read_signal(path, np.float32)
+        # Decoded here (not by libsndfile): the plain subtypes.
+        assert (_decode_wav(path.read_bytes()) is not None) == (subtype in WAV_SUBTYPES)
+        assert info == expected_info
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
+        assert got.tobytes() == expected.tobytes()
+
+    def test_reading_falls_back_with_the_same_errors(self, tmp_path):
+        from maxconv import audio
+        from maxconv.augment.clipio import _decode_wav, read_clip
+
+        x = noise(np.random.default_rng(0), 1, 500)
+        sf.write(tmp_path / "good.wav", x.T, 8000, subtype="PCM_16")
+        good = (tmp_path / "good.wav").read_bytes()
+        assert _decode_wav(good) is not None
+        (tmp_path / "cut.wav").write_bytes(good[:300])
+        (tmp_path / "junk.wav").write_bytes(b"RIFF junk")
+        listed = good[:4] + (len(good) + 18).to_bytes(4, "little") + good[8:] + b"LIST"
+        (tmp_path / "list.wav").write_bytes(listed + (10).to_bytes(4, "little") + bytes(10))
+        for name in ("cut.wav", "junk.wav", "gone.wav"):
+            with pytest.raises(InputError) as ours:
+                read_clip(str(tmp_path / name))
+            with pytest.raises(InputError) as theirs:
+                audio.read_signal(tmp_path / name, np.float32)
+            assert str(ours.value) == str(theirs.value)
+        sf.write(tmp_path / "ext.wav", x.T, 8000, format="WAVEX", subtype="PCM_16")
+        for name in ("list.wav", "ext.wav"):  # data not last; WAVE_FORMAT_EXTENSIBLE
+            assert _decode_wav((tmp_path / name).read_bytes()) is None
+            got, info = read_clip(str(tmp_path / name))
+            assert got.tobytes() == audio.read_signal(tmp_path / name)[0].tobytes()
+            assert info == audio.read_info(tmp_path / name)
+
+    @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32"])
+    @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+    def test_integer_rounding_is_audios(self, subtype):
+        from maxconv.audio import _to_pcm
+        from maxconv.augment.clipio import _container
+
+        x = awkward_samples(np.random.default_rng(1), 2, 3000)
+        x[1, :4] = [np.inf, -np.inf, np.nan, -np.nan]
+        np.testing.assert_array_equal(_container(x, subtype), _to_pcm(x, subtype).T)
+        finite = np.nan_to_num(x, nan=0.25, posinf=7.0, neginf=-7.0)
+        np.testing.assert_array_equal(_container(finite, subtype), _to_pcm(finite, subtype).T)
+
+    @pytest.mark.parametrize("subtype", WAV_SUBTYPES)
+    @pytest.mark.parametrize("channels, frames", [(1, 1), (1, 777), (2, 1000), (3, 333)])
+    def test_writing_matches_audios_writer(self, tmp_path, subtype, channels, frames):
+        """Odd data chunks (24-bit) have a pad byte; float WAVs a fact chunk."""
+        from maxconv.augment.clipio import OutputFiles, wav_bytes
+
+        x = awkward_samples(np.random.default_rng(frames), channels, max(frames, 40))[:, :frames]
+        expected = audio_bytes(tmp_path / "audio.wav", x, 44100, subtype)
+        parts = wav_bytes(x, 44100, subtype)
+        assert parts is not None
+        OutputFiles().put(tmp_path / "ours.wav", parts)
+        assert (tmp_path / "ours.wav").read_bytes() == expected
+        assert not list(tmp_path.glob(".maxconv-*"))
+
+    def test_a_kind_whose_bytes_differ_goes_through_libsndfile(self, tmp_path, monkeypatch):
+        from maxconv.augment import clipio
+
+        monkeypatch.setattr(clipio, "_checked", {})
+        monkeypatch.setattr(clipio, "_payload", lambda frames, subtype: frames[::-1].copy())
+        x = noise(np.random.default_rng(2), 2, 500)
+        assert clipio.wav_bytes(x, 16000, "PCM_16") is None
+        assert clipio._checked == {("PCM_16", 2): False}
+        assert clipio.wav_bytes(x, 16000, "PCM_16") is None  # remembered
+        write(tmp_path / "x.wav", x, subtype="PCM_16")
+        write(tmp_path / "h.npy", np.array([1.0], np.float32))
+        run([str(tmp_path / "x.wav")], [str(tmp_path / "h.npy")], tmp_path / "out",
+            normalize="none")  # fmt: skip
+        assert (tmp_path / "out/x.wav").read_bytes() == (tmp_path / "x.wav").read_bytes()
+
+    def test_permissions_new_and_overwritten(self, tmp_path):
+        write(tmp_path / "x.wav", noise(np.random.default_rng(3), 1, 300), subtype="PCM_16")
+        write(tmp_path / "h.npy", np.array([1.0, 0.5], np.float32))
+        args = ([str(tmp_path / "x.wav")], [str(tmp_path / "h.npy")], tmp_path / "out")
+        run(*args)
+        umask = os.umask(0)
+        os.umask(umask)
+        assert (tmp_path / "out/x.wav").stat().st_mode & 0o777 == 0o666 & ~umask
+        os.chmod(tmp_path / "out/x.wav", 0o640)
+        run(*args, force=True)
+        assert (tmp_path / "out/x.wav").stat().st_mode & 0o777 == 0o640
+
+    def test_an_output_that_is_a_folder_is_that_clips_error(self, tmp_path):
+        write(tmp_path / "x.wav", noise(np.random.default_rng(4), 1, 300), subtype="PCM_16")
+        write(tmp_path / "h.npy", np.array([1.0], np.float32))
+        (tmp_path / "out" / "x.wav").mkdir(parents=True)
+        report, records = run([str(tmp_path / "x.wav")], [str(tmp_path / "h.npy")],
+                              tmp_path / "out", force=True)  # fmt: skip
+        assert report.failed == 1
+        assert records["x.wav"]["error"].endswith("it is a folder; give a file name")
+        assert not list((tmp_path / "out").glob(".maxconv-*"))
+
+    def test_the_report_breaks_the_time_down(self, dataset):
+        report, _ = run([str(dataset["clips"])], [str(dataset["rirs"])], dataset["root"] / "o",
+                        workers=3, group_clips=4)  # fmt: skip
+        data = report.as_dict()
+        assert set(data["phases"]) == {"read", "compute", "finish", "write", "manifest", "wall",
+                                       "cpu"}  # fmt: skip
+        assert all(seconds >= 0 for seconds in data["phases"].values())
+        assert data["phases"]["read"] > 0 and data["phases"]["write"] > 0
+        assert data["phases"]["wall"] == report.seconds
+        assert (data["workers"], data["group_clips"]) == (3, 4)
+
+
 # gpu:all ---------------------------------------------------------------------------------
 
 

@@ -11,6 +11,12 @@ flight at once, so reading, computing and writing overlap, and with
 ``gpu:all`` each GPU computes its own groups (one engine per GPU, groups taken
 as devices come free, outputs and manifest still in input order).
 
+A job's cost beside the compute is per clip: reading, finishing, writing. Plain
+WAVs are read and written by `clipio` (one open and read, one open, write and
+rename, the same bytes as `maxconv.audio`), other files through `maxconv.audio`;
+threads take a group's clips in chunks, not one by one; and the report breaks
+the time down by phase (`PHASES`, seconds summed over the threads that run each).
+
 What is computed for a clip depends only on its group, never on timing or on
 which device or process runs it; the Ray job (maxconv.ray) runs the very same
 groups, so its outputs are the same bytes as a local run's.
@@ -40,6 +46,7 @@ import numpy as np
 
 from .. import audio
 from ..errors import InputError, MaxconvError, OutputError
+from .clipio import SFC_SET_ADD_PEAK_CHUNK, OutputFiles, read_clip, wav_bytes
 from .discovery import Entry, check_unique_names, find_entries, read_list
 from .manifest import Manifest
 from .pairing import DEFAULT_SEED, MixSpec, Pair, draw_pairs, pairs_from_list, parse_mix
@@ -159,6 +166,7 @@ class JobPlan:
     seed: int
     options: AugmentOptions
     group_clips: int = GROUP_CLIPS_CPU
+    existing: set[str] = field(default_factory=set)  # outputs already there when planned
 
     def groups(self) -> Iterator[list[Task]]:
         """The groups the job runs, consecutive tasks in input order."""
@@ -250,19 +258,22 @@ def plan_job(
                     pair.mix,
                 )
             )
-        _check_targets(folder, tasks, options)
+        existing = _check_targets(folder, tasks, options)
     except BaseException:
         manifest.close()
         raise
-    return (
-        JobPlan(folder, tasks, len(named), len(named) - len(tasks), options.seed, options),
-        manifest,
-    )
+    plan = JobPlan(folder, tasks, len(named), len(named) - len(tasks), options.seed, options)
+    plan.existing = set(existing)
+    return plan, manifest
 
 
-def _check_targets(folder: Path, tasks: list[Task], options: AugmentOptions) -> None:
-    """No output may be an input; an existing one needs --force (or --resume)."""
+def _check_targets(folder: Path, tasks: list[Task], options: AugmentOptions) -> list[str]:
+    """No output may be an input; an existing one needs --force (or --resume).
+
+    Returns the outputs (relative names) that exist.
+    """
     existing = []
+    names = []
     for task in tasks:
         target = folder / task.output
         if target.exists():
@@ -272,6 +283,7 @@ def _check_targets(folder: Path, tasks: list[Task], options: AugmentOptions) -> 
                     "give another output folder"
                 )
             existing.append(target)
+            names.append(task.output)
     if existing and not (options.force or options.resume):
         raise OutputError(
             f"{len(existing)} output(s) exist already, such as '{existing[0]}'; use --force to "
@@ -281,6 +293,7 @@ def _check_targets(folder: Path, tasks: list[Task], options: AugmentOptions) -> 
         for parent in {(folder / task.output).parent for task in tasks}:
             for stale in parent.glob(".maxconv-*.part"):  # a killed run's temp files
                 stale.unlink(missing_ok=True)
+    return names
 
 
 # One group: load, compute, finish, write --------------------------------------------------
@@ -301,7 +314,7 @@ class LoadedClip:
 def load_clip(task: Task, bank: ResponseBank, options: AugmentOptions) -> LoadedClip:
     """Read a clip and prepare its response; a failure is recorded, not raised."""
     try:
-        data, info = audio.read_signal(task.input, np.float32)
+        data, info = read_clip(task.input)
         if data.shape[1] == 0:
             raise InputError(f"clip '{task.input}' has no samples")
         rate = info.samplerate if info.samplerate is not None else options.rate
@@ -411,9 +424,20 @@ def finish_clip(
 
 
 def write_clip(
-    clip: LoadedClip, wet: np.ndarray | None, outdir: Path, seed: int, options: AugmentOptions
+    clip: LoadedClip,
+    wet: np.ndarray | None,
+    outdir: Path,
+    seed: int,
+    options: AugmentOptions,
+    seconds: dict[str, float] | None = None,
+    files: OutputFiles | None = None,
 ) -> dict:
-    """Finish and write one clip atomically; its manifest record (with ``error`` on failure)."""
+    """Finish and write one clip atomically; its manifest record (with ``error`` on failure).
+
+    `seconds`, if given, gets the time spent finishing and writing added to
+    its ``finish`` and ``write`` keys. `files` is the job's `OutputFiles`
+    (folders made once; None: a new one).
+    """
     task = clip.task
     record: dict = {
         "input": task.input,
@@ -426,23 +450,23 @@ def write_clip(
         record["error"] = clip.error or "no result"
         return record
     assert clip.info is not None and clip.response is not None
+    if files is None:
+        files = OutputFiles()
     try:
+        started = time.perf_counter()
         samples, shift, gain = finish_clip(clip, wet, options)
+        finished = time.perf_counter()
         target = outdir / task.output
-        target.parent.mkdir(parents=True, exist_ok=True)
+        files.folder(target)
         rate = clip.info.samplerate if clip.info.samplerate is not None else options.rate
-        out_format = audio.output_format(target, options.format)
-        subtype = _output_subtype(clip.info, options.subtype, out_format)
-        with audio.open_writer(
-            target,
-            rate,
-            samples.shape[0],
-            subtype,
-            out_format,
-            clip.info.one_dimensional and samples.shape[0] == 1,
-        ) as writer:
-            _without_peak_chunk(writer)
-            writer.write(samples)
+        out_format, subtype = _output_spec(target, clip.info, options)
+        one_dimensional = clip.info.one_dimensional and samples.shape[0] == 1
+        clipped = _write_samples(
+            files, target, task.output, samples, rate, (out_format, subtype, one_dimensional)
+        )
+        if seconds is not None:
+            seconds["finish"] += finished - started
+            seconds["write"] += time.perf_counter() - finished
     except (MaxconvError, ValueError, OSError, MemoryError) as exc:
         record["error"] = _one_line(exc)
         return record
@@ -454,13 +478,62 @@ def write_clip(
         response_rate=clip.response.source_rate,
         frames=int(samples.shape[1]),
         channels=int(samples.shape[0]),
-        clipped=writer.clipped,
+        clipped=clipped,
     )
     return record
 
 
-# libsndfile's sndfile.h: whether a float WAV/AIFF gets a PEAK chunk.
-_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+def _write_samples(
+    files: OutputFiles,
+    target: Path,
+    name: str,
+    samples: np.ndarray,
+    rate: int | None,
+    spec: tuple[str, str | None, bool],
+) -> int:
+    """Write an output as `audio`'s writer does; the samples clipped (integer subtypes).
+
+    `spec` is (format, subtype, one-dimensional .npy). Plain WAVs go through
+    `clipio` (one write each), the rest through `audio.open_writer`.
+    """
+    out_format, subtype, one_dimensional = spec
+    if out_format == "WAV" and rate is not None:
+        effective = (subtype or "PCM_16").upper()  # libsndfile's default subtype of WAV
+        parts = wav_bytes(samples, rate, effective)
+        if parts is not None:
+            files.put(target, parts, name)
+            if effective in ("FLOAT", "DOUBLE"):
+                return 0
+            return int(np.count_nonzero(np.abs(samples) > 1.0))
+    with audio.open_writer(
+        target, rate, samples.shape[0], subtype, out_format, one_dimensional
+    ) as writer:
+        _without_peak_chunk(writer)
+        writer.write(samples)
+    return writer.clipped
+
+
+# (target suffix, --format, --subtype, clip subtype, clip format) -> (format, subtype).
+_SPECS: dict[tuple, tuple[str, str | None]] = {}
+
+
+def _output_spec(
+    target: Path, info: audio.SignalInfo, options: AugmentOptions
+) -> tuple[str, str | None]:
+    """The output's format and subtype (asked once per kind of clip; failures each time).
+
+    Raises
+    ------
+    OutputError
+        For an unknown format.
+    """
+    key = (target.suffix.upper(), options.format, options.subtype, info.subtype, info.format)
+    found = _SPECS.get(key)
+    if found is None:
+        out_format = audio.output_format(target, options.format)
+        found = (out_format, _output_subtype(info, options.subtype, out_format))
+        _SPECS[key] = found
+    return found
 
 
 def _without_peak_chunk(writer: audio.SignalWriter) -> None:
@@ -473,7 +546,7 @@ def _without_peak_chunk(writer: audio.SignalWriter) -> None:
     if sound is not None:
         import soundfile
 
-        soundfile._snd.sf_command(sound._file, _SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
+        soundfile._snd.sf_command(sound._file, SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
 
 
 def _output_subtype(info: audio.SignalInfo, subtype: str | None, out_format: str) -> str | None:
@@ -499,7 +572,11 @@ def run_group(
     """
     loaded = [load_clip(task, bank, options) for task in tasks]
     wets = compute_group(loaded, options, device, convolve)
-    return [write_clip(c, w, outdir, seed, options) for c, w in zip(loaded, wets, strict=True)]
+    files = OutputFiles()
+    return [
+        write_clip(clip, wet, outdir, seed, options, files=files)
+        for clip, wet in zip(loaded, wets, strict=True)
+    ]
 
 
 # The local job -------------------------------------------------------------------------------
@@ -520,6 +597,11 @@ class JobReport:
     audio_seconds: float = 0.0
     seconds: float = 0.0
     stopped: bool = False  # --strict stopped the run at a failure
+    # Where the time went (see PHASES): seconds summed over the threads of each phase,
+    # "wall" (the run's) and "cpu" (the process's user + system time during the run).
+    phases: dict[str, float] = field(default_factory=dict)
+    workers: int = 0  # reading (and as many writing) threads
+    group_clips: int = 0
 
     @property
     def clips_per_second(self) -> float:
@@ -551,6 +633,33 @@ class JobReport:
 
 Progress = Callable[[JobReport], None]
 
+# The phases a run's time is broken into: reading and decoding the clips (with the
+# responses' preparation), computing a group on its device, finishing (mix and
+# normalization), writing (encoding and the files), and appending to the manifest.
+PHASES = ("read", "compute", "finish", "write", "manifest")
+
+
+class _Phases:
+    """Seconds per phase, added to from several threads."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: dict[str, float]) -> None:
+        with self._lock:
+            for name, value in seconds.items():
+                self.seconds[name] += value
+
+    def report(self, wall: float, cpu: float) -> dict[str, float]:
+        with self._lock:
+            return {**self.seconds, "wall": wall, "cpu": cpu}
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
 
 def default_workers(labels: Sequence[str]) -> int:
     """Threads for reading (and as many for writing): decoding and I/O release the GIL.
@@ -564,6 +673,21 @@ def default_workers(labels: Sequence[str]) -> int:
     if any(label == "cpu" for label in labels):
         return max(1, cores // 4)
     return max(2, min(16, 2 * cores))
+
+
+# Clips a thread reads (or writes) in one go at most: few hand-offs, yet a group's
+# clips spread over every thread.
+CHUNK_CLIPS = 16
+
+
+def _chunks(items: Sequence, workers: int) -> list[Sequence]:
+    """Consecutive slices of `items`, at least one per worker where there are enough."""
+    size = max(1, min(CHUNK_CLIPS, -(-len(items) // workers)))
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _flat(parts: Iterator[list]) -> list:
+    return [item for part in parts for item in part]
 
 
 def run_job(
@@ -593,8 +717,15 @@ def run_job(
         from ..engine import get_engine
 
         labels = [get_engine(device).label for device in devices]
-    report = JobReport(str(plan.outdir), labels, plan.total, plan.skipped)
     workers = options.workers or default_workers(labels)
+    report = JobReport(
+        str(plan.outdir),
+        labels,
+        plan.total,
+        plan.skipped,
+        workers=workers,
+        group_clips=plan.group_clips,
+    )
     bank = ResponseBank()
     free = queue.Queue()
     for device in devices:
@@ -605,32 +736,51 @@ def run_job(
     # Each group runs on one of these threads: reading, then a free device, then writing.
     groups = concurrent.futures.ThreadPoolExecutor(len(devices) + 2, "maxconv-group")
 
+    phases = _Phases()
+    files = OutputFiles(plan.existing)
+
+    def read_chunk(tasks: Sequence[Task]) -> list[LoadedClip]:
+        started = time.perf_counter()
+        loaded = [load_clip(task, bank, options) for task in tasks]
+        phases.add({"read": time.perf_counter() - started})
+        return loaded
+
+    def write_chunk(pairs: Sequence[tuple[LoadedClip, np.ndarray | None]]) -> list[dict]:
+        seconds = {"finish": 0.0, "write": 0.0}
+        records = [
+            write_clip(clip, wet, plan.outdir, plan.seed, options, seconds, files)
+            for clip, wet in pairs
+        ]
+        phases.add(seconds)
+        return records
+
     def one_group(tasks: list[Task]) -> list[dict]:
-        loaded = list(readers.map(lambda task: load_clip(task, bank, options), tasks))
+        loaded = _flat(readers.map(read_chunk, _chunks(tasks, workers)))
         if stopping.is_set():
             return []
         device = free.get()
         try:
+            started = time.perf_counter()
             wets = compute_group(loaded, options, device, convolve)
+            phases.add({"compute": time.perf_counter() - started})
         finally:
             free.put(device)
         if stopping.is_set():
             return []
-        return list(
-            writers.map(
-                lambda pair: write_clip(pair[0], pair[1], plan.outdir, plan.seed, options),
-                zip(loaded, wets, strict=True),
-            )
-        )
+        pairs = list(zip(loaded, wets, strict=True))
+        return _flat(writers.map(write_chunk, _chunks(pairs, workers)))
 
     started = time.perf_counter()
+    cpu_started = _cpu_seconds()
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
     in_flight = len(devices) + 2
 
     def collect(future: concurrent.futures.Future) -> None:
         records = future.result()
+        appending = time.perf_counter()
         manifest.append(records)
         report.add(records)
+        phases.add({"manifest": time.perf_counter() - appending})
         report.seconds = time.perf_counter() - started
         if progress is not None:
             progress(report)
@@ -655,4 +805,5 @@ def run_job(
         readers.shutdown(wait=True)
         writers.shutdown(wait=True)
     report.seconds = time.perf_counter() - started
+    report.phases = phases.report(report.seconds, _cpu_seconds() - cpu_started)
     return report

@@ -81,9 +81,14 @@ def row_plan(kind: str, channels: int) -> tuple[tuple[int, int], ...]:
 
 
 def combine_rows(kind: str, rows: list[np.ndarray]) -> np.ndarray:
-    """The clip's output channels ``(channels, n)`` from its rows' results."""
+    """The clip's output channels ``(channels, n)`` from its rows' results.
+
+    A single row comes back as a view of itself, not a copy.
+    """
     if kind == "true-stereo":
         return np.stack([rows[a] + rows[b] for a, b in _TRUE_STEREO_SUMS])
+    if len(rows) == 1:
+        return rows[0][np.newaxis]
     return np.stack(rows)
 
 
