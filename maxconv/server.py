@@ -385,7 +385,8 @@ class Server:
             self.waiting.remove(job)
             _close_all(job.fds)
         elif job.pid is not None:
-            self.log(f"job {job.number}: client went away; terminating it")
+            # Usually the job has told it its exit code and is ending (signals are
+            # ignored by then); else the client died or was killed: cancel the job.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(job.pid, signal.SIGTERM)
         self._drop(peer.conn)
@@ -481,9 +482,9 @@ class Server:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             if pid == self.probe.pid or self.spares.reaped(pid, self.selector):
                 continue
             job = self.running.pop(pid, None)
@@ -498,7 +499,7 @@ class Server:
         seconds = time.monotonic() - job.started
         argv = " ".join(job.request.get("argv", []))[:200]
         self.log(f"job {job.number} (pid {job.pid}): maxconv {argv} -> {code} in {seconds:.3f} s")
-        if job.client_gone:
+        if job.client_gone:  # it had its exit code from the job itself, or left
             return
         message = {"type": "exit", "code": code}
         if code < 0:

@@ -83,10 +83,19 @@ class ServerProcess:
     def status(self) -> dict | None:
         return client.request({"type": "status"}, str(self.folder))
 
-    def served(self) -> int:
-        answer = self.status()
-        assert answer is not None, self.log()
-        return answer["served"]
+    def served(self, expected: int | None = None) -> int:
+        """Jobs served; with `expected`, waits (up to 30 s) for that count.
+
+        A client has its exit code from the job itself, a moment before the
+        server has reaped the job and counted it.
+        """
+        deadline = time.monotonic() + 30
+        while True:
+            answer = self.status()
+            assert answer is not None, self.log()
+            if expected is None or answer["served"] >= expected or time.monotonic() > deadline:
+                return answer["served"]
+            time.sleep(0.02)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -216,7 +225,7 @@ def test_a_file_through_the_server_is_byte_identical(server, tmp_path):
     result = run([*args, "-o", str(tmp_path / "served.wav")], server.env)
     assert result.returncode == 0, result.stderr
     assert b"speech.wav -> " in result.stderr
-    assert server.served() == before + 1
+    assert server.served(before + 1) == before + 1
     in_process([*args, "-o", str(tmp_path / "local.wav")])
     assert (tmp_path / "served.wav").read_bytes() == (tmp_path / "local.wav").read_bytes()
 
@@ -261,7 +270,7 @@ def test_stdin_to_stdout_in_a_pipeline(server, tmp_path):
     )
     result = subprocess.run(command, shell=True, env=server.env, capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert server.served() == before + 1
+    assert server.served(before + 1) == before + 1
     in_process(["filter", str(SPEECH), "-k", "lowpass:3000", "-o", str(tmp_path / "local.wav")])
     assert (tmp_path / "piped.wav").read_bytes() == (tmp_path / "local.wav").read_bytes()
 
@@ -320,7 +329,7 @@ def test_other_commands_through_the_server(server):
         local = run(args, dict(server.env, MAXCONV_SERVER="off"))
         assert served.returncode == local.returncode == 0, served.stderr
         assert served.stdout == local.stdout
-    assert server.served() == before + 4
+    assert server.served(before + 4) == before + 4
 
 
 def test_errors_and_usage_keep_their_exit_codes(server, tmp_path):
@@ -372,7 +381,7 @@ def test_concurrent_clients_write_their_own_outputs(server, tmp_path):
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
-    assert server.served() == before + len(kernels)
+    assert server.served(before + len(kernels)) == before + len(kernels)
     for i, kernel in enumerate(kernels):
         in_process(["filter", str(SPEECH), "-k", kernel, "-o", str(tmp_path / f"l{i}.wav"), "-q"])
         assert (tmp_path / f"s{i}.wav").read_bytes() == (tmp_path / f"l{i}.wav").read_bytes()
@@ -425,7 +434,7 @@ def test_without_a_spare_each_job_is_forked_afresh(own_folder, tmp_path, long_in
         _, err = process.communicate(timeout=120)
         assert process.returncode == 130, err
         assert not target.exists() and leftovers(tmp_path) == []
-        assert server.served() == 2
+        assert server.served(2) == 2
     finally:
         server.close()
 
@@ -445,7 +454,9 @@ def test_status_stop_and_detach(own_folder, tmp_path):
     assert again.returncode == 0 and b"already runs" in again.stdout
     result = run(["filter", str(SPEECH), "-k", "lowpass:3000", "-o", str(tmp_path / "o.wav")], env)
     assert result.returncode == 0, result.stderr
-    assert b"jobs served: 1" in run(["serve", "--status"], env).stdout
+    deadline = time.monotonic() + 30  # counted once the server has reaped the job
+    while b"jobs served: 1" not in run(["serve", "--status"], env).stdout:
+        assert time.monotonic() < deadline
     stopped = run(["serve", "--stop"], env)
     assert stopped.returncode == 0 and b"stopped the maxconv server" in stopped.stdout
     assert not (own_folder / client.SOCKET_NAME).exists()
@@ -517,7 +528,7 @@ def test_a_stale_socket_is_ignored_then_replaced(own_folder, tmp_path):
             ["filter", str(SPEECH), "-k", "lowpass:3000", "-o", str(tmp_path / "b.wav")], env
         )
         assert result.returncode == 0, result.stderr
-        assert server.served() == 1
+        assert server.served(1) == 1
     finally:
         server.close()
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
