@@ -96,7 +96,7 @@ def augment_command(
         int | None,
         typer.Option(
             help="Reading and writing threads (default: a quarter of the cores when computing "
-            "on the CPU, 2 per core with GPUs)."
+            "on the CPU, half of them with GPUs)."
         ),
     ] = None,
     ray: Annotated[

@@ -103,13 +103,18 @@ def run_stubbed(root: Path, device: str, runs: int, workers: int | None, group: 
     from maxconv.augment import AugmentOptions, plan_job, run_job
 
     reports = []
-    for _ in range(runs):
-        outdir = root / "stub"
-        shutil.rmtree(outdir, ignore_errors=True)
-        options = AugmentOptions(device=device, workers=workers, group_clips=group)
+    # Each run writes a new folder, all deleted after: files made right after deleting
+    # as many took several times longer on the 2-core machine.
+    folders = [root / f"stub-{workers or 'default'}-{run}" for run in range(runs)]
+    for outdir in folders:
+        options = AugmentOptions(
+            device=device, workers=workers, group_clips=group, force=outdir.exists()
+        )
         plan, manifest = plan_job([str(root / "clips")], [str(root / "rirs")], outdir, options)
         with manifest:
             reports.append(run_job(plan, manifest, convolve=stub_convolve, gpu_count=lambda: 1))
+    for outdir in folders:
+        shutil.rmtree(outdir, ignore_errors=True)
     median = sorted(reports, key=lambda report: report.clips_per_second)[len(reports) // 2]
     return {
         "stub_clips_per_second": median.clips_per_second,
@@ -151,7 +156,11 @@ def main() -> None:
         default=0,
         help="runs of the job with the compute stubbed out (0: none)",
     )
-    parser.add_argument("--stub-workers", type=int, help="--workers of the stubbed runs")
+    parser.add_argument(
+        "--stub-workers",
+        default="",
+        help="--workers of the stubbed runs, or several: 4,8,16 (default: job's)",
+    )
     parser.add_argument("--stub-group", type=int, help="--group of the stubbed runs")
     parser.add_argument("augment_options", nargs="*", help="more `maxconv augment` options")
     args = parser.parse_args()
@@ -182,9 +191,11 @@ def main() -> None:
             "augment_ms_per_clip": per_clip_ms(report),
         }
         if args.stub_runs:
-            figures.update(
-                run_stubbed(root, args.device, args.stub_runs, args.stub_workers, args.stub_group)
-            )
+            counts = [int(n) for n in args.stub_workers.split(",") if n] or [None]
+            figures["stub"] = [
+                run_stubbed(root, args.device, args.stub_runs, workers, args.stub_group)
+                for workers in counts
+            ]
         if args.loop_clips:
             records = [json.loads(line) for line in (root / "out/manifest.jsonl").open()]
             loop = run_loop(root, records[: args.loop_clips], args.device)
@@ -201,10 +212,11 @@ def main() -> None:
     ms = phase_line(figures["augment_ms_per_clip"])
     print(f"  ms per clip, {figures['augment_workers']} reading and writing threads, groups of "
           f"{figures['augment_group_clips']}: {ms}")  # fmt: skip
-    if "stub_clips_per_second" in figures:
-        runs = ", ".join(f"{rate:,.0f}" for rate in figures["stub_clips_per_second_runs"])
-        print(f"compute stubbed out: {figures['stub_clips_per_second']:,.1f} clips/s (median of "
-              f"{runs}); ms per clip: {phase_line(figures['stub_ms_per_clip'])}")  # fmt: skip
+    for stub in figures.get("stub", []):
+        runs = ", ".join(f"{rate:,.0f}" for rate in stub["stub_clips_per_second_runs"])
+        print(f"compute stubbed out, {stub['stub_workers']} threads each way, groups of "
+              f"{stub['stub_group_clips']}: {stub['stub_clips_per_second']:,.1f} clips/s (median "
+              f"of {runs}); ms per clip: {phase_line(stub['stub_ms_per_clip'])}")  # fmt: skip
     if "loop_clips_per_second" in figures:
         print(f"loop over maxconv.convolve, same pairs ({figures['loop_clips']} clips): "
               f"{figures['loop_clips_per_second']:,.1f} clips/s; "

@@ -667,12 +667,18 @@ def default_workers(labels: Sequence[str]) -> int:
     A CPU device's op takes every core, and slows down sharply when a core is
     busy elsewhere: on the 2-core machine one reading and one writing thread
     gave 403 clips/s, two of each 276, four 194 (1-second clips, 8,000-24,000
-    taps). A GPU leaves the cores to the threads.
+    taps). A GPU leaves the cores to the threads, but a clip's path is CPU
+    work now (its files are in the page cache; some 0.1 ms a clip holds the
+    GIL), so threads beyond the cores only contend: half the cores each way
+    (8 and 8 on a 16-core host), which also leaves cores to the GPU's copy
+    threads. With the compute stubbed out on the 2-core machine, 1+1 threads
+    took 0.6-1.1 ms of CPU a clip, 4+4 1.2 (scripts/augment_bench.py
+    --stub-runs measures it on a host).
     """
     cores = os.cpu_count() or 1
     if any(label == "cpu" for label in labels):
         return max(1, cores // 4)
-    return max(2, min(16, 2 * cores))
+    return max(2, min(16, cores // 2))
 
 
 # Clips a thread reads (or writes) in one go at most: few hand-offs, yet a group's
