@@ -18,9 +18,7 @@ from __future__ import annotations
 import signal
 import sys
 
-
-def _exit_quietly(signum: int, frame: object) -> None:
-    raise SystemExit(130 if signum == signal.SIGINT else 143)
+from .client import exit_quietly as _exit_quietly
 
 
 def main() -> None:

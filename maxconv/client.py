@@ -60,6 +60,11 @@ class UnsafeFolder(Exception):
     """The socket folder could be entered by another user, or is not ours."""
 
 
+def exit_quietly(signum: int, frame: object) -> None:
+    """A signal before a command's own handlers: the conventional exit code, no traceback."""
+    raise SystemExit(130 if signum == signal.SIGINT else 143)
+
+
 def runtime_dir() -> str:
     """The folder of this user's server socket.
 

@@ -154,14 +154,12 @@ def _receive_job(control_fd: int) -> tuple[dict, list[int]] | None:
 
 def _detach_from_server(server_pid: int, inherited: list[int]) -> None:
     """Drop the server's descriptors and signal handling; die with the server."""
-    from .__main__ import _exit_quietly
-
     global _server_pid
     _server_pid = server_pid
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _exit_quietly)
+        signal.signal(signum, client.exit_quietly)
     signal.signal(signal.SIGUSR1, _server_gone)
     signal.signal(signal.SIGHUP, _hangup)
     for fd in inherited:
