@@ -59,7 +59,7 @@ from std.sys import simd_width_of
 
 from .fft_common import fft_points
 from .fft_cpu import fft_conv_cpu
-from .fft_gpu import fft_conv_gpu
+from .fft_gpu_launch import fft_conv_gpu
 
 
 @extensibility.register("fft_conv1d")

@@ -7,7 +7,7 @@
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
-from maxconv.ops.fft_gpu import fft_conv_gpu
+from maxconv.ops.fft_gpu_launch import fft_conv_gpu
 from std.time import perf_counter_ns
 
 

@@ -1,7 +1,8 @@
 # Single-core timing of one row-pair transform (forward, product, inverse) by
 # L, for tuning; min over many repeats, so a busy shared machine matters less:
 #   .venv/bin/mojo run -I . research/fft/micro_cpu.mojo
-from maxconv.ops.fft_cpu import _alloc, _build_tables, _transform_block
+from maxconv.ops.fft_cpu import _transform_block
+from maxconv.ops.fft_cpu_stages import _alloc, _build_tables
 from std.sys import simd_width_of
 from std.time import perf_counter_ns
 from std.math import log2

@@ -1,0 +1,228 @@
+"""GPU path of the FFT op, host side: which kernels run for a block length, in what order.
+
+The kernels are in fft_gpu.mojo; this file enqueues them: twiddle tables,
+the taps' spectra (unless kept), then the global passes and the
+shared-memory chunks of every block pair.
+"""
+
+from max.gpu.host import DeviceContext, FuncAttribute
+from std.math import ceildiv
+from std.sys import size_of
+
+from .fft_common import _log2, fft_points
+from .fft_gpu import (
+    GPU_CHUNK_LOG_F32,
+    GPU_CHUNK_LOG_F64,
+    GPU_CHUNK_TPB,
+    GPU_PASS_BITS_F32,
+    GPU_PASS_BITS_F64,
+    GPU_PASS_TPB,
+    GPU_ROW_LOG_F32,
+    GPU_ROW_LOG_F64,
+    GPU_ROW_TPB,
+    _gpu_chunk,
+    _gpu_pass,
+    _gpu_twiddles,
+    _pad,
+)
+
+
+def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
+    ctx: DeviceContext,
+    bits: Int,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    lp: Int,
+    lb: Int,
+    lo_bits: Int,
+    geo: Blocks,
+) raises:
+    """Launch one global pass of radix 2^bits (1..5)."""
+    var grid = ceildiv(n_rows << (lp - bits), GPU_PASS_TPB)
+    comptime for b in range(1, 6):
+        if bits == b:
+            ctx.enqueue_function[_gpu_pass[dtype, 1 << b, inverse, io, spectrum]](
+                re, im, source, result, tw, Int64(n_rows), Int64(lp), Int64(lb), Int64(lo_bits),
+                Int64(geo.length), Int64(geo.signal_stride), Int64(geo.pad), Int64(geo.row_outputs),
+                Int64(geo.block_outputs), Int64(geo.blocks), Int64(geo.pairs), Int64(geo.taps_rows),
+                grid_dim=grid, block_dim=GPU_PASS_TPB,
+            )
+
+
+def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
+    """Radix bits of global pass `index` when `above` bits lie outside the
+    chunk: as few passes as radix 2^max_bits allows, bits spread evenly."""
+    var passes = ceildiv(above, max_bits)
+    return above // passes + (1 if index < above % passes else 0)
+
+
+def _transform_rows[dtype: DType, spectrum: Bool](
+    ctx: DeviceContext,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    lp: Int,
+    ls: Int,
+    lo_bits: Int,
+    geo: Blocks,
+    scale: Scalar[dtype],
+    chunk_threads: Int,
+) raises:
+    """Enqueue every pass for n_rows rows: the taps' spectra (spectrum) or
+    the block pairs' correlations."""
+    comptime max_bits = GPU_PASS_BITS_F32 if dtype == DType.float32 else GPU_PASS_BITS_F64
+    var smem_bytes = 2 * _pad(1 << ls) * size_of[dtype]()
+    var chunks = n_rows << (lp - ls)
+    var above = lp - ls
+    if above == 0:
+        ctx.enqueue_function[_gpu_chunk[dtype, True, spectrum]](
+            re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
+            Int64(geo.length), Int64(geo.signal_stride), Int64(geo.pad), Int64(geo.row_outputs),
+            Int64(geo.block_outputs), Int64(geo.blocks), Int64(geo.pairs), Int64(geo.taps_rows), scale,
+            grid_dim=chunks, block_dim=chunk_threads,
+            shared_mem_bytes=smem_bytes,
+            func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
+        )
+        return
+    var passes = ceildiv(above, max_bits)
+    var lb = lp
+    for index in range(passes):
+        var bits = _pass_bits(above, max_bits, index)
+        if index == 0:
+            _enqueue_pass[dtype, False, True, spectrum](
+                ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, geo
+            )
+        else:
+            _enqueue_pass[dtype, False, False, spectrum](
+                ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, geo
+            )
+        lb -= bits
+    ctx.enqueue_function[_gpu_chunk[dtype, False, spectrum]](
+        re, im, source, result, g_re, g_im, tw, Int64(lp), Int64(ls), Int64(lo_bits),
+        Int64(geo.length), Int64(geo.signal_stride), Int64(geo.pad), Int64(geo.row_outputs),
+        Int64(geo.block_outputs), Int64(geo.blocks), Int64(geo.pairs), Int64(geo.taps_rows), scale,
+        grid_dim=chunks, block_dim=chunk_threads,
+        shared_mem_bytes=smem_bytes,
+        func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem_bytes)),
+    )
+    comptime if not spectrum:
+        for step in range(passes):
+            var index = passes - 1 - step
+            var bits = _pass_bits(above, max_bits, index)
+            lb += bits
+            if index == 0:
+                _enqueue_pass[dtype, True, True, spectrum](
+                    ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, geo
+                )
+            else:
+                _enqueue_pass[dtype, True, False, spectrum](
+                    ctx, bits, re, im, source, result, tw, n_rows, lp, lb, lo_bits, geo
+                )
+
+
+@fieldwise_init
+struct Blocks(Copyable):
+    """How the op's rows are cut into overlap-save block pairs (host side):
+    pair p of the launch is blocks b0 = 2 * (p % pairs) and b0 + 1 of
+    signal row p // pairs; block b reads `length`-sample row samples from
+    b * block_outputs - pad (zeros outside) and writes outputs
+    [b * block_outputs, ...) of a `row_outputs`-long result row."""
+
+    var length: Int
+    var signal_stride: Int
+    var pad: Int
+    var row_outputs: Int
+    var block_outputs: Int
+    var blocks: Int
+    var pairs: Int
+    var taps_rows: Int
+
+
+def fft_conv_gpu[dtype: DType](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    length: Int,
+    signal_stride: Int,
+    taps_rows: Int,
+    pad: Int,
+    row_outputs: Int,
+    n_taps: Int,
+    block: Int,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    chunk_log: Int = 0,
+    chunk_threads: Int = 0,
+) raises:
+    """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
+
+    The taps' spectra (S rows of L re, then S rows of L im) go to device
+    memory `spectrum` if `spectrum_given`, and are read from it without
+    being computed again if `spectrum_ready`; else they live in scratch for
+    this call.
+
+    Row r's outputs are cut into blocks of T = L - K + 1 (L from `block`,
+    see fft_points); block b reads L signal samples from b * T - pad, zero
+    outside the row, straight from the caller's buffer.
+
+    chunk_log and chunk_threads (0: the tuned defaults) exist for
+    research/fft/gpu_check.mojo, which times other chunk sizes and block
+    shapes; a chunk_log of at least log2(L) transforms rows whole.
+
+    Scratch (tables, spectra, and the global passes' rows when L exceeds
+    one chunk) is allocated on the op's stream and freed in stream order
+    when this function returns.
+    """
+    comptime row_log = GPU_ROW_LOG_F32 if dtype == DType.float32 else GPU_ROW_LOG_F64
+    comptime default_chunk_log = GPU_CHUNK_LOG_F32 if dtype == DType.float32 else GPU_CHUNK_LOG_F64
+    var points = fft_points(block, n_taps, 8)
+    var t = points - n_taps + 1
+    var blocks = ceildiv(row_outputs, t)
+    var pairs = (blocks + 1) // 2
+    var lp = _log2(points)
+    var whole = lp <= row_log
+    var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)
+    var threads = chunk_threads if chunk_threads > 0 else (GPU_ROW_TPB if ls == lp else GPU_CHUNK_TPB)
+    var lo_bits = (lp + 1) // 2
+    var total_pairs = rows * pairs
+    var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
+    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
+    var scratch_rows = max(total_pairs, taps_rows) if lp > ls else 0
+    var x_re = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
+    var x_im = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
+    var scale = Scalar[dtype](1.0 / Float64(points))
+    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
+    var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+
+    ctx.enqueue_function[_gpu_twiddles[dtype]](
+        tw_p, Int64(lp), Int64(lo_bits),
+        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+    )
+    # Each taps row is one block of its own: K samples from 0, no pairing.
+    if not spectrum_ready:
+        var spectra = Blocks(n_taps, n_taps, 0, 0, t, 1, 1, taps_rows)
+        _transform_rows[dtype, True](
+            ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p,
+            taps_rows, lp, ls, lo_bits, spectra, scale, threads,
+        )
+    var geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+    _transform_rows[dtype, False](
+        ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p,
+        total_pairs, lp, ls, lo_bits, geo, scale, threads,
+    )
