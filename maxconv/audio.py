@@ -655,9 +655,18 @@ def _new_file_mode(target: Path) -> int:
     try:
         return stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_UMASK
+
+
+def _process_umask() -> int:
+    """The process's umask, read once at import: reading it means setting it,
+    and a folder another thread made in that moment would get mode 0777."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _process_umask()
 
 
 def _is_stdio(path: PathArg) -> bool:
