@@ -1,8 +1,11 @@
 """`maxconv serve`: start, inspect or stop this user's resident server.
 
-The server itself is maxconv/server.py; the client side (what every
-`maxconv` command tries first) is maxconv/client.py. This module only parses
-the options and renders: `--status` and `--stop` import nothing of MAX.
+The server itself is maxconv/server.py, run as `python -m maxconv.server`:
+the foreground `serve` becomes it by exec (same pid), `--detach` starts it.
+The client side (what every `maxconv` command tries first) is
+maxconv/client.py. This module only parses the options and renders; it
+imports nothing of MAX and nothing of the server, whose jobs run the command
+line that registers this command.
 """
 
 from __future__ import annotations
@@ -65,9 +68,10 @@ def serve(
         elif detach:
             code = _detach(client, idle, jobs, grace, spare)
         else:
-            from .server import serve_forever
-
-            code = serve_forever(jobs or os.cpu_count() or 2, idle, grace, spare)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            command = _server_command(idle, jobs, grace, spare)
+            os.execv(command[0], command)
     except (client.UnsafeFolder, RuntimeError, OSError) as exc:
         _say(f"error: {exc}")
         code = 1
@@ -82,6 +86,15 @@ def _say(line: str, out: bool = False) -> None:
 
 def _socket(client) -> str:  # noqa: ANN001
     return os.path.join(client.runtime_dir(), client.SOCKET_NAME)
+
+
+def _server_command(idle: float, jobs: int | None, grace: float, spare: bool) -> list[str]:
+    command = [sys.executable, "-m", "maxconv.server", "--idle", str(idle), "--grace", str(grace)]
+    if jobs is not None:
+        command += ["--jobs", str(jobs)]
+    if not spare:
+        command.append("--no-spare")
+    return command
 
 
 def _status(client) -> int:  # noqa: ANN001
@@ -165,11 +178,7 @@ def _detach(client, idle: float, jobs: int | None, grace: float, spare: bool) ->
     folder = client.runtime_dir()
     client.check_private_dir(folder, create=True)
     log_path = os.path.join(folder, client.LOG_NAME)
-    command = [sys.executable, "-m", "maxconv", "serve", "--idle", str(idle), "--grace", str(grace)]
-    if jobs is not None:
-        command += ["--jobs", str(jobs)]
-    if not spare:
-        command.append("--no-spare")
+    command = _server_command(idle, jobs, grace, spare)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         process = subprocess.Popen(

@@ -548,3 +548,33 @@ def serve_forever(max_jobs: int, idle_minutes: float, grace: float, spare: bool 
     server.log(f"imported MAX and maxconv in {time.perf_counter() - begun:.2f} s")
     server.listen()
     return server.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m maxconv.server`: what `maxconv serve` (cli_serve.py) becomes by exec.
+
+    A process of its own, so that the command line, which the jobs run, is
+    not also what runs the server (no import cycle, and none of the CLI's
+    state in the server). Options as `maxconv serve`'s, all given.
+    """
+    import argparse
+
+    from .__main__ import _exit_quietly
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # until the loop takes them over
+        signal.signal(signum, _exit_quietly)
+    parser = argparse.ArgumentParser(prog="maxconv serve")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--idle", type=float, default=15.0)
+    parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--no-spare", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return serve_forever(args.jobs, args.idle, args.grace, not args.no_spare)
+    except (client.UnsafeFolder, RuntimeError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
