@@ -33,6 +33,7 @@ class Spare:
     pid: int
     control: socket.socket
     cache_dir: str
+    settings: dict[str, str]
     ready: bool = False
     device: str = ""
 
@@ -64,13 +65,14 @@ class SpareKeeper:
             return
         ours, theirs = socket.socketpair()
         cache_dir = cache_dir_of(os.environ, os.getcwd())
+        settings = engine_settings(os.environ)
         flush_stdio()
         pid = os.fork()
         if pid == 0:  # never returns
             server_child.start_spare(theirs.fileno(), self.server_pid, [*inherited, ours.fileno()])
         theirs.close()
         ours.setblocking(False)
-        self.spare = Spare(pid, ours, cache_dir)
+        self.spare = Spare(pid, ours, cache_dir, settings)
         selector.register(ours, selectors.EVENT_READ, "spare")
 
     def on_readable(self, selector: selectors.BaseSelector) -> None:
@@ -102,13 +104,18 @@ class SpareKeeper:
     def take(self, request: dict, fds: list[int], selector: selectors.BaseSelector) -> int | None:
         """Send a job (the client's descriptors, then the connection) to the ready spare.
 
-        Its pid, or None when there is no ready spare or the job's compiled-graph
-        folder is not the one the spare loaded from (then the job is forked afresh).
+        Its pid, or None when there is no ready spare, or the job's settings
+        (MAXCONV_*, XDG_CACHE_HOME) or compiled-graph folder are not those the
+        spare opened its engine with (then the job is forked afresh).
         """
         spare = self.spare
         if spare is None or not spare.ready:
             return None
-        if cache_dir_of(request.get("env", {}), request.get("cwd", "/")) != spare.cache_dir:
+        env = request.get("env", {})
+        if (
+            engine_settings(env) != spare.settings
+            or cache_dir_of(env, request.get("cwd", "/")) != spare.cache_dir
+        ):
             return None
         try:
             spare.control.setblocking(True)
@@ -200,6 +207,17 @@ def flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+def engine_settings(env: dict[str, str]) -> dict[str, str]:
+    """The variables that may change what an engine does: MAXCONV_* (but the client's
+    own plumbing) and XDG_CACHE_HOME."""
+    return {
+        key: value
+        for key, value in env.items()
+        if (key.startswith("MAXCONV_") and key not in ("MAXCONV_RUNTIME_DIR", "MAXCONV_SERVER"))
+        or key == "XDG_CACHE_HOME"
+    }
 
 
 def cache_dir_of(env: dict[str, str], cwd: str) -> str:
