@@ -123,8 +123,8 @@ def fingerprint() -> dict[str, str]:
     importlib.metadata finds it, at a thousandth of the cost), Python's
     version, a checksum of the Mojo op sources (CRC-32 and length of each
     file), and the names, sizes and modification times of maxconv's Python
-    files, so that an edited module never meets a server that runs the old
-    one. About 0.3 ms.
+    files (subpackages too), so that an edited module never meets a server
+    that runs the old one. About 0.5 ms.
     """
     import zlib
 
@@ -139,10 +139,13 @@ def fingerprint() -> dict[str, str]:
                 data = source.read()
             ops.append(f"{name}:{len(data)}:{zlib.crc32(data):08x}")
     code = []
-    for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
-            info = os.stat(os.path.join(package, name))
-            code.append(f"{name}:{info.st_size}:{info.st_mtime_ns}")
+    for folder, subfolders, names in os.walk(package):
+        subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
+        for name in sorted(names):
+            if name.endswith(".py"):
+                info = os.stat(os.path.join(folder, name))
+                relative = os.path.relpath(os.path.join(folder, name), package)
+                code.append(f"{relative}:{info.st_size}:{info.st_mtime_ns}")
     return {
         "maxconv": __version__,
         "max": _distribution_version("max"),

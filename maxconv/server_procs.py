@@ -246,10 +246,13 @@ def warm_up() -> None:
     import importlib
     import importlib.metadata
     import io
+    import pkgutil
 
     import typer.main
 
-    for name in (
+    import maxconv
+
+    third_party = (
         "ctypes",
         "numpy",
         "soundfile",
@@ -261,20 +264,15 @@ def warm_up() -> None:
         "rich.table",
         "rich._emoji_codes",
         "typer._click.decorators",
-        "maxconv.audio",
-        "maxconv.cache",
-        "maxconv.calibration",
-        "maxconv.convolution",
-        "maxconv.devices",
-        "maxconv.engine",
-        "maxconv.filtering",
-        "maxconv.kernels",
-        "maxconv.pipeline",
-        "maxconv.stream",
-        "maxconv.bench",
-        "maxconv.cli",
-        "maxconv.server_child",
-    ):
+    )
+    # Every maxconv module (their top-level imports are numpy, soundfile, MAX, typer and
+    # rich; ray, torch and the like are imported inside functions) but this one's caller.
+    ours = [
+        module.name
+        for module in pkgutil.walk_packages(maxconv.__path__, "maxconv.")
+        if module.name != "maxconv.server"
+    ]
+    for name in (*third_party, *ours):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
