@@ -58,7 +58,7 @@ class ServerProcess:
         server_env = dict(self.env)
         if pythonpath is not None:  # `python -m` looks in the current folder first
             server_env["PYTHONPATH"] = str(pythonpath)
-        self.log_path = folder.parent / f"{folder.name}.log"
+        self.log_path = folder / "test-server.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [*MAXCONV, "serve", "--idle", "10", "--grace", "5", *args],
