@@ -258,6 +258,24 @@ def test_relative_paths_resolve_in_the_clients_folder(server, tmp_path):
     assert (tmp_path / "there.wav").is_file()
 
 
+def test_outputs_get_the_clients_umask(server, tmp_path):
+    """The job creates files as the client's process would (umask 077: mode 0600)."""
+    command = [*MAXCONV, "filter", str(SPEECH), "-k", "lowpass:3000", "-q", "-o"]
+    for name, env in (
+        ("served.wav", server.env),
+        ("local.wav", dict(server.env, MAXCONV_SERVER="off")),
+    ):
+        result = subprocess.run(
+            ["sh", "-c", 'umask 077 && exec "$@"', "sh", *command, str(tmp_path / name)],
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "served.wav").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "local.wav").stat().st_mode & 0o777 == 0o600
+
+
 def test_stdin_to_stdout_in_a_pipeline(server, tmp_path):
     before = server.served()
     command = " ".join(
