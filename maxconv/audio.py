@@ -655,18 +655,23 @@ def _new_file_mode(target: Path) -> int:
     try:
         return stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
-        return 0o666 & ~_UMASK
+        return 0o666 & ~_process_umask()
 
 
 def _process_umask() -> int:
-    """The process's umask, read once at import: reading it means setting it,
-    and a folder another thread made in that moment would get mode 0777."""
+    """The process's umask, from /proc where Linux shows it: os.umask can only
+    read it by setting it, and a folder another thread made in that moment
+    would get mode 0777. Read per output, so a server's job has its client's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
-
-
-_UMASK = _process_umask()
 
 
 def _is_stdio(path: PathArg) -> bool:

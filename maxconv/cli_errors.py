@@ -19,8 +19,11 @@ from rich.console import Console
 
 from .errors import MaxconvError
 
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+# No emoji codes in maxconv's output: rich builds its emoji table at the
+# first print otherwise (18-20 ms of a command without cached bytecode).
+stderr = Console(stderr=True, highlight=False, emoji=False)
+stdout = Console(highlight=False, emoji=False)
+
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     stderr.print(f"[yellow]warning:[/] {message}", soft_wrap=True)

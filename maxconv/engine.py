@@ -306,6 +306,7 @@ _ENGINES: dict[str, Engine] = {}
 def get_engine(device: str = "auto") -> Engine:
     """The process-wide engine for `device`: one session per device, graphs reused."""
     key = device.strip().lower()
+    key = "gpu:0" if key == "gpu" else key
     if key not in _ENGINES:
         built = Engine(device)
         _ENGINES[key] = built

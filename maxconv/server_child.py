@@ -217,7 +217,6 @@ def _become_client(request: dict, fds: list[int]) -> None:
     _reopen_stdio()
     os.chdir(request["cwd"])
     os.umask(int(request["umask"]))
-    _refresh_import_time_state(int(request["umask"]))
     for key in [key for key in os.environ if client.is_forwarded(key)]:
         del os.environ[key]
     os.environ.update(request["env"])
@@ -227,18 +226,6 @@ def _become_client(request: dict, fds: list[int]) -> None:
     sys.modules["__main__"] = main
     sys.argv = [request.get("argv0") or "maxconv", *request["argv"]]
     _fresh_consoles()
-
-
-def _refresh_import_time_state(umask: int) -> None:
-    """What a module read from the process at import, read again for the client's process.
-
-    audio.py keeps the umask it found at import (reading it means setting
-    it, which races with threads); imported in the server, it holds the
-    server's.
-    """
-    audio = sys.modules.get("maxconv.audio")
-    if audio is not None and hasattr(audio, "_UMASK"):
-        audio._UMASK = umask
 
 
 def _reopen_stdio() -> None:

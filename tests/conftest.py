@@ -15,6 +15,9 @@ import pytest
 
 SESSION_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "maxconv-graphs"
 os.environ.setdefault("MAXCONV_CACHE_DIR", str(SESSION_CACHE))
+# A developer's running `maxconv serve` must not serve the suite's
+# subprocesses (tests of the server start their own, with their own folder).
+os.environ.setdefault("MAXCONV_SERVER", "off")
 
 
 @pytest.fixture(autouse=True)
