@@ -92,6 +92,8 @@ def reported_errors(debug: bool = False) -> Iterator[None]:
     try:
         yield
         raise_if_signalled()
+    except typer.Exit:
+        raise  # a command's own exit code (typer.Exit is a RuntimeError too)
     except (MaxconvError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
         # RuntimeError: what MAX raises when a compile or a device call fails.
         if debug:

@@ -134,3 +134,24 @@ def test_python_dash_m_maxconv_runs_the_cli():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("Verification passed")
+
+
+def test_a_commands_own_exit_code_is_not_reported_as_an_error():
+    """typer.Exit is a RuntimeError: reported_errors passes it through untouched."""
+    import typer
+
+    from maxconv.cli_errors import reported_errors
+
+    small = typer.Typer()
+
+    @small.command()
+    def fails() -> None:
+        with reported_errors():
+            raise typer.Exit(1)
+
+    @small.command()
+    def other() -> None:  # two commands, so typer keeps the command name
+        pass
+
+    result = CliRunner().invoke(small, ["fails"])
+    assert result.exit_code == 1 and "error" not in result.output
