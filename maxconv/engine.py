@@ -32,8 +32,10 @@ SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): D
 # The FFT op's transform is at least this long (the CPU's V x V blocks with
 # V = 16 lanes), so a spectrum buffer of 2 * max(block, K, this) fits it.
 SPECTRUM_MIN_POINTS = 256
-# Taps spectra kept per engine (a filter run and a few API callers).
+# Taps spectra kept per engine (a filter run and a few API callers), for
+# taps of at most SPECTRA_MAX_ROWS rows (channels, true-stereo paths).
 SPECTRA_KEPT = 4
+SPECTRA_MAX_ROWS = 16
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "3"
 
@@ -241,13 +243,17 @@ class Engine:
             self._windows[key] = driver.Buffer(DType.int8, (*key, 0), device=self.device)
         return self._windows[key]
 
-    def spectrum(self, taps: np.ndarray, block: int) -> tuple[driver.Buffer, bool]:
+    def spectrum(self, taps: np.ndarray, block: int) -> tuple[driver.Buffer, bool] | None:
         """Where the FFT op keeps the spectra of these host taps on this device,
         and whether they are already there (the same taps at the same block
         length as a recent call: a stream of chunks, a filter run).
 
-        Keyed on a digest of the taps' bytes; the few latest are kept.
+        Keyed on a digest of the taps' bytes; the few latest are kept. None
+        for taps of many rows (a batch of responses, new every call): hashing
+        and keeping them would cost more than it saves.
         """
+        if taps.shape[0] > SPECTRA_MAX_ROWS:
+            return None
         digest = hashlib.blake2b(np.ascontiguousarray(taps).data, digest_size=16).digest()
         key = (digest, taps.shape, np.dtype(taps.dtype), block)
         if key in self._spectra:
