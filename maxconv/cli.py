@@ -579,17 +579,8 @@ def main() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
-def run_and_exit() -> NoReturn:
-    """Run the CLI, then end the process at once with the command's exit code.
-
-    By then the outputs are committed (or removed) and every worker thread
-    has finished; what remains is the interpreter's and MAX's teardown, about
-    0.2 s that no user needs (a quarter of a short file's whole run, and the
-    gap to FFmpeg on the reverb benchmark): the native runtime's memory and
-    the device are the operating system's to reclaim. Buffered output is
-    flushed first. Only a SystemExit takes this path; anything else
-    propagates as usual.
-    """
+def run_to_exit_code() -> int:
+    """Run the CLI and return the command's exit code (a SystemExit's, made an int)."""
     try:
         main()
         code: object = 0
@@ -601,9 +592,23 @@ def run_and_exit() -> NoReturn:
         sys.stderr.write(f"{code}\n")
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
-    os._exit(code)
+    return code
+
+
+def run_and_exit() -> NoReturn:
+    """Run the CLI, then end the process at once with the command's exit code.
+
+    By then the outputs are committed (or removed) and every worker thread
+    has finished; what remains is the interpreter's and MAX's teardown, about
+    0.2 s that no user needs (a quarter of a short file's whole run, and the
+    gap to FFmpeg on the reverb benchmark): the native runtime's memory and
+    the device are the operating system's to reclaim. Buffered output is
+    flushed first. Only a SystemExit takes this path; anything else
+    propagates as usual.
+    """
+    os._exit(run_to_exit_code())
 
 
 if __name__ == "__main__":

@@ -264,7 +264,11 @@ def _fresh_consoles() -> None:
             continue
         for attribute, value in list(vars(module).items()):
             if isinstance(value, Console):
-                fresh = Console(stderr=value.stderr, highlight=getattr(value, "_highlight", True))
+                fresh = Console(
+                    stderr=value.stderr,
+                    highlight=getattr(value, "_highlight", True),
+                    emoji=getattr(value, "_emoji", True),
+                )
                 setattr(module, attribute, fresh)
 
 
@@ -272,17 +276,4 @@ def _run_command() -> int:
     """The CLI, as cli.run_and_exit runs it, without its os._exit: the exit code."""
     from . import cli
 
-    try:
-        cli.main()
-        code: object = 0
-    except SystemExit as exit_request:
-        code = exit_request.code
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        sys.stderr.write(f"{code}\n")
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stream.flush()
-    return code
+    return cli.run_to_exit_code()
