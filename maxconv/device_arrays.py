@@ -45,9 +45,17 @@ def _host_copy(value) -> np.ndarray:
     return driver.Buffer.from_dlpack(value).to(driver.CPU()).to_numpy()
 
 
+def _numpy_dtype(array) -> np.dtype | None:
+    """The numpy dtype of a torch/cupy/numpy array ('torch.float32' -> float32), if numpy has it."""
+    try:
+        return np.dtype(str(getattr(array, "dtype", "")).replace("torch.", "") or "O")
+    except TypeError:
+        return None
+
+
 def _device_rows(value, rows: int, length: int) -> driver.Buffer:
     """A contiguous float CUDA array as a [rows, length] MAX buffer (shared memory)."""
-    dtype = np.dtype(str(value.dtype).replace("torch.", ""))
+    dtype = _numpy_dtype(value)
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"CUDA arrays must be float32 or float64, not {dtype}; convert first (e.g. x.float())"
@@ -81,7 +89,7 @@ def _taps_rows(engine: Engine, library, kernel, flip: bool, dtype: np.dtype) -> 
     library stays there (flipped there for convolve); anything else goes
     through the host."""
     n_taps = int(kernel.shape[-1])
-    same_dtype = np.dtype(str(getattr(kernel, "dtype", "")).replace("torch.", "") or "O") == dtype
+    same_dtype = _numpy_dtype(kernel) == dtype
     if cuda_index(kernel) is not None and library_of(kernel) is library and same_dtype:
         rows = int(np.prod(kernel.shape[:-1], dtype=np.int64))
         on_device = _flip_last(library, kernel) if flip else kernel
@@ -162,9 +170,7 @@ def convolve_batch_cuda(
         taps = _flip_last(library, library.stack(kernel_list))
     else:
         host = [_host_copy(k) for k in kernel_list]
-        taps = np.zeros(
-            (len(host), longest_taps), np.dtype(str(padded.dtype).replace("torch.", ""))
-        )
+        taps = np.zeros((len(host), longest_taps), _numpy_dtype(padded))
         for row, kernel in enumerate(host):
             taps[row, : kernel.size] = kernel[::-1]
     full = filter_cuda(padded, taps[0] if shared else taps, "full", -1, device, method, None, False)

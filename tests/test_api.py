@@ -397,3 +397,16 @@ def test_fft_taps_spectrum_is_kept_between_calls_with_the_same_taps(rows):
         )
         np.testing.assert_allclose(result, expected[:, 699 : 699 + 20_000], atol=2e-4)
     assert engine.spectrum(taps, engine.fft_block(700, 20_000))[1]
+
+
+def test_dtype_names_of_other_libraries():
+    from maxconv.device_arrays import _numpy_dtype
+
+    class Tensor:
+        def __init__(self, dtype: str) -> None:
+            self.dtype = dtype
+
+    assert _numpy_dtype(Tensor("torch.float32")) == np.float32
+    assert _numpy_dtype(np.ones(2)) == np.float64
+    assert _numpy_dtype(Tensor("torch.bfloat16")) is None  # numpy has no such dtype
+    assert _numpy_dtype([1.0]) == np.dtype("O")
