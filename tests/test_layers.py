@@ -154,3 +154,15 @@ def test_a_planted_upward_import_is_caught():
     assert upward_imports(PACKAGE / "planning.py", "import maxconv.rows\n") == [
         "planning (anywhere) imports rows (core)"
     ]
+
+
+def test_documented_crossovers_are_planning_s():
+    """The README and the API docstring quote planning.FFT_FROM_TAPS: they cannot drift."""
+    import maxconv.convolution
+    from maxconv.planning import FFT_FROM_TAPS
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    cpu, gpu = FFT_FROM_TAPS["cpu"], FFT_FROM_TAPS["gpu"]
+    assert f"from {cpu} taps on the CPU and {gpu} on a GPU" in readme
+    assert f"{cpu}+ taps on the CPU, {gpu}+ on a GPU" in readme
+    assert f"({cpu} taps on the CPU, {gpu} on a GPU)" in maxconv.convolution.correlate.__doc__
