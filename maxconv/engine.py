@@ -174,10 +174,6 @@ class Engine:
         """'direct' or 'fft': `method` itself, or for 'auto' the one that wins here."""
         return choose_method(method, n_taps, self.fft_from_taps()[0])
 
-    def fft_pays_off(self, n_taps: int) -> bool:
-        """Whether FFT overlap-save beats the direct op at this kernel length here."""
-        return self.resolve_method("auto", n_taps) == "fft"
-
     def fft_from_taps(self) -> tuple[int, str]:
         """The kernel length from which `auto` takes the FFT op here, and where it comes from.
 
