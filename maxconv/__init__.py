@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> object:
     if name == "convolve_batch":
-        from .batch import convolve_batch
-
-        return convolve_batch
-    if name in __all__:
+        from .batch import convolve_batch as value
+    elif name in __all__:
         from . import convolution
 
-        return getattr(convolution, name)
-    raise AttributeError(f"module 'maxconv' has no attribute {name!r}")
+        value = getattr(convolution, name)
+    else:
+        raise AttributeError(f"module 'maxconv' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function (5 us a call)
+    return value

@@ -1,16 +1,24 @@
 """CUDA arrays (torch, cupy, any `__dlpack__` array on a GPU) through the ops, never via the host.
 
-The op reads the caller's device memory and writes a device buffer that is
-handed back through DLPack, so a CUDA tensor in gives a CUDA tensor out on
-the same GPU. Stream order: the caller's current stream is synchronized
-before the op reads its arrays, and MAX's queue before the result is
-returned, so work queued before or after the call never races with it.
+The op reads the caller's device memory and writes a CUDA array of the
+caller's library on the same GPU. Stream order, for torch and cupy, is kept
+on the GPU without host waits: MAX's queue waits for the caller's current
+stream before the op and the caller's stream waits for MAX's queue after
+it, so the call returns as soon as the op is queued (like the library's own
+ops) and work queued before or after it never races with it. Arrays of
+other libraries are synchronized from the host (MAX's queue before the
+result is returned). Memory is handed to MAX as a bare DLPack capsule: the
+producer's own stream handshake costs 17 us a call on an H200 where the
+capsule costs 3 (docs/data/cuda-exchange-h200-2026-11-28.txt), and the
+order is kept as above anyway.
 Kernels are small: they go through the host (flipped there for convolve).
 Real float32/float64 samples along the last axis; other dtypes raise a
 TypeError that says how to convert.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from max import driver
@@ -28,14 +36,68 @@ def _engine_for(index: int, device: str) -> Engine:
     return get_engine(f"gpu:{index}")
 
 
-def _synchronize_caller(library, index: int) -> None:
-    """Wait for the work the caller queued on its current stream."""
-    name = getattr(library, "__name__", "")
-    if name == "torch":
-        library.cuda.current_stream(index).synchronize()
-    elif name == "cupy":
-        with library.cuda.Device(index):
-            library.cuda.get_current_stream().synchronize()
+class _Capsule:
+    """`array` as a DLPack producer without the stream handshake (see the module doc)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array) -> None:  # noqa: ANN001
+        self.array = array
+
+    def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
+        return self.array.__dlpack__()
+
+    def __dlpack_device__(self):  # noqa: ANN204
+        return self.array.__dlpack_device__()
+
+
+class StreamOrder:
+    """GPU-side order between a library's current stream and an engine's queue.
+
+    `before()` makes MAX's queue wait for the work the caller queued so far,
+    `after()` makes the caller's stream wait for the op; neither blocks the
+    host. Libraries without a known stream API (not torch or cupy) get host
+    synchronization instead: `after()` waits for MAX's queue.
+    """
+
+    _external: dict[tuple[str, int], object] = {}
+
+    def __init__(self, library, engine: Engine, index: int) -> None:  # noqa: ANN001
+        self.name = getattr(library, "__name__", "")
+        self.library = library
+        self.engine = engine
+        self.index = index
+        key = (self.name, index)
+        if self.name in ("torch", "cupy") and key not in self._external:
+            handle = engine.device.default_queue.native_stream_handle
+            if self.name == "torch":
+                stream = library.cuda.ExternalStream(handle, device=f"cuda:{index}")
+            else:
+                stream = library.cuda.ExternalStream(handle, device_id=index)
+            self._external[key] = stream
+        self.queue = self._external.get(key)
+
+    def _current(self):  # noqa: ANN202
+        if self.name == "torch":
+            return self.library.cuda.current_stream(self.index)
+        with self.library.cuda.Device(self.index):
+            return self.library.cuda.get_current_stream()
+
+    def _wait(self, waiter, producer) -> None:  # noqa: ANN001
+        if self.name == "torch":
+            waiter.wait_stream(producer)
+        else:
+            waiter.wait_event(producer.record())
+
+    def before(self) -> None:
+        if self.queue is not None:
+            self._wait(self.queue, self._current())
+
+    def after(self) -> None:
+        if self.queue is None:
+            self.engine.device.synchronize()
+        else:
+            self._wait(self._current(), self.queue)
 
 
 def _host_copy(value) -> np.ndarray:
@@ -45,12 +107,18 @@ def _host_copy(value) -> np.ndarray:
     return driver.Buffer.from_dlpack(value).to(driver.CPU()).to_numpy()
 
 
+_DTYPES: dict[object, np.dtype | None] = {}
+
+
 def _numpy_dtype(array) -> np.dtype | None:
     """The numpy dtype of a torch/cupy/numpy array ('torch.float32' -> float32), if numpy has it."""
-    try:
-        return np.dtype(str(getattr(array, "dtype", "")).replace("torch.", "") or "O")
-    except TypeError:
-        return None
+    key = getattr(array, "dtype", None)
+    if key not in _DTYPES:
+        try:
+            _DTYPES[key] = np.dtype(str(key).replace("torch.", "") if key is not None else "O")
+        except TypeError:
+            _DTYPES[key] = None
+    return _DTYPES[key]
 
 
 def _device_rows(value, rows: int, length: int) -> driver.Buffer:
@@ -60,13 +128,24 @@ def _device_rows(value, rows: int, length: int) -> driver.Buffer:
         raise TypeError(
             f"CUDA arrays must be float32 or float64, not {dtype}; convert first (e.g. x.float())"
         )
+    if not _contiguous(value):
+        raise ValueError("CUDA arrays must be contiguous; call .contiguous() first")
     try:
-        buffer = driver.Buffer.from_dlpack(value)
-    except Exception as exc:  # MAX refuses strided DLPack tensors
+        buffer = driver.Buffer._from_dlpack(_Capsule(value))  # noqa: SLF001 (see module doc)
+    except Exception as exc:  # MAX refuses DLPack tensors it cannot view
         raise ValueError(
             f"CUDA arrays must be contiguous ({exc}); call .contiguous() first"
         ) from exc
     return buffer.view(buffer.dtype, (rows, length))
+
+
+def _contiguous(value) -> bool:  # noqa: ANN001
+    """Whether a torch/cupy array is C-contiguous (others: left to MAX to refuse)."""
+    check = getattr(value, "is_contiguous", None)
+    if callable(check):
+        return bool(check())
+    flags = getattr(value, "flags", None)
+    return bool(getattr(flags, "c_contiguous", True))
 
 
 def _flip_last(library, array):
@@ -91,7 +170,7 @@ def _taps_rows(engine: Engine, library, kernel, flip: bool, dtype: np.dtype) -> 
     n_taps = int(kernel.shape[-1])
     same_dtype = _numpy_dtype(kernel) == dtype
     if cuda_index(kernel) is not None and library_of(kernel) is library and same_dtype:
-        rows = int(np.prod(kernel.shape[:-1], dtype=np.int64))
+        rows = math.prod(kernel.shape[:-1])
         on_device = _flip_last(library, kernel) if flip else kernel
         return _device_rows(on_device, rows, n_taps)
     host = _host_copy(kernel)
@@ -114,7 +193,7 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     if len(kernel_shape) not in (1, len(shape)):
         raise ValueError("in2 must be 1-D or have in1's dimensionality")
     taps_lead = kernel_shape[:-1]
-    rows = int(np.prod(lead, dtype=np.int64))
+    rows = math.prod(lead)
     if taps_lead and taps_lead != lead and any(size != 1 for size in taps_lead):
         raise ValueError(f"in2's other axes {taps_lead} must equal in1's {lead} or be 1")
     n_taps = kernel_shape[-1]
@@ -134,10 +213,11 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
         target = out
     else:
         target = _empty(library, in1, (*lead, count))
-    _synchronize_caller(library, index)
     taps = _taps_rows(engine, library, in2, flip, dtype)
+    order = StreamOrder(library, engine, index)
+    order.before()
     engine.correlate(_device_rows(target, rows, count), signal, taps, pad, method, block)
-    engine.device.synchronize()
+    order.after()
     return target
 
 

@@ -4,6 +4,10 @@ python3 scripts/gpu_probe.py memory        peak resident memory after each start
                                            (run it twice: the first run compiles the models)
 python3 scripts/gpu_probe.py tensors       what a call on torch CUDA tensors spends beyond
                                            the op: each step of the path timed alone
+python3 scripts/gpu_probe.py exchange      ways to hand CUDA memory to MAX and back, stream
+                                           waits without host syncs, Model.capture/replay
+python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
+                                           taps each) per GPU chunk size and copy threads
 """
 
 from __future__ import annotations
@@ -99,10 +103,181 @@ def tensors() -> None:
         print(f"{name:<34} {micros(step):9.1f} us")
 
 
+def exchange() -> None:
+    """Median microseconds of each way to exchange CUDA memory with MAX."""
+    import statistics
+    import time
+
+    import torch
+    from max import driver
+
+    from maxconv.engine import get_engine
+
+    engine = get_engine("gpu")
+    queue = engine.device.default_queue
+    n = 1 << 24
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(64, device="cuda")
+
+    def micros(step, repeat: int = 50) -> float:
+        step()
+        times = []
+        for _ in range(repeat):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e6
+
+    class Capsule:
+        """A DLPack producer handing out torch's capsule without stream handling."""
+
+        def __init__(self, tensor) -> None:  # noqa: ANN001
+            self.tensor = tensor
+
+        def __dlpack__(self, stream=None):  # noqa: ANN001, ANN202
+            return torch.utils.dlpack.to_dlpack(self.tensor)
+
+        def __dlpack_device__(self):  # noqa: ANN202
+            return self.tensor.__dlpack_device__()
+
+    handle = queue.native_stream_handle
+    print(
+        "MAX queue stream handle", handle, "torch current", torch.cuda.current_stream().cuda_stream
+    )
+    max_stream = torch.cuda.ExternalStream(handle)
+    made = driver.Buffer(driver.Buffer.from_dlpack(x).dtype, (n,), device=engine.device)
+    steps = {
+        "x.__dlpack__()": lambda: x.__dlpack__(),
+        "x.__dlpack__(stream=max)": lambda: x.__dlpack__(stream=handle),
+        "to_dlpack(x)": lambda: torch.utils.dlpack.to_dlpack(x),
+        "Buffer.from_dlpack(x)": lambda: driver.Buffer.from_dlpack(x),
+        "Buffer._from_dlpack(x)": lambda: driver.Buffer._from_dlpack(x),
+        "Buffer._from_dlpack(Capsule(x))": lambda: driver.Buffer._from_dlpack(Capsule(x)),
+        "Buffer(dtype, n) on GPU": lambda: driver.Buffer(made.dtype, (n,), device=engine.device),
+        "torch.from_dlpack(Buffer)": lambda: torch.from_dlpack(made),
+        "torch.empty(n)": lambda: torch.empty(n, device="cuda"),
+        "ExternalStream(handle)": lambda: torch.cuda.ExternalStream(handle),
+        "max_stream.wait_stream(current)": lambda: max_stream.wait_stream(
+            torch.cuda.current_stream()
+        ),
+        "current.wait_stream(max_stream)": lambda: torch.cuda.current_stream().wait_stream(
+            max_stream
+        ),
+        "x.record_stream(max_stream)": lambda: x.record_stream(max_stream),
+        "torch current_stream sync": lambda: torch.cuda.current_stream().synchronize(),
+    }
+    for name, step in steps.items():
+        try:
+            print(f"{name:<36} {micros(step):9.1f} us")
+        except Exception as exc:  # a probe: report and go on
+            print(f"{name:<36} failed: {type(exc).__name__}: {exc}")
+    # Does MAX's execute reuse the queue whose handle we read? Stream order check:
+    # torch writes x on its stream, MAX reads it after a GPU-side wait only.
+    signal = driver.Buffer.from_dlpack(x).view(made.dtype, (1, n))
+    taps = driver.Buffer.from_dlpack(w).view(made.dtype, (1, 64))
+    out = torch.empty(n - 63, device="cuda")
+    result = driver.Buffer.from_dlpack(out).view(made.dtype, (1, n - 63))
+    for _trial in range(3):
+        x.normal_()
+        max_stream.wait_stream(torch.cuda.current_stream())
+        engine.correlate(result, signal, taps, 0)
+        torch.cuda.current_stream().wait_stream(max_stream)
+        expect = torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
+        print("stream-ordered result max error", float((out - expect).abs().max()))
+
+    def ordered_call() -> None:
+        target = torch.empty(n - 63, device="cuda")
+        max_stream.wait_stream(torch.cuda.current_stream())
+        engine.correlate(
+            driver.Buffer._from_dlpack(target).view(made.dtype, (1, n - 63)),
+            driver.Buffer._from_dlpack(x).view(made.dtype, (1, n)),
+            taps,
+            0,
+        )
+        torch.cuda.current_stream().wait_stream(max_stream)
+
+    print(
+        f"{'stream-ordered call + sync':<36} {micros(lambda: (ordered_call(), torch.cuda.synchronize())):9.1f} us"
+    )
+    print(
+        f"{'engine.correlate + sync':<36} {micros(lambda: (engine.correlate(result, signal, taps, 0), engine.device.synchronize())):9.1f} us"
+    )
+    # Device graphs: capture once, replay with the same and with other buffers.
+    model = engine.model(np.float32)
+    window = engine.window(0, 1)
+    try:
+        model.capture(7, result, signal, taps, window)
+        print(
+            f"{'replay (same buffers) + sync':<36} {micros(lambda: (model.replay(7, result, signal, taps, window), engine.device.synchronize())):9.1f} us"
+        )
+        other = torch.empty(n - 63, device="cuda")
+        other_result = driver.Buffer.from_dlpack(other).view(made.dtype, (1, n - 63))
+        other.zero_()
+        torch.cuda.synchronize()
+        model.replay(7, other_result, signal, taps, window)
+        engine.device.synchronize()
+        expect = torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
+        print("replay into other buffers: max error", float((other - expect).abs().max()))
+    except Exception as exc:  # a probe: report and go on
+        print("capture/replay failed:", type(exc).__name__, exc)
+
+
+def chunks() -> None:
+    """Seconds of the numpy augment batch per GPU chunk size and copy threads."""
+    import statistics
+    import time
+
+    import maxconv
+    from maxconv import rows, transfer
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1000, 48000)).astype(np.float32)
+    h = rng.standard_normal((1000, 8000)).astype(np.float32)
+    maxconv.convolve(x, h, device="gpu")
+    print("copy threads default", getattr(transfer, "COPY_THREADS", None))
+    for log_chunk in (20, 21, 22, 23, 24):
+        rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            maxconv.convolve(x, h, device="gpu")
+            times.append(time.perf_counter() - start)
+        print(
+            f"chunk 2^{log_chunk}: median {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f}"
+        )
+    # Where the 2^22 run's time goes: host copies (fill and drain) vs the rest.
+    rows.GPU_CHUNK_SAMPLES = 1 << 22
+    spent = {"copy": 0.0, "copies": 0}
+    plain = rows.parallel_copy
+
+    def timed_copy(target, source) -> None:  # noqa: ANN001
+        start = time.perf_counter()
+        plain(target, source)
+        spent["copy"] += time.perf_counter() - start
+        spent["copies"] += 1
+
+    rows.parallel_copy = timed_copy
+    start = time.perf_counter()
+    out = maxconv.convolve(x, h, device="gpu")
+    wall = time.perf_counter() - start
+    print(
+        f"one call {wall * 1e3:.1f} ms: host copies {spent['copy'] * 1e3:.1f} ms in {spent['copies']}"
+    )
+    start = time.perf_counter()
+    np.empty_like(out)[...] = 1
+    print(f"touching a new output array: {(time.perf_counter() - start) * 1e3:.1f} ms")
+    rows.parallel_copy = plain
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory"]:
         memory()
     elif sys.argv[1:2] == ["tensors"]:
         tensors()
+    elif sys.argv[1:2] == ["exchange"]:
+        exchange()
+    elif sys.argv[1:2] == ["chunks"]:
+        chunks()
     else:
         sys.exit(__doc__)

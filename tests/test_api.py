@@ -270,6 +270,46 @@ def test_torch_stream_order_is_respected(gpu_device):
 
 
 @pytest.mark.gpu
+def test_torch_stream_order_without_host_waits(gpu_device):
+    """The call returns once queued: torch work queued after it (on the caller's
+    current stream, a side stream here) waits for the op, and the inputs can
+    be overwritten at once without changing the result."""
+    torch = pytest.importorskip("torch")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        x = torch.zeros(1 << 24, device="cuda")
+        h = torch.ones(64, device="cuda")
+        x.add_(2.0)
+        result = maxconv.correlate(x, h, "valid")
+        x.zero_()  # after the call, on the same stream: the op already read x
+        h.zero_()
+        total = result.sum()
+    side.synchronize()
+    assert float(total) == pytest.approx(128.0 * ((1 << 24) - 63), rel=1e-6)
+
+
+@pytest.mark.gpu
+def test_strided_cuda_tensors_are_refused(gpu_device):
+    torch = pytest.importorskip("torch")
+    x = torch.randn(64, 1000, device="cuda").t()  # last axis strided
+    with pytest.raises(ValueError, match="contiguous"):
+        maxconv.correlate(x, torch.ones(3, device="cuda"))
+
+
+@pytest.mark.gpu
+def test_cupy_stream_order(gpu_device):
+    cupy = pytest.importorskip("cupy")
+    stream = cupy.cuda.Stream()
+    with stream:
+        x = cupy.zeros(1 << 22, dtype=cupy.float32)
+        x += 1.0
+        result = maxconv.correlate(x, cupy.ones(16, dtype=cupy.float32), "valid")
+        x[...] = 0
+        total = float(result.sum())
+    assert total == pytest.approx(16.0 * ((1 << 22) - 15), rel=1e-6)
+
+
+@pytest.mark.gpu
 def test_torch_out_and_ragged_batch(gpu_device):
     torch = pytest.importorskip("torch")
     x = torch.randn(2, 5000, device="cuda", dtype=torch.float64)
@@ -341,6 +381,7 @@ def test_gpu_pipeline_logic_on_the_cpu(
     import maxconv.rows as rows_module
 
     monkeypatch.setattr(rows_module, "GPU_CHUNK_SAMPLES", 1024)
+    monkeypatch.setattr(rows_module, "GPU_GROUP_SAMPLES", 2048)
     rng = np.random.default_rng(rows * n + k)
     signal = rng.standard_normal((signal_rows, n)).astype(np.float32)
     taps = rng.standard_normal((taps_rows, k)).astype(np.float32)
