@@ -237,7 +237,7 @@ def chunks() -> None:
     maxconv.convolve(x, h, device="gpu")
     print("copy threads default", getattr(transfer, "COPY_THREADS", None))
     for log_chunk in (20, 21, 22, 23, 24):
-        rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
+        rows.GPU_GROUP_SAMPLES = 1 << log_chunk
         times = []
         for _ in range(5):
             start = time.perf_counter()
@@ -246,8 +246,23 @@ def chunks() -> None:
         print(
             f"chunk 2^{log_chunk}: median {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f}"
         )
-    # Where the 2^22 run's time goes: host copies (fill and drain) vs the rest.
+    # One long row (N = 2^24) cut along its outputs, per chunk length.
+    long_row = rng.standard_normal(1 << 24).astype(np.float32)
+    for k in (4, 64, 1024):
+        taps = rng.standard_normal(k).astype(np.float32)
+        for log_chunk in (21, 22, 23, 24):
+            rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
+            maxconv.convolve(long_row, taps, device="gpu")
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                maxconv.convolve(long_row, taps, device="gpu")
+                times.append(time.perf_counter() - start)
+            median = statistics.median(times) * 1e3
+            print(f"one row 2^24, K={k}, chunk 2^{log_chunk}: median {median:.1f} ms")
+    # Where the batch's time goes: host copies (fill and drain) vs the rest.
     rows.GPU_CHUNK_SAMPLES = 1 << 22
+    rows.GPU_GROUP_SAMPLES = 1 << 24
     spent = {"copy": 0.0, "copies": 0}
     plain = rows.parallel_copy
 
