@@ -19,6 +19,7 @@ TypeError that says how to convert.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from max import driver
@@ -56,26 +57,38 @@ class StreamOrder:
 
     `before()` makes MAX's queue wait for the work the caller queued so far,
     `after()` makes the caller's stream wait for the op; neither blocks the
-    host. Libraries without a known stream API (not torch or cupy) get host
-    synchronization instead: `after()` waits for MAX's queue.
+    host. Each direction records one event kept for the process (re-recording
+    an event is safe: a wait takes its latest record) instead of a new one
+    per call. Libraries without a known stream API (not torch or cupy) get
+    host synchronization instead: `after()` waits for MAX's queue.
     """
 
-    _external: dict[tuple[str, int], object] = {}
+    _made: dict[tuple[str, int], StreamOrder] = {}
+
+    @classmethod
+    def of(cls, library, engine: Engine, index: int) -> StreamOrder:  # noqa: ANN001
+        """The order object of `library` on GPU `index` (made once)."""
+        key = (getattr(library, "__name__", ""), index)
+        if key not in cls._made:
+            cls._made[key] = cls(library, engine, index)
+        return cls._made[key]
 
     def __init__(self, library, engine: Engine, index: int) -> None:  # noqa: ANN001
         self.name = getattr(library, "__name__", "")
         self.library = library
         self.engine = engine
         self.index = index
-        key = (self.name, index)
-        if self.name in ("torch", "cupy") and key not in self._external:
-            handle = engine.device.default_queue.native_stream_handle
-            if self.name == "torch":
-                stream = library.cuda.ExternalStream(handle, device=f"cuda:{index}")
-            else:
-                stream = library.cuda.ExternalStream(handle, device_id=index)
-            self._external[key] = stream
-        self.queue = self._external.get(key)
+        self.queue = None
+        handle = engine.device.default_queue.native_stream_handle
+        if self.name == "torch":
+            self.queue = library.cuda.ExternalStream(handle, device=f"cuda:{index}")
+            self.events = (library.cuda.Event(), library.cuda.Event())
+        elif self.name == "cupy":
+            with warnings.catch_warnings():  # cupy 13 prefers Stream.from_external
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.queue = library.cuda.ExternalStream(handle, device_id=index)
+            with library.cuda.Device(index):
+                self.events = (library.cuda.Event(), library.cuda.Event())
 
     def _current(self):  # noqa: ANN202
         if self.name == "torch":
@@ -83,21 +96,19 @@ class StreamOrder:
         with self.library.cuda.Device(self.index):
             return self.library.cuda.get_current_stream()
 
-    def _wait(self, waiter, producer) -> None:  # noqa: ANN001
-        if self.name == "torch":
-            waiter.wait_stream(producer)
-        else:
-            waiter.wait_event(producer.record())
-
     def before(self) -> None:
         if self.queue is not None:
-            self._wait(self.queue, self._current())
+            event = self.events[0]
+            event.record(self._current())
+            self.queue.wait_event(event)
 
     def after(self) -> None:
         if self.queue is None:
             self.engine.device.synchronize()
         else:
-            self._wait(self._current(), self.queue)
+            event = self.events[1]
+            event.record(self.queue)
+            self._current().wait_event(event)
 
 
 def _host_copy(value) -> np.ndarray:
@@ -200,7 +211,7 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     if length == 0 or n_taps == 0:
         raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
     signal = _device_rows(in1, rows, length)
-    dtype = np.dtype(signal.dtype.to_numpy())
+    dtype = _numpy_dtype(in1)
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
     block = engine.fft_block(n_taps, count) if method == "fft" else 1
@@ -214,7 +225,7 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     else:
         target = _empty(library, in1, (*lead, count))
     taps = _taps_rows(engine, library, in2, flip, dtype)
-    order = StreamOrder(library, engine, index)
+    order = StreamOrder.of(library, engine, index)
     order.before()
     engine.correlate(_device_rows(target, rows, count), signal, taps, pad, method, block)
     order.after()

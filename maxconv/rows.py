@@ -20,17 +20,15 @@ from max import driver
 from .engine import Engine
 from .transfer import parallel_copy
 
-# Outputs (and about as many inputs) a GPU chunk carries from host arrays.
-# A long row is cut into chunks of 2^22 samples (16 MB of float32 each way,
-# enough to keep the bus busy): a 2^24-sample call is four chunks whose host
-# copies overlap the GPU's work. Short rows go in groups of up to 2^24
-# samples: the op's launches fill the GPU better with more rows, and on an
-# H200 1000 rows of 48,000 through 8,000 taps each took 31 ms in groups of
-# 2^24 samples, 38 of 2^23, 51 of 2^22, 100 of 2^20
-# (docs/data/augment-chunks-h200-2026-11-28.txt). The pinned and device
-# buffers grow to two such groups each way (256 MB of float32).
-GPU_CHUNK_SAMPLES = 1 << 22
-GPU_GROUP_SAMPLES = 1 << 24
+# Outputs (and about as many inputs) a GPU chunk carries from host arrays:
+# rows in groups of up to this many samples, a longer row cut into chunks of
+# it. On an H200 (docs/data/augment-chunks-h200-2026-11-28.txt) larger chunks
+# won at every size tried, 2^20 to 2^24: one row of 2^24 through 4 taps took
+# 9.0 ms in one chunk, 14.2 in four; 1000 rows of 48,000 through 8,000 taps
+# each 36 ms in groups of 2^24 samples, 57 of 2^22, 122 of 2^20 (each call's
+# launches fill the GPU better). The pinned and device buffers grow to two
+# chunks each way: 256 MB of float32.
+GPU_CHUNK_SAMPLES = 1 << 24
 
 
 def result_rows(signal: np.ndarray, taps: np.ndarray) -> int:
@@ -110,9 +108,8 @@ class Chunk:
 def plan_chunks(
     rows: int, count: int, signal_shape: tuple[int, int], taps_shape: tuple[int, int], pad: int
 ) -> list[Chunk]:
-    """Cut a host-to-GPU run into chunks: whole rows in groups of about
-    GPU_GROUP_SAMPLES outputs, or a long row along its outputs in chunks of
-    GPU_CHUNK_SAMPLES, each chunk with the
+    """Cut a host-to-GPU run into chunks of about GPU_CHUNK_SAMPLES outputs:
+    whole rows in groups, or a long row along its outputs, each chunk with the
     K-1 samples before it (clipped to the row; its own leading zeros if any).
     A chunk whose windows all lie outside the signal has no signal columns."""
     signal_rows, length = signal_shape
@@ -139,7 +136,7 @@ def plan_chunks(
                     )
                 )
         return chunks
-    per_call = max(1, GPU_GROUP_SAMPLES // max(count, length))
+    per_call = max(1, GPU_CHUNK_SAMPLES // max(count, length))
     for first in range(0, rows, per_call):
         last = min(rows, first + per_call)
         chunks.append(

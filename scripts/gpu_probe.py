@@ -197,19 +197,22 @@ def exchange() -> None:
         )
         torch.cuda.current_stream().wait_stream(max_stream)
 
-    print(
-        f"{'stream-ordered call + sync':<36} {micros(lambda: (ordered_call(), torch.cuda.synchronize())):9.1f} us"
-    )
-    print(
-        f"{'engine.correlate + sync':<36} {micros(lambda: (engine.correlate(result, signal, taps, 0), engine.device.synchronize())):9.1f} us"
+    def report(name: str, step) -> None:  # noqa: ANN001
+        print(f"{name:<36} {micros(step):9.1f} us")
+
+    report("stream-ordered call + sync", lambda: (ordered_call(), torch.cuda.synchronize()))
+    report(
+        "engine.correlate + sync",
+        lambda: (engine.correlate(result, signal, taps, 0), engine.device.synchronize()),
     )
     # Device graphs: capture once, replay with the same and with other buffers.
     model = engine.model(np.float32)
     window = engine.window(0, 1)
     try:
         model.capture(7, result, signal, taps, window)
-        print(
-            f"{'replay (same buffers) + sync':<36} {micros(lambda: (model.replay(7, result, signal, taps, window), engine.device.synchronize())):9.1f} us"
+        report(
+            "replay (same buffers) + sync",
+            lambda: (model.replay(7, result, signal, taps, window), engine.device.synchronize()),
         )
         other = torch.empty(n - 63, device="cuda")
         other_result = driver.Buffer.from_dlpack(other).view(made.dtype, (1, n - 63))
@@ -237,15 +240,14 @@ def chunks() -> None:
     maxconv.convolve(x, h, device="gpu")
     print("copy threads default", getattr(transfer, "COPY_THREADS", None))
     for log_chunk in (20, 21, 22, 23, 24):
-        rows.GPU_GROUP_SAMPLES = 1 << log_chunk
+        rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
         times = []
         for _ in range(5):
             start = time.perf_counter()
             maxconv.convolve(x, h, device="gpu")
             times.append(time.perf_counter() - start)
-        print(
-            f"chunk 2^{log_chunk}: median {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f}"
-        )
+        median, low = statistics.median(times) * 1e3, min(times) * 1e3
+        print(f"chunk 2^{log_chunk}: median {median:.1f} ms, min {low:.1f}")
     # One long row (N = 2^24) cut along its outputs, per chunk length.
     long_row = rng.standard_normal(1 << 24).astype(np.float32)
     for k in (4, 64, 1024):
@@ -261,8 +263,7 @@ def chunks() -> None:
             median = statistics.median(times) * 1e3
             print(f"one row 2^24, K={k}, chunk 2^{log_chunk}: median {median:.1f} ms")
     # Where the batch's time goes: host copies (fill and drain) vs the rest.
-    rows.GPU_CHUNK_SAMPLES = 1 << 22
-    rows.GPU_GROUP_SAMPLES = 1 << 24
+    rows.GPU_CHUNK_SAMPLES = 1 << 24
     spent = {"copy": 0.0, "copies": 0}
     plain = rows.parallel_copy
 
@@ -276,9 +277,8 @@ def chunks() -> None:
     start = time.perf_counter()
     out = maxconv.convolve(x, h, device="gpu")
     wall = time.perf_counter() - start
-    print(
-        f"one call {wall * 1e3:.1f} ms: host copies {spent['copy'] * 1e3:.1f} ms in {spent['copies']}"
-    )
+    copies = spent["copy"] * 1e3
+    print(f"one call {wall * 1e3:.1f} ms: host copies {copies:.1f} ms in {spent['copies']}")
     start = time.perf_counter()
     np.empty_like(out)[...] = 1
     print(f"touching a new output array: {(time.perf_counter() - start) * 1e3:.1f} ms")

@@ -381,7 +381,6 @@ def test_gpu_pipeline_logic_on_the_cpu(
     import maxconv.rows as rows_module
 
     monkeypatch.setattr(rows_module, "GPU_CHUNK_SAMPLES", 1024)
-    monkeypatch.setattr(rows_module, "GPU_GROUP_SAMPLES", 2048)
     rng = np.random.default_rng(rows * n + k)
     signal = rng.standard_normal((signal_rows, n)).astype(np.float32)
     taps = rng.standard_normal((taps_rows, k)).astype(np.float32)
