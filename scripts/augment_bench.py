@@ -19,6 +19,8 @@ threads) is measured without the compute hiding it; it prints the median clips/s
     uv run python scripts/augment_bench.py                       # 2-core CPU sizes
     uv run python scripts/augment_bench.py --clips 10000 --device gpu --stub-runs 3
     uv run python scripts/augment_bench.py --clips 10000 --device gpu:all --loop-clips 0
+    git worktree add /tmp/before 6455e9b     # main when `augment` was asked for
+    uv run python scripts/augment_bench.py --loop-tree /tmp/before
 """
 
 from __future__ import annotations
@@ -86,6 +88,24 @@ def run_loop(root: Path, records: list[dict], device: str) -> float:
         y *= np.sqrt(np.mean(x.astype(np.float64) ** 2) / np.mean(y.astype(np.float64) ** 2))
         sf.write(out / Path(record["output"]).name, y, rate, subtype="PCM_16")
     return len(records) / (time.perf_counter() - start)
+
+
+def run_loop_elsewhere(root: Path, records: list[dict], device: str, tree: str) -> float:
+    """run_loop in a new process whose `maxconv` is the one in folder `tree` (an
+    older checkout: the API a user looped over before `augment` existed)."""
+    listed = root / "loop-records.json"
+    listed.write_text(json.dumps(records))
+    program = (
+        "import json, sys; from pathlib import Path; "
+        f"sys.path.insert(0, {tree!r}); sys.path.insert(1, {str(Path(__file__).parent)!r}); "
+        "import augment_bench; "
+        f"print(augment_bench.run_loop(Path({str(root)!r}), "
+        f"json.loads(Path({str(listed)!r}).read_text()), {device!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the loop over {tree} failed: {done.stderr.strip()[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def stub_convolve(signals, kernels, mode="full", *, method="auto", device="auto"):  # noqa: ANN001, ANN201
@@ -162,6 +182,10 @@ def main() -> None:
         help="--workers of the stubbed runs, or several: 4,8,16 (default: job's)",
     )
     parser.add_argument("--stub-group", type=int, help="--group of the stubbed runs")
+    parser.add_argument(
+        "--loop-tree",
+        help="also run the loop over the maxconv of this folder (an older checkout)",
+    )
     parser.add_argument("augment_options", nargs="*", help="more `maxconv augment` options")
     args = parser.parse_args()
 
@@ -202,6 +226,13 @@ def main() -> None:
             figures["loop_clips"] = min(args.loop_clips, len(records))
             figures["loop_clips_per_second"] = loop
             figures["speedup_over_loop"] = report["clips_per_second"] / loop
+            if args.loop_tree:
+                before = run_loop_elsewhere(
+                    root, records[: args.loop_clips], args.device, args.loop_tree
+                )
+                figures["loop_tree"] = args.loop_tree
+                figures["loop_tree_clips_per_second"] = before
+                figures["speedup_over_loop_tree"] = report["clips_per_second"] / before
     if args.json:
         print(json.dumps(figures, indent=2))
         return
@@ -221,6 +252,10 @@ def main() -> None:
         print(f"loop over maxconv.convolve, same pairs ({figures['loop_clips']} clips): "
               f"{figures['loop_clips_per_second']:,.1f} clips/s; "
               f"augment is {figures['speedup_over_loop']:.1f}x faster")  # fmt: skip
+    if "loop_tree_clips_per_second" in figures:
+        print(f"the same loop over the maxconv in {figures['loop_tree']}: "
+              f"{figures['loop_tree_clips_per_second']:,.1f} clips/s; "
+              f"augment is {figures['speedup_over_loop_tree']:.1f}x faster")  # fmt: skip
 
 
 if __name__ == "__main__":
