@@ -257,7 +257,7 @@ def filter_command(
 ) -> None:
     """Filter audio files or arrays through a FIR kernel or impulse response."""
     with reported_errors(debug):
-        from .audio import RawFormat
+        from .audio_read import RawFormat
         from .filtering import FilterOptions, check_options, check_target, filter_file
 
         raw = None

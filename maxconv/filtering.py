@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio
-from .audio import RawFormat, SignalInfo
+from .audio_read import STDIO, RawFormat, SignalInfo, iter_blocks, read_info
+from .audio_write import large_wav_as_rf64, open_writer, output_format, output_subtype
 from .convolution import full_slice
 from .engine import get_engine
 from .errors import InputError, OutputError
@@ -32,7 +32,6 @@ from .stream import CHUNK_OUTPUTS, stream_correlate
 
 ALIGNS = ("center", "causal")
 NORMALIZE_PEAK_DB = -0.1
-_FLOAT_SUBTYPE_FOR = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 
 
 @dataclass
@@ -148,11 +147,11 @@ def check_options(options: FilterOptions) -> None:
 
 def check_target(source: str, target: str, force: bool) -> None:
     """Never overwrite an input; an existing output needs --force."""
-    if target == audio.STDIO:
+    if target == STDIO:
         return
     path = Path(target)
     if (
-        source != audio.STDIO
+        source != STDIO
         and Path(source).exists()
         and path.exists()
         and os.path.samefile(source, path)
@@ -177,33 +176,6 @@ def compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
     if info.subtype in ("PCM_32", "DOUBLE", "float64"):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
-
-
-def output_subtype(info: SignalInfo, options: FilterOptions, out_format: str) -> str | None:
-    """Keep the input's subtype where the output format can hold it."""
-    if options.subtype is not None:
-        return options.subtype
-    import soundfile
-
-    if out_format == "NPY":
-        return info.subtype if info.format == "NPY" else "float32"
-    subtype = _FLOAT_SUBTYPE_FOR.get(info.subtype or "", info.subtype)
-    if subtype and soundfile.check_format(out_format, subtype):
-        return subtype
-    return None
-
-
-# Bytes per sample of the subtypes a WAV can hold; others count as 4.
-_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "DOUBLE": 8}
-# A WAV's 32-bit sizes cap its data chunk just under 4 GiB.
-_WAV_LIMIT = 0xFFFFFFFF - (1 << 20)
-
-
-def _large_wav_as_rf64(out_format: str, subtype: str | None, samples: int) -> str:
-    """RF64 (the 64-bit WAV, as ffmpeg's `-rf64 auto` writes) when a WAV would overflow 4 GiB."""
-    if out_format == "WAV" and samples * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
-        return "RF64"
-    return out_format
 
 
 def _taps_matrix(kernel: Kernel, channels: int, dtype: np.dtype, correlate: bool) -> np.ndarray:
@@ -250,8 +222,8 @@ def filter_file(
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    raw = options.raw if source == audio.STDIO else None
-    info = audio.read_info(source, raw)
+    raw = options.raw if source == STDIO else None
+    info = read_info(source, raw)
     if info.samplerate is None and options.rate is not None:
         info = replace(info, samplerate=options.rate)
     if info.frames == 0:
@@ -273,7 +245,7 @@ def filter_file(
 
     def chunks() -> Iterator:
         read_block = options.chunk or CHUNK_OUTPUTS
-        blocks = _Timed(audio.iter_blocks(source, read_block, dtype, raw), seconds, "read")
+        blocks = _Timed(iter_blocks(source, read_block, dtype, raw), seconds, "read")
         return stream_correlate(
             blocks,
             taps,
@@ -296,11 +268,11 @@ def filter_file(
         if peak > 0:
             scale *= 10.0 ** (NORMALIZE_PEAK_DB / 20.0) / peak
 
-    out_format = audio.output_format(target, options.format)
-    subtype = output_subtype(info, options, out_format)
-    out_format = _large_wav_as_rf64(out_format, subtype, span.count * info.channels)
+    out_format = output_format(target, options.format)
+    subtype = output_subtype(info, out_format, options.subtype)
+    out_format = large_wav_as_rf64(out_format, subtype, span.count * info.channels)
     peak_out = 0.0
-    with audio.open_writer(
+    with open_writer(
         target, info.samplerate, info.channels, subtype, out_format, info.one_dimensional
     ) as writer:
         with WriteBehind(writer.interleave, writer.write_frames) as behind:

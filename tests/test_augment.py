@@ -575,11 +575,11 @@ def awkward_samples(rng: np.random.Generator, channels: int, frames: int) -> np.
 
 
 def audio_bytes(path: Path, samples: np.ndarray, rate: int, subtype: str) -> bytes:
-    """What maxconv.audio's writer (as the job used it before) writes for the samples."""
-    from maxconv import audio
+    """What maxconv.audio_write's writer (as the job used it before) writes for the samples."""
+    from maxconv.audio_write import open_writer
     from maxconv.augment.job import _without_peak_chunk
 
-    with audio.open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
+    with open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
         _without_peak_chunk(writer)
         writer.write(samples)
     return path.read_bytes()
@@ -589,7 +589,7 @@ class TestClipFiles:
     @pytest.mark.parametrize("subtype", [*WAV_SUBTYPES, "PCM_U8", "ULAW"])
     @pytest.mark.parametrize("channels", [1, 2, 3])
     def test_reading_matches_libsndfile(self, tmp_path, subtype, channels):
-        from maxconv import audio
+        from maxconv import audio_read
         from maxconv.augment.clipio import _decode_wav, read_clip
 
         x = awkward_samples(np.random.default_rng(channels), channels, 1001)
@@ -599,7 +599,7 @@ class TestClipFiles:
         path = tmp_path / "x.wav"
         sf.write(path, x.T, 22050, subtype=subtype)
         got, info = read_clip(str(path))
-        expected, expected_info = audio.read_signal(path, np.float32)
+        expected, expected_info = audio_read.read_signal(path, np.float32)
         # Decoded here (not by libsndfile): the plain subtypes.
         assert (_decode_wav(path.read_bytes()) is not None) == (subtype in WAV_SUBTYPES)
         assert info == expected_info
@@ -608,7 +608,7 @@ class TestClipFiles:
         assert got.tobytes() == expected.tobytes()
 
     def test_reading_falls_back_with_the_same_errors(self, tmp_path):
-        from maxconv import audio
+        from maxconv import audio_read
         from maxconv.augment.clipio import _decode_wav, read_clip
 
         x = noise(np.random.default_rng(0), 1, 500)
@@ -623,19 +623,19 @@ class TestClipFiles:
             with pytest.raises(InputError) as ours:
                 read_clip(str(tmp_path / name))
             with pytest.raises(InputError) as theirs:
-                audio.read_signal(tmp_path / name, np.float32)
+                audio_read.read_signal(tmp_path / name, np.float32)
             assert str(ours.value) == str(theirs.value)
         sf.write(tmp_path / "ext.wav", x.T, 8000, format="WAVEX", subtype="PCM_16")
         for name in ("list.wav", "ext.wav"):  # data not last; WAVE_FORMAT_EXTENSIBLE
             assert _decode_wav((tmp_path / name).read_bytes()) is None
             got, info = read_clip(str(tmp_path / name))
-            assert got.tobytes() == audio.read_signal(tmp_path / name)[0].tobytes()
-            assert info == audio.read_info(tmp_path / name)
+            assert got.tobytes() == audio_read.read_signal(tmp_path / name)[0].tobytes()
+            assert info == audio_read.read_info(tmp_path / name)
 
     @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32"])
     @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
     def test_integer_rounding_is_audios(self, subtype):
-        from maxconv.audio import _to_pcm
+        from maxconv.audio_write import _to_pcm
         from maxconv.augment.clipio import _container
 
         x = awkward_samples(np.random.default_rng(1), 2, 3000)

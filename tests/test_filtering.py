@@ -233,14 +233,14 @@ def test_pcm16_target_counts_clipped_samples(tmp_path):
 
 
 def test_a_wav_past_4_gib_is_written_as_rf64():
-    from maxconv.filtering import _large_wav_as_rf64
+    from maxconv.audio_write import large_wav_as_rf64
 
     quarter_billion = 2**28  # float32 samples: exactly 1 GiB
-    assert _large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"
-    assert _large_wav_as_rf64("WAV", "FLOAT", 4 * quarter_billion) == "RF64"
-    assert _large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
-    assert _large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
-    assert _large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
+    assert large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"
+    assert large_wav_as_rf64("WAV", "FLOAT", 4 * quarter_billion) == "RF64"
+    assert large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
+    assert large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
+    assert large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
 
 
 def test_one_dimensional_npy_stays_one_dimensional(tmp_path):

@@ -16,8 +16,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "maxconv"
 
 # Lowest first. A new module must be placed here (the test says so).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("runtime", {"cache", "calibration_record", "devices", "engine", "transfer"}),
-    ("core", {"arrays", "audio", "kernels", "layout", "pipeline", "rows", "stream"}),
+    ("runtime", {"atomic", "cache", "calibration_record", "devices", "engine", "transfer"}),
+    (
+        "core",
+        {"arrays", "audio_read", "audio_write", "kernels", "layout", "pipeline", "rows", "stream"},
+    ),
     ("api", {"maxconv", "batch", "convolution", "device_arrays"}),
     (
         "jobs",

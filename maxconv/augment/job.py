@@ -13,7 +13,8 @@ as devices come free, outputs and manifest still in input order).
 
 A job's cost beside the compute is per clip: reading, finishing, writing. Plain
 WAVs are read and written by `clipio` (one open and read, one open, write and
-rename, the same bytes as `maxconv.audio`), other files through `maxconv.audio`;
+rename, the same bytes as `maxconv.audio_write`), other files through `maxconv.audio_read`
+and `maxconv.audio_write`;
 threads take a group's clips in chunks, not one by one; and the report breaks
 the time down by phase (`PHASES`, seconds summed over the threads that run each).
 
@@ -44,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import audio
+from ..audio_read import SignalInfo
+from ..audio_write import SignalWriter, open_writer, output_format, output_subtype
 from ..errors import InputError, MaxconvError, OutputError
 from .clipio import SFC_SET_ADD_PEAK_CHUNK, OutputFiles, read_clip, wav_bytes
 from .discovery import Entry, check_unique_names, find_entries, read_list
@@ -305,7 +307,7 @@ class LoadedClip:
 
     task: Task
     data: np.ndarray | None = None
-    info: audio.SignalInfo | None = None
+    info: SignalInfo | None = None
     response: Response | None = None
     layout: str | None = None
     error: str | None = None
@@ -494,7 +496,7 @@ def _write_samples(
     """Write an output as `audio`'s writer does; the samples clipped (integer subtypes).
 
     `spec` is (format, subtype, one-dimensional .npy). Plain WAVs go through
-    `clipio` (one write each), the rest through `audio.open_writer`.
+    `clipio` (one write each), the rest through `open_writer`.
     """
     out_format, subtype, one_dimensional = spec
     if out_format == "WAV" and rate is not None:
@@ -505,7 +507,7 @@ def _write_samples(
             if effective in ("FLOAT", "DOUBLE"):
                 return 0
             return int(np.count_nonzero(np.abs(samples) > 1.0))
-    with audio.open_writer(
+    with open_writer(
         target, rate, samples.shape[0], subtype, out_format, one_dimensional
     ) as writer:
         _without_peak_chunk(writer)
@@ -517,9 +519,7 @@ def _write_samples(
 _SPECS: dict[tuple, tuple[str, str | None]] = {}
 
 
-def _output_spec(
-    target: Path, info: audio.SignalInfo, options: AugmentOptions
-) -> tuple[str, str | None]:
+def _output_spec(target: Path, info: SignalInfo, options: AugmentOptions) -> tuple[str, str | None]:
     """The output's format and subtype (asked once per kind of clip; failures each time).
 
     Raises
@@ -530,13 +530,13 @@ def _output_spec(
     key = (target.suffix.upper(), options.format, options.subtype, info.subtype, info.format)
     found = _SPECS.get(key)
     if found is None:
-        out_format = audio.output_format(target, options.format)
-        found = (out_format, _output_subtype(info, options.subtype, out_format))
+        out_format = output_format(target, options.format)
+        found = (out_format, output_subtype(info, out_format, options.subtype))
         _SPECS[key] = found
     return found
 
 
-def _without_peak_chunk(writer: audio.SignalWriter) -> None:
+def _without_peak_chunk(writer: SignalWriter) -> None:
     """Leave out the PEAK chunk, which stamps float WAV/AIFF headers with the time of writing.
 
     With it two runs of the same job write different bytes. Must come before
@@ -547,13 +547,6 @@ def _without_peak_chunk(writer: audio.SignalWriter) -> None:
         import soundfile
 
         soundfile._snd.sf_command(sound._file, SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
-
-
-def _output_subtype(info: audio.SignalInfo, subtype: str | None, out_format: str) -> str | None:
-    """The `filter` command's policy: the input's subtype where the format holds it."""
-    from ..filtering import FilterOptions, output_subtype
-
-    return output_subtype(info, FilterOptions(kernel="", subtype=subtype), out_format)
 
 
 def run_group(
