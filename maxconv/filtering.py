@@ -26,7 +26,7 @@ from .audio_write import large_wav_as_rf64, open_writer, output_format, output_s
 from .convolution import full_slice
 from .engine import get_engine
 from .errors import InputError, OutputError
-from .kernels import Kernel, load_kernel
+from .fir import Kernel, load_kernel
 from .pipeline import WriteBehind
 from .stream import CHUNK_OUTPUTS, stream_correlate
 

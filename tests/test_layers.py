@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runtime", {"atomic", "cache", "calibration_record", "devices", "engine", "transfer"}),
     (
         "core",
-        {"arrays", "audio_read", "audio_write", "kernels", "layout", "pipeline", "rows", "stream"},
+        {"arrays", "audio_read", "audio_write", "fir", "layout", "pipeline", "rows", "stream"},
     ),
     ("api", {"maxconv", "batch", "convolution", "device_arrays"}),
     (

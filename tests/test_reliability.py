@@ -886,7 +886,7 @@ def _clean(record: dict) -> str | None:
 _SWEEP = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
-from maxconv import audio_read, kernels
+from maxconv import audio_read, fir
 from maxconv.errors import InputError, KernelError
 for line in sys.stdin:
     case = json.loads(line)
@@ -901,7 +901,7 @@ for line in sys.stdin:
             assert frames == info.frames, f"streamed {frames} of {info.frames} frames"
             assert data.shape == (info.channels, frames), data.shape
         else:
-            kernels.load_kernel(case["path"], case["samplerate"], case["channels"])
+            fir.load_kernel(case["path"], case["samplerate"], case["channels"])
         outcome, message = "ok", ""
     except (InputError, KernelError) as exc:
         outcome, message = type(exc).__name__, str(exc)
@@ -925,7 +925,7 @@ def corpus(tmp_path_factory) -> list[Case]:
 
 @pytest.fixture(scope="module")
 def sweep(corpus: list[Case]) -> tuple[list[dict], int]:
-    """Every case through audio_read.read_info/iter_blocks/read_signal or kernels.load_kernel."""
+    """Every case through audio_read.read_info/iter_blocks/read_signal or fir.load_kernel."""
     lines = "".join(json.dumps(case.__dict__) + "\n" for case in corpus)
     result = subprocess.run(
         [sys.executable, "-c", _SWEEP, str(MEMORY_LIMIT)],
