@@ -165,11 +165,13 @@ def check_target(source: str, target: str, force: bool) -> None:
         raise OutputError(f"output '{target}' is a folder; give a file name inside it")
 
 
-def compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
-    """float32 where it holds every input bit (up to 24-bit PCM), else float64.
+def file_compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
+    """A file's compute dtype: float32 where it holds every input bit (up to
+    24-bit PCM), else float64.
 
     PCM_32, DOUBLE and float64 .npy inputs need float64 to pass through
-    unchanged; `--precision` overrides the choice.
+    unchanged; `--precision` overrides the choice. (The API's rule, from the
+    arrays' result dtype, is arrays.compute_dtype.)
     """
     if options.precision != "auto":
         return np.dtype(options.precision)
@@ -231,7 +233,7 @@ def filter_file(
     kernel = load_kernel(
         options.kernel, info.samplerate, info.channels, options.taps, options.window
     )
-    dtype = compute_dtype(info, options)
+    dtype = file_compute_dtype(info, options)
     taps = _taps_matrix(kernel, info.channels, dtype, options.correlate)
     span = output_span(info.frames, taps.shape[1], kernel.kind, options)
     seconds["read"] = time.perf_counter() - started
