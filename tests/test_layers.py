@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "client",
             "server",
             "server_child",
+            "server_connections",
             "server_procs",
         },
     ),
