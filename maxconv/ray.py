@@ -41,21 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment.job import (
+from .augment.group import LoadedClip, compute_group, finish_clip, run_group
+from .augment.job import JobReport
+from .augment.manifest import Manifest
+from .augment.pairing import clip_rng
+from .augment.plan import (
     GROUP_CLIPS_CPU,
     GROUP_CLIPS_GPU,
     AugmentOptions,
     JobPlan,
-    JobReport,
-    LoadedClip,
     Task,
     check_options,
-    compute_group,
-    finish_clip,
-    run_group,
 )
-from .augment.manifest import Manifest
-from .augment.pairing import clip_rng
 from .augment.responses import ResponseBank, layout
 from .errors import MaxconvError
 

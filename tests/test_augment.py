@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 import maxconv
 from maxconv.augment import AugmentOptions, plan_job, read_manifest, run_job
 from maxconv.augment.discovery import find_entries, read_list
-from maxconv.augment.job import output_name, resolve_devices
 from maxconv.augment.pairing import draw_pairs, parse_mix
+from maxconv.augment.plan import output_name, resolve_devices
 from maxconv.augment.responses import ResponseBank, layout, peak_index
 from maxconv.cli import app
 from maxconv.errors import InputError, KernelError, MaxconvError, OutputError
@@ -577,7 +577,7 @@ def awkward_samples(rng: np.random.Generator, channels: int, frames: int) -> np.
 def audio_bytes(path: Path, samples: np.ndarray, rate: int, subtype: str) -> bytes:
     """What maxconv.audio_write's writer (as the job used it before) writes for the samples."""
     from maxconv.audio_write import open_writer
-    from maxconv.augment.job import _without_peak_chunk
+    from maxconv.augment.group import _without_peak_chunk
 
     with open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
         _without_peak_chunk(writer)

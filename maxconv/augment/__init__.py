@@ -7,8 +7,9 @@ The work behind `maxconv augment` (and, on a Ray cluster, `maxconv.ray`):
 
 from __future__ import annotations
 
-from .job import AugmentOptions, JobPlan, JobReport, Task, plan_job, resolve_devices, run_job
+from .job import JobReport, run_job
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
+from .plan import AugmentOptions, JobPlan, Task, plan_job, resolve_devices
 
 __all__ = [
     "MANIFEST_NAME",
