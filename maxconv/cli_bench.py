@@ -80,7 +80,7 @@ def bench(
             task = bar.add(f"bench {engine.label}")
             try:
                 rows += run_sweep(
-                    spec,
+                    engine,
                     dtype,
                     lengths,
                     k or DEFAULT_BENCH_K,
@@ -92,8 +92,8 @@ def bench(
             finally:
                 bar.stop()
             if augment:
-                rows += measure_augment(spec, warmup, repeat)
-            limits[engine.label] = device_limits(spec)
+                rows += measure_augment(engine, warmup, repeat)
+            limits[engine.label] = device_limits(engine)
         ratios = speedups(rows)
         fft_from = crossovers(rows)
         if json_report:

@@ -43,7 +43,7 @@ def calibrate(
             raise typer.BadParameter("--k, --n and --repeat must be positive")
         before, _ = engine.fft_from_taps()
         calibration = measure_crossover(
-            device, tuple(sorted(set(k or CALIBRATION_TAPS))), n, repeat
+            engine, tuple(sorted(set(k or CALIBRATION_TAPS))), n, repeat
         )
         table = Table("K", "direct op ms", "fft op ms", "faster")
         for taps, fft in calibration.fft_seconds.items():
