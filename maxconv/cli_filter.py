@@ -148,6 +148,7 @@ def filter_command(
     """Filter audio files or arrays through a FIR kernel or impulse response."""
     with reported_errors(debug):
         from .audio_read import RawFormat
+        from .engine import get_engine
         from .filtering import FilterOptions, check_options, check_target, filter_file
 
         raw = None
@@ -174,7 +175,6 @@ def filter_command(
             gain_db=gain,
             normalize=normalize,
             mix=mix,
-            device=device,
             subtype=subtype,
             format=output_format,
             precision=precision,
@@ -186,6 +186,7 @@ def filter_command(
         pairs = _targets(inputs, output)
         for source, target in pairs:
             check_target(source, target, force)
+        engine = get_engine(device)
         bar = ProgressBar(not quiet)
         overall = bar.add("all files", total=len(pairs), visible=len(pairs) > 1)
         current = None
@@ -195,7 +196,7 @@ def filter_command(
                 if current is not None:
                     bar.remove(current)
                 current = bar.add(Path(source).name)
-                report = filter_file(source, target, options, bar.counter(current))
+                report = filter_file(source, target, options, engine, bar.counter(current))
                 bar.advance(overall)
                 reports.append(report)
                 if not quiet:

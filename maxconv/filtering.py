@@ -24,7 +24,7 @@ import numpy as np
 from .audio_read import STDIO, RawFormat, SignalInfo, iter_blocks, read_info
 from .audio_write import large_wav_as_rf64, open_writer, output_format, output_subtype
 from .convolution import full_slice
-from .engine import get_engine
+from .engine import Engine
 from .errors import InputError, OutputError
 from .fir import Kernel, load_kernel
 from .pipeline import WriteBehind
@@ -48,7 +48,6 @@ class FilterOptions:
     gain_db: float = 0.0
     normalize: bool = False
     mix: float = 1.0
-    device: str = "auto"
     subtype: str | None = None
     format: str | None = None
     precision: str = "auto"
@@ -212,9 +211,10 @@ def filter_file(
     source: str,
     target: str,
     options: FilterOptions,
+    engine: Engine,
     progress: Callable[[int, int], None] | None = None,
 ) -> FilterReport:
-    """Filter `source` into `target` (either may be '-'), streaming block by block.
+    """Filter `source` into `target` (either may be '-') on `engine`, streaming block by block.
 
     `progress(done, total)` is called with output frames after each chunk
     and once more just before the output is committed; it may raise to
@@ -238,7 +238,6 @@ def filter_file(
     span = output_span(info.frames, taps.shape[1], kernel.kind, options)
     seconds["read"] = time.perf_counter() - started
 
-    engine = get_engine(options.device)
     compile_start = time.perf_counter()
     method = engine.resolve_method(options.method, taps.shape[1])
     engine.model(dtype, method=method)
@@ -253,8 +252,8 @@ def filter_file(
             taps,
             span.start,
             span.count,
+            engine=engine,
             delay=span.delay,
-            device=engine,
             method=method,
             chunk=options.chunk,
         )
