@@ -133,7 +133,7 @@ def augment_command(
             raise typer.BadParameter("give the output folder with -o/--output")
         if ray_address is not None and not ray:
             raise ValueError("--ray-address is the cluster of --ray; add --ray")
-        from .augment import AugmentOptions, plan_job, run_job
+        from .augment import AugmentOptions, open_engines, plan_job, run_job
 
         options = AugmentOptions(
             mix=mix,
@@ -168,7 +168,7 @@ def augment_command(
                     plan, manifest, address=ray_address, workers=ray_workers, progress=progress
                 )
             else:
-                report = run_job(plan, manifest, progress=progress)
+                report = run_job(plan, manifest, open_engines(device), progress=progress)
         finally:
             bar.stop()
             manifest.close()

@@ -38,6 +38,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -55,6 +56,9 @@ from .augment.plan import (
 )
 from .augment.responses import ResponseBank, layout
 from .errors import MaxconvError
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # A local Ray's shared-memory object store: groups travel as small JSON records.
 OBJECT_STORE_BYTES = 512 * 2**20
@@ -134,6 +138,16 @@ class AugmentGroups:
         self.options = AugmentOptions(**options)
         self.device = device
         self.bank = ResponseBank()
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """This actor's engine, opened at its first group (not in a driver that builds it)."""
+        if self._engine is None:
+            from .engine import get_engine
+
+            self._engine = get_engine(self.device)
+        return self._engine
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = []
@@ -141,7 +155,7 @@ class AugmentGroups:
             tasks = [Task(**fields) for fields in json.loads(text)]
             records.append(
                 json.dumps(
-                    run_group(tasks, self.bank, self.options, self.outdir, self.seed, self.device)
+                    run_group(tasks, self.bank, self.options, self.outdir, self.seed, self.engine)
                 )
             )
         return {"first": np.asarray(batch["first"]), "records": np.asarray(records, dtype=object)}
@@ -309,6 +323,16 @@ class Augment:
             self.names = [os.fspath(path) for path in responses]
         if not self.names:
             raise ValueError("responses is empty; give at least one response")
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """This actor's engine, opened at its first batch (not in a driver that builds it)."""
+        if self._engine is None:
+            from .engine import get_engine
+
+            self._engine = get_engine(self.options.device)
+        return self._engine
 
     def _pick(self, batch: Mapping[str, np.ndarray], row: int) -> tuple[str, float]:
         key = str(batch["id"][row]) if "id" in batch else None
@@ -340,7 +364,7 @@ class Augment:
                 loaded.append(LoadedClip(task, data, None, response, kind))
             except MaxconvError as exc:
                 loaded.append(LoadedClip(task, error=str(exc)))
-        wets = compute_group(loaded, self.options, self.options.device)
+        wets = compute_group(loaded, self.options, self.engine)
         audio, shifts, gains = [], [], []
         for clip, wet, original in zip(loaded, wets, batch["audio"], strict=True):
             if wet is None:

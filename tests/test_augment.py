@@ -1,6 +1,6 @@
 """`maxconv augment`: discovery, pairing, responses, the job's options, manifest, resume.
 
-Most tests run the job with a stand-in for `convolve_batch` (scipy, row by row),
+Most tests run the job with a stand-in for `convolve_batch_on` (scipy, row by row),
 so they check the job's own logic (pairing, padding and slicing, layouts, mixing,
 normalization, files, manifest) against an independent reference built from
 scipy's full convolution; a few run the real engine on the CPU end to end.
@@ -43,8 +43,16 @@ LSB = 1 / 32768
 # Helpers -------------------------------------------------------------------------------
 
 
-def fake_convolve(signals, kernels, mode="full", *, method="auto", device="auto"):
-    """convolve_batch's contract, computed by scipy in float64."""
+class FakeEngine:
+    """What the job asks of an engine when `fake_convolve` computes: its name and kind."""
+
+    def __init__(self, label: str = "cpu") -> None:
+        self.label = label
+        self.kind = "cpu" if label == "cpu" else "gpu"
+
+
+def fake_convolve(engine, signals, kernels, mode="full", *, method="auto"):
+    """convolve_batch_on's contract, computed by scipy in float64."""
     return [
         scipy.signal.convolve(np.float64(s), np.float64(k), mode).astype(np.float32)
         for s, k in zip(signals, kernels, strict=True)
@@ -108,7 +116,7 @@ def run(clips, responses, outdir, pairs=None, convolve=fake_convolve, **options)
     options.setdefault("device", "cpu")
     plan, manifest = plan_job(clips, responses, outdir, AugmentOptions(**options), pairs)
     with manifest:
-        report = run_job(plan, manifest, convolve=convolve)
+        report = run_job(plan, manifest, [FakeEngine()], convolve=convolve)
     return report, read_manifest(Path(outdir) / "manifest.jsonl")[0]
 
 
@@ -388,10 +396,10 @@ class TestSemantics:
     def test_rows_go_through_few_calls_sorted_and_cut_by_size(self, dataset):
         calls = []
 
-        def counting(signals, kernels, mode, **kw):
+        def counting(engine, signals, kernels, mode, **kw):
             calls.append([(len(s), len(k)) for s, k in zip(signals, kernels, strict=True)])
             assert mode == "full"
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         run([str(dataset["clips"])], [str(dataset["rirs"])], dataset["root"] / "out",
             convolve=counting, group_clips=64)  # fmt: skip
@@ -472,9 +480,9 @@ class TestManifestAndResume:
         (out / ".maxconv-0123456789abcdef.part").write_bytes(b"junk")
         seen = []
 
-        def watching(signals, kernels, mode, **kw):
+        def watching(engine, signals, kernels, mode, **kw):
             seen.append(len(signals))
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         report, records = run([str(dataset["clips"])], [str(dataset["rirs"])], out,
                               group_clips=2, resume=True, convolve=watching)  # fmt: skip
@@ -495,7 +503,7 @@ class TestManifestAndResume:
             f"""
             import sys, time
             sys.path[:0] = [{str(Path(__file__).parent)!r}, {PACKAGE_ROOT!r}]
-            from test_augment import fake_convolve
+            from test_augment import FakeEngine, fake_convolve
             from maxconv.augment import AugmentOptions, plan_job, run_job
 
             def slow(*args, **kw):
@@ -505,7 +513,7 @@ class TestManifestAndResume:
             plan, manifest = plan_job([{str(dataset["clips"])!r}], [{str(dataset["rirs"])!r}],
                                       {str(root / "out")!r},
                                       AugmentOptions(device="cpu", group_clips=3))
-            run_job(plan, manifest, convolve=slow)
+            run_job(plan, manifest, [FakeEngine()], convolve=slow)
             """
         )
         child = subprocess.Popen([sys.executable, "-c", script])
@@ -729,7 +737,8 @@ class TestAllGpus:
         busy = set()
         overlap = []
 
-        def on_device(signals, kernels, mode, *, method, device):
+        def on_device(engine, signals, kernels, mode, *, method):
+            device = engine.label
             with lock:
                 used.setdefault(device, set()).add(threading.get_ident())
                 assert device not in busy  # one group at a time per device
@@ -738,13 +747,14 @@ class TestAllGpus:
             time.sleep(0.02)
             with lock:
                 busy.discard(device)
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         options = AugmentOptions(device="gpu:all", group_clips=2, mix="0.3-0.5")
         plan, manifest = plan_job([str(dataset["clips"])], [str(dataset["rirs"])], root / "all",
                                   options)  # fmt: skip
         with manifest:
-            report = run_job(plan, manifest, convolve=on_device, gpu_count=lambda: 2)
+            engines = [FakeEngine("gpu:0"), FakeEngine("gpu:1")]
+            report = run_job(plan, manifest, engines, convolve=on_device)
         assert report.devices == ["gpu:0", "gpu:1"] and report.done == 36
         assert set(used) == {"gpu:0", "gpu:1"} and max(overlap) == 2
         run([str(dataset["clips"])], [str(dataset["rirs"])], root / "one", group_clips=2,

@@ -1,7 +1,7 @@
 """One group of an augmentation job: its clips loaded, computed, finished and written.
 
 A group's convolution rows (one per clip channel, four per true-stereo clip)
-go through `convolve_batch` in as few calls as its size allows (rows sorted
+go through `convolve_batch_on` on the group's engine in as few calls as its size allows (rows sorted
 by signal and kernel length, cut at `batch_samples`); its outputs are
 finished (mix, normalization) and written atomically. What is computed for a
 clip depends only on its group, never on timing or on which device or process
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from ..errors import InputError, MaxconvError
 from .clipio import SFC_SET_ADD_PEAK_CHUNK, OutputFiles, read_clip, wav_bytes
 from .plan import AugmentOptions, Task
 from .responses import Response, ResponseBank, combine_rows, layout, row_plan
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 NORMALIZE_PEAK_DB = -0.1
 
@@ -87,17 +91,18 @@ def _span(clip: LoadedClip, options: AugmentOptions) -> tuple[int, int]:
 def compute_group(
     clips: Sequence[LoadedClip],
     options: AugmentOptions,
-    device: str,
+    engine: Engine,
     convolve: ConvolveBatch | None = None,
 ) -> list[np.ndarray | None]:
     """The wet signal ``(channels, count)`` of each usable clip (None for failed ones).
 
     Every row of the group goes through `convolve` (default:
-    `maxconv.convolve_batch`) in ``full`` mode, sorted by signal and kernel
-    length and cut into calls of at most ``options.batch_samples`` samples.
+    `maxconv.batch.convolve_batch_on`) on `engine` in ``full`` mode, sorted by
+    signal and kernel length and cut into calls of at most
+    ``options.batch_samples`` samples.
     """
     if convolve is None:
-        from ..batch import convolve_batch as convolve
+        from ..batch import convolve_batch_on as convolve
     rows: list[np.ndarray] = []
     kernels: list[np.ndarray] = []
     owners: list[int] = []
@@ -119,11 +124,11 @@ def compute_group(
             stop += 1
         chosen = order[start:stop]
         outs = convolve(
+            engine,
             [rows[i] for i in chosen],
             [kernels[i] for i in chosen],
             "full",
             method=options.method,
-            device=device,
         )
         for i, out in zip(chosen, outs, strict=True):
             results[i] = out
@@ -297,7 +302,7 @@ def run_group(
     options: AugmentOptions,
     outdir: Path,
     seed: int,
-    device: str,
+    engine: Engine,
     convolve: ConvolveBatch | None = None,
 ) -> list[dict]:
     """Load, compute and write one group in this thread; the records in input order.
@@ -306,7 +311,7 @@ def run_group(
     reading and writing spread over threads.
     """
     loaded = [load_clip(task, bank, options) for task in tasks]
-    wets = compute_group(loaded, options, device, convolve)
+    wets = compute_group(loaded, options, engine, convolve)
     files = OutputFiles()
     return [
         write_clip(clip, wet, outdir, seed, options, files=files)

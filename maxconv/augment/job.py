@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from .group import ConvolveBatch, LoadedClip, compute_group, load_clip, write_cl
 from .manifest import Manifest
 from .plan import JobPlan, Task, default_group_clips, resolve_devices
 from .responses import ResponseBank
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 
 @dataclass
@@ -147,18 +151,33 @@ def _flat(parts: Iterator[list]) -> list:
     return [item for part in parts for item in part]
 
 
+def open_engines(spec: str) -> list[Engine]:
+    """The engines a job computes on, for the command to open once: one, or
+    with ``gpu:all`` one per GPU of the host (see plan.resolve_devices).
+
+    Raises
+    ------
+    ValueError
+        For an unknown device, or ``gpu:all`` where MAX sees no GPU.
+    """
+    from ..engine import get_engine
+
+    return [get_engine(device) for device in resolve_devices(spec)]
+
+
 def run_job(
     plan: JobPlan,
     manifest: Manifest,
+    engines: Sequence[Engine],
     progress: Progress | None = None,
     convolve: ConvolveBatch | None = None,
-    gpu_count: Callable[[], int] | None = None,
 ) -> JobReport:
-    """Run a planned job on this host: groups in flight on worker threads, in input order.
+    """Run a planned job on these engines: groups in flight on worker threads, in input order.
 
-    `convolve` and `gpu_count` stand in for `convolve_batch` and the GPU count
-    in tests. ``--strict`` stops after the group of the first failure (the
-    groups already running finish and are listed); the report says so.
+    Each group computes on one engine, taken as engines come free. `convolve`
+    stands in for `batch.convolve_batch_on` in tests. ``--strict`` stops after
+    the group of the first failure (the groups already running finish and are
+    listed); the report says so.
 
     Raises
     ------
@@ -167,13 +186,8 @@ def run_job(
         manifest keeps every group completed before.
     """
     options = plan.options
-    devices = resolve_devices(options.device, gpu_count)
-    plan.group_clips = options.group_clips or default_group_clips(devices, gpu_count)
-    labels = devices
-    if convolve is None:  # what 'auto' turned out to be, for the report
-        from ..engine import get_engine
-
-        labels = [get_engine(device).label for device in devices]
+    plan.group_clips = options.group_clips or default_group_clips(engines)
+    labels = [engine.label for engine in engines]
     workers = options.workers or default_workers(labels)
     report = JobReport(
         str(plan.outdir),
@@ -184,14 +198,14 @@ def run_job(
         group_clips=plan.group_clips,
     )
     bank = ResponseBank()
-    free = queue.Queue()
-    for device in devices:
-        free.put(device)
+    free: queue.Queue[Engine] = queue.Queue()
+    for engine in engines:
+        free.put(engine)
     stopping = threading.Event()
     readers = concurrent.futures.ThreadPoolExecutor(workers, "maxconv-read")
     writers = concurrent.futures.ThreadPoolExecutor(workers, "maxconv-write")
-    # Each group runs on one of these threads: reading, then a free device, then writing.
-    groups = concurrent.futures.ThreadPoolExecutor(len(devices) + 2, "maxconv-group")
+    # Each group runs on one of these threads: reading, then a free engine, then writing.
+    groups = concurrent.futures.ThreadPoolExecutor(len(engines) + 2, "maxconv-group")
 
     phases = _Phases()
     files = OutputFiles(plan.existing)
@@ -215,13 +229,13 @@ def run_job(
         loaded = _flat(readers.map(read_chunk, _chunks(tasks, workers)))
         if stopping.is_set():
             return []
-        device = free.get()
+        engine = free.get()
         try:
             started = time.perf_counter()
-            wets = compute_group(loaded, options, device, convolve)
+            wets = compute_group(loaded, options, engine, convolve)
             phases.add({"compute": time.perf_counter() - started})
         finally:
-            free.put(device)
+            free.put(engine)
         if stopping.is_set():
             return []
         pairs = list(zip(loaded, wets, strict=True))
@@ -230,7 +244,7 @@ def run_job(
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
-    in_flight = len(devices) + 2
+    in_flight = len(engines) + 2
 
     def collect(future: concurrent.futures.Future) -> None:
         records = future.result()

@@ -13,11 +13,15 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, OutputError
 from .discovery import Entry, check_unique_names, find_entries, read_list
 from .manifest import Manifest
 from .pairing import DEFAULT_SEED, MixSpec, Pair, draw_pairs, pairs_from_list, parse_mix
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 LENGTHS = ("same", "tail")
 ALIGNS = ("peak", "causal")
@@ -93,16 +97,9 @@ def resolve_devices(spec: str, gpu_count: Callable[[], int] | None = None) -> li
     return [spec]
 
 
-def default_group_clips(devices: Sequence[str], gpu_count: Callable[[], int] | None = None) -> int:
-    """Clips per group for these devices (GPUs take bigger groups)."""
-    first = devices[0].strip().lower()
-    if first.startswith("gpu"):
-        return GROUP_CLIPS_GPU
-    if first == "auto":
-        if gpu_count is None:
-            from ..devices import gpu_count
-        return GROUP_CLIPS_GPU if gpu_count() > 0 else GROUP_CLIPS_CPU
-    return GROUP_CLIPS_CPU
+def default_group_clips(engines: Sequence[Engine]) -> int:
+    """Clips per group for these engines (GPUs take bigger groups)."""
+    return GROUP_CLIPS_GPU if engines[0].kind == "gpu" else GROUP_CLIPS_CPU
 
 
 @dataclass(frozen=True)
