@@ -583,7 +583,7 @@ def awkward_samples(rng: np.random.Generator, channels: int, frames: int) -> np.
 
 
 def audio_bytes(path: Path, samples: np.ndarray, rate: int, subtype: str) -> bytes:
-    """What maxconv.audio_write's writer (as the job used it before) writes for the samples."""
+    """What maxconv.audio_write's writer (the job's path for formats clipio leaves) writes."""
     from maxconv.audio_write import open_writer
     from maxconv.augment.group import _without_peak_chunk
 

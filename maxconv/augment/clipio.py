@@ -21,7 +21,7 @@ share; here it is 0.1 ms. Here:
   ``close`` and one ``rename`` into place. The first clip of each subtype and
   channel count is also encoded by libsndfile and compared, byte for byte;
   where they differ, that kind goes through `audio_write.open_writer` from then on.
-  Other formats go through `audio_write.open_writer` as before.
+  Other formats go through `audio_write.open_writer`.
 
 Either way the files hold the same bytes as `audio_write` writes, and an output
 appears only once complete (written under a temp name beside it, then renamed).

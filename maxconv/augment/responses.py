@@ -26,7 +26,6 @@ import numpy as np
 from ..audio_read import read_signal
 from ..errors import InputError, KernelError
 
-LAYOUTS = ("mono", "per-channel", "true-stereo")
 RESAMPLE_QUALITY = "HQ"
 
 # (input channel, response channel) of each row the convolution runs, and for each
