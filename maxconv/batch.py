@@ -8,7 +8,7 @@ import numpy as np
 
 from .arrays import as_numpy, cast_result, check_numeric, compute_dtype, cuda_index, returner
 from .convolution import convolve
-from .engine import get_engine
+from .engine import Engine, get_engine
 from .planning import check_method, check_mode, full_slice
 from .rows import correlate_rows
 
@@ -60,21 +60,66 @@ def convolve_batch(
                 f"{kernel.ndim}-D; use convolve for N-D rows"
             )
     check_numeric(*hosts, *taps[:1] if shared else taps)
-    result_dtype = np.result_type(*hosts, *(taps[:1] if shared else taps))
-    simple = result_dtype.kind != "c" and all(a.size for a in hosts) and all(k.size for k in taps)
-    if not simple:
+    if not _op_takes(hosts, taps, shared):
         return [
             convolve(signal, kernel, mode, method=method, device=device)
             for signal, kernel in zip(signal_list, kernel_list, strict=True)
         ]
-    engine = get_engine(device)
     give_back = returner(signal_list[0])
-    results: list = [None] * len(hosts)
-    for group in _length_groups([signal.size for signal in hosts], [k.size for k in taps]):
+    rows = _batch_rows(get_engine(device), hosts, taps, shared, mode, method)
+    return [give_back(row) for row in rows]
+
+
+def convolve_batch_on(
+    engine: Engine,
+    signals: Sequence[np.ndarray],
+    kernels: Sequence[np.ndarray],
+    mode: str = "full",
+    *,
+    method: str = "auto",
+) -> list[np.ndarray]:
+    """`convolve_batch` on a job's engine: 1-D numpy signals, one 1-D numpy kernel each.
+
+    A job holds its engine (the augment job one per device), so no device is
+    looked up here. Rows the op does not take (complex, or empty) go through
+    `convolve` on the engine's device, as `convolve_batch` sends them.
+    """
+    check_mode(mode)
+    check_method(method)
+    if not _op_takes(signals, kernels, shared=False):
+        return [
+            convolve(signal, kernel, mode, method=method, device=engine.label)
+            for signal, kernel in zip(signals, kernels, strict=True)
+        ]
+    return _batch_rows(engine, signals, kernels, False, mode, method)
+
+
+def _op_takes(signals: Sequence[np.ndarray], kernels: Sequence[np.ndarray], shared: bool) -> bool:
+    """Whether the rows go through the op in groups: real, and none of them empty."""
+    result_dtype = np.result_type(*signals, *(kernels[:1] if shared else kernels))
+    return (
+        result_dtype.kind != "c" and all(a.size for a in signals) and all(k.size for k in kernels)
+    )
+
+
+def _batch_rows(
+    engine: Engine,
+    signals: Sequence[np.ndarray],
+    kernels: Sequence[np.ndarray],
+    shared: bool,
+    mode: str,
+    method: str,
+) -> list[np.ndarray]:
+    """Every row's result in the rows' result dtype, from as few op calls as their lengths allow."""
+    result_dtype = np.result_type(*signals, *(kernels[:1] if shared else kernels))
+    results: list = [None] * len(signals)
+    for group in _length_groups([signal.size for signal in signals], [k.size for k in kernels]):
         for index, row in zip(
-            group, _convolve_group(engine, hosts, taps, group, shared, mode, method), strict=True
+            group,
+            _convolve_group(engine, signals, kernels, group, shared, mode, method),
+            strict=True,
         ):
-            results[index] = give_back(cast_result(row, result_dtype))
+            results[index] = cast_result(row, result_dtype)
     return results
 
 

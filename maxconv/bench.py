@@ -13,11 +13,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import get_engine
 from .rows import correlate_rows
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # numpy.convolve is scalar direct convolution (~1 GMAC/s): skip it past this.
 NUMPY_MAX_MACS = 1 << 30
@@ -115,9 +118,8 @@ def measure_cpu_limits(dtype: str = "float32") -> DeviceLimits:
     )
 
 
-def device_limits(device: str) -> DeviceLimits | None:
+def device_limits(engine: Engine) -> DeviceLimits | None:
     """Ceilings for the engine's device: datasheet for known GPUs, measured for the CPU."""
-    engine = get_engine(device)
     if engine.spec.kind == "cpu":
         return measure_cpu_limits()
     name = f"{getattr(engine.device, 'model_name', '')} {engine.device.architecture_name}"
@@ -193,7 +195,7 @@ def bench_inputs(dtype: np.dtype, n: int, k: int) -> tuple[np.ndarray, np.ndarra
 
 
 def measure_ops(
-    device: str,
+    engine: Engine,
     signal: np.ndarray,
     taps: np.ndarray,
     warmup: int,
@@ -207,7 +209,6 @@ def measure_ops(
     The direct op is skipped past DIRECT_MAX_MACS. `stream` adds the
     STREAM_CALLS-per-synchronize figures (see timed).
     """
-    engine = get_engine(device)
     n, k, dtype = signal.shape[1], taps.shape[1], signal.dtype
     taps_dev = engine.to_device(taps)
     signal_dev = engine.to_device(signal)
@@ -267,12 +268,11 @@ def measure_ops(
 
 
 def measure_maxconv(
-    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+    engine: Engine, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
     """Both ops on device-resident data, and end to end from the host (method auto)."""
-    engine = get_engine(device)
     signal, taps = bench_inputs(dtype, n, k)
-    rows = measure_ops(device, signal, taps, warmup, repeat, stream=engine.spec.kind == "gpu")
+    rows = measure_ops(engine, signal, taps, warmup, repeat, stream=engine.spec.kind == "gpu")
     end_to_end = median_seconds(
         lambda: correlate_rows(engine, signal, taps, k - 1, n),
         engine.device.synchronize,

@@ -27,7 +27,7 @@ from .bench import (
     timed,
 )
 from .cache import cache_key
-from .engine import SUPPORTED_DTYPES, Engine, get_engine
+from .engine import SUPPORTED_DTYPES, Engine
 
 # The augmentation case: clips x samples through responses x taps (one per clip).
 AUGMENT_SHAPE = (1000, 48_000, 8_000)
@@ -82,10 +82,9 @@ def _max_conv2d_model(engine: Engine, dtype: np.dtype):
 
 
 def measure_max_conv2d(
-    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+    engine: Engine, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> Measurement:
     """MAX's own ops.conv2d on device-resident data, the in-house baseline."""
-    engine = get_engine(device)
     limit = CONV2D_MAX_MACS_CPU if engine.spec.kind == "cpu" else CONV2D_MAX_MACS_GPU
     if n * k > limit:
         note = "skipped: N*K too large"
@@ -241,7 +240,7 @@ def _host_gpu_peers(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -
 
 
 def measure_torch_tensors(
-    device: str, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
+    engine: Engine, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
     """maxconv and torch's conv1d on the same CUDA tensors (correlation, 'valid')."""
     name = np.dtype(dtype).name
@@ -250,7 +249,7 @@ def measure_torch_tensors(
         import torch.nn.functional as functional
     except ImportError:
         return []
-    if not torch.cuda.is_available() or get_engine(device).kind != "gpu":
+    if not torch.cuda.is_available() or engine.kind != "gpu":
         return []
     import maxconv
 
@@ -259,7 +258,7 @@ def measure_torch_tensors(
     w = torch.randn(k, device="cuda", dtype=tdtype)
     sync = torch.cuda.synchronize
     seconds = median_seconds(
-        lambda: maxconv.correlate(x, w, "valid", device=device), sync, warmup, repeat
+        lambda: maxconv.correlate(x, w, "valid", device=engine.label), sync, warmup, repeat
     )
     rows = [Measurement("maxconv", "gpu", name, n, k, seconds, ground="tensors")]
     if n * k <= TORCH_MAX_MACS:
@@ -270,16 +269,18 @@ def measure_torch_tensors(
 
 
 def measure_augment(
-    device: str, warmup: int, repeat: int, shape=AUGMENT_SHAPE
+    engine: Engine, warmup: int, repeat: int, shape=AUGMENT_SHAPE
 ) -> list[Measurement]:
-    """Clips through one response each: numpy in and out, and torch tensors on a GPU."""
+    """Clips through one response each: numpy in and out, and torch tensors on a GPU.
+
+    maxconv is timed through its public API, on the engine's device.
+    """
     import maxconv
 
     clips, samples, taps = shape
     rng = np.random.default_rng(3)
     x = rng.standard_normal((clips, samples)).astype(np.float32)
     h = (rng.standard_normal((clips, taps)) * np.exp(-np.arange(taps) / 2000)).astype(np.float32)
-    engine = get_engine(device)
     label = engine.label
     total = clips * samples
 
@@ -288,7 +289,7 @@ def measure_augment(
     ) -> Measurement:
         return Measurement(name, where, "float32", total, taps, seconds, note, ground=ground)
 
-    run = lambda: maxconv.convolve(x, h, axis=-1, device=device)  # noqa: E731
+    run = lambda: maxconv.convolve(x, h, axis=-1, device=label)  # noqa: E731
     rows = [row("maxconv", median_seconds(run, lambda: None, warmup, repeat), "augment", label)]
     if engine.kind == "cpu":
         try:
@@ -322,7 +323,7 @@ def measure_augment(
         return rows
     xt, ht = torch.from_numpy(x).cuda(), torch.from_numpy(h).cuda()
     sync = torch.cuda.synchronize
-    run = lambda: maxconv.convolve(xt, ht, device=device)  # noqa: E731
+    run = lambda: maxconv.convolve(xt, ht, device=label)  # noqa: E731
     rows.append(row("maxconv", median_seconds(run, sync, warmup, repeat), "augment tensors", "gpu"))
     run = lambda: audio_functional.fftconvolve(xt, ht)  # noqa: E731
     rows.append(
@@ -337,7 +338,7 @@ def measure_augment(
 
 
 def run_sweep(
-    device: str,
+    engine: Engine,
     dtypes: list[str],
     ns: list[int],
     ks: list[int],
@@ -350,16 +351,16 @@ def run_sweep(
 
     `on_point(done, total)` is called after each point, for progress bars.
     """
-    kind = get_engine(device).spec.kind
+    kind = engine.spec.kind
     rows: list[Measurement] = []
     for dtype_name in dtypes:
         dtype = np.dtype(dtype_name)
         for n in ns:
             for k in ks:
-                rows.extend(measure_maxconv(device, dtype, n, k, warmup, repeat))
-                rows.extend(measure_torch_tensors(device, dtype, n, k, warmup, repeat))
+                rows.extend(measure_maxconv(engine, dtype, n, k, warmup, repeat))
+                rows.extend(measure_torch_tensors(engine, dtype, n, k, warmup, repeat))
                 if peers:
-                    rows.append(measure_max_conv2d(device, dtype, n, k, warmup, repeat))
+                    rows.append(measure_max_conv2d(engine, dtype, n, k, warmup, repeat))
                     rows.extend(measure_peers(kind, dtype, n, k, warmup, repeat))
                 if on_point:
                     on_point(len(rows), len(dtypes) * len(ns) * len(ks))

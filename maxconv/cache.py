@@ -20,12 +20,13 @@ import hashlib
 import io
 import os
 import stat
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from max import engine
+
+from .atomic import replacing
 
 MAGIC = b"maxconv-mef-v1\n"
 DIGEST_SIZE = 32
@@ -178,14 +179,8 @@ class GraphCache:
         try:
             model.export_mef(str(raw))
             payload = raw.read_bytes()
-            fd, temp = tempfile.mkstemp(dir=self.root, prefix=f".{final.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-                os.replace(temp, final)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            with replacing(final, f"{final.name}.") as out:
+                out.write(MAGIC + hashlib.sha256(payload).digest() + payload)
         except OSError as exc:
             self._warn_once("write", f"could not store compiled graph in cache ({exc}); continuing")
             return False

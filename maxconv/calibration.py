@@ -12,10 +12,14 @@ or damaged record is ignored, never trusted.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .calibration_record import Calibration
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # Kernel lengths timed: both sides of every crossover seen so far (CPU ~64-256, H100 256-512).
 CALIBRATION_TAPS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -24,7 +28,7 @@ CALIBRATION_SIGNAL = {"cpu": 1 << 20, "gpu": 1 << 24}
 
 
 def measure_crossover(
-    device: str,
+    engine: Engine,
     taps: tuple[int, ...] = CALIBRATION_TAPS,
     signal_length: int | None = None,
     repeat: int = 5,
@@ -35,13 +39,11 @@ def measure_crossover(
     larger K timed; if it never is, one step past the ladder.
     """
     from .bench import bench_inputs, crossovers, measure_ops
-    from .engine import get_engine
 
-    engine = get_engine(device)
     n = signal_length or CALIBRATION_SIGNAL[engine.spec.kind]
     rows = []
     for k in taps:
-        rows += measure_ops(device, *bench_inputs(np.dtype(np.float32), n, k), 1, repeat)
+        rows += measure_ops(engine, *bench_inputs(np.dtype(np.float32), n, k), 1, repeat)
     (found,) = crossovers(rows).values()
     seconds = {
         name: {r.k: r.seconds for r in rows if r.name == name} for name in {r.name for r in rows}

@@ -10,11 +10,11 @@ import contextlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import replacing
 from .cache import cache_key
 
 if TYPE_CHECKING:
@@ -72,15 +72,8 @@ def save_calibration(engine: Engine, calibration: Calibration) -> Path:
     """Write the record atomically; the engine uses it from its next lookup on."""
     path = calibration_path(engine)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(calibration.as_dict(), file, indent=2)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    with replacing(path, f"{path.name}.", text=True) as file:
+        json.dump(calibration.as_dict(), file, indent=2)
     engine.forget_calibration()
     return path
 

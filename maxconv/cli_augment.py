@@ -1,18 +1,16 @@
-"""The `maxconv augment` command: parse, call maxconv.augment (or maxconv.ray), render.
-
-Registered on the main app by maxconv/cli.py; the shared error and signal
-handling (`reported_errors`) and consoles come from there, imported when the
-command runs so that either module may be imported first.
-"""
+"""`maxconv augment`: a dataset through impulse responses (maxconv.augment, or maxconv.ray)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-import time
 from typing import Annotated
 
 import typer
+
+from .cli_errors import reported_errors, stderr
+from .cli_progress import ProgressBar
 
 
 def augment_command(
@@ -129,15 +127,13 @@ def augment_command(
     to the clip's rate, applied per channel (mono, N-channel, or 4-channel true
     stereo on stereo clips). Exit code 3 if any clip failed.
     """
-    from .cli_errors import reported_errors, stderr
-
     report = None
     with reported_errors(debug):
         if not output:
             raise typer.BadParameter("give the output folder with -o/--output")
         if ray_address is not None and not ray:
             raise ValueError("--ray-address is the cluster of --ray; add --ray")
-        from .augment import AugmentOptions, plan_job, run_job
+        from .augment import AugmentOptions, open_engines, plan_job, run_job
 
         options = AugmentOptions(
             mix=mix,
@@ -161,16 +157,18 @@ def augment_command(
         if not responses and pairs is None:
             raise ValueError("give impulse responses with --responses (files, folders or lists)")
         plan, manifest = plan_job(clips or [], responses or [], output, options, pairs)
-        bar = _Progress(not quiet, plan.total, plan.skipped)
+        bar = ProgressBar(not quiet, count=True, delay=0.0)
+        task = bar.add("augment", total=plan.total, completed=plan.skipped)
+        progress = functools.partial(_show_progress, bar, task, plan.skipped)
         try:
             if ray:
                 from .ray import run_on_ray
 
                 report = run_on_ray(
-                    plan, manifest, address=ray_address, workers=ray_workers, progress=bar.update
+                    plan, manifest, address=ray_address, workers=ray_workers, progress=progress
                 )
             else:
-                report = run_job(plan, manifest, progress=bar.update)
+                report = run_job(plan, manifest, open_engines(device), progress=progress)
         finally:
             bar.stop()
             manifest.close()
@@ -182,52 +180,12 @@ def augment_command(
         raise typer.Exit(3)
 
 
-class _Progress:
-    """A rich bar on stderr (terminals only): clips done, clips/s, ETA."""
-
-    def __init__(self, enabled: bool, total: int, skipped: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        from .cli_errors import stderr
-
-        self.enabled = enabled and stderr.is_terminal
-        self.started = time.perf_counter()
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            "augment", total=total, completed=skipped, rate="", start=True
-        )
-        self.skipped = skipped
-        if self.enabled:
-            self.progress.start()
-
-    def update(self, report) -> None:  # noqa: ANN001
-        from .cli_errors import raise_if_signalled
-
-        raise_if_signalled()
-        done = report.done + report.failed
-        rate = done / report.seconds if report.seconds else 0.0
-        failed = f", {report.failed} failed" if report.failed else ""
-        self.progress.update(
-            self.task, completed=self.skipped + done, rate=f"{rate:,.0f} clips/s{failed}"
-        )
-
-    def stop(self) -> None:
-        if self.enabled:
-            self.progress.stop()
+def _show_progress(bar: ProgressBar, task: int, skipped: int, report) -> None:  # noqa: ANN001
+    """Clips done (with those done before) and the rate, from a job's report so far."""
+    done = report.done + report.failed
+    rate = done / report.seconds if report.seconds else 0.0
+    failed = f", {report.failed} failed" if report.failed else ""
+    bar.update(task, completed=skipped + done, note=f"{rate:,.0f} clips/s{failed}")
 
 
 def _print_summary(console, report, manifest_path: str) -> None:  # noqa: ANN001

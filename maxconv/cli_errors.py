@@ -67,12 +67,12 @@ def raise_if_signalled(*_: object) -> None:
 def _discard_uncommitted_outputs() -> None:
     """Delete temp outputs that a signal cut off before their writer could.
 
-    Only if maxconv.audio was imported at all: otherwise nothing was written, and
+    Only if maxconv.atomic was imported at all: otherwise nothing was written, and
     importing it here would only slow the exit down.
     """
-    audio = sys.modules.get("maxconv.audio")
-    if audio is not None:
-        audio.discard_uncommitted()
+    atomic = sys.modules.get("maxconv.atomic")
+    if atomic is not None:
+        atomic.discard_uncommitted()
 
 
 @contextlib.contextmanager

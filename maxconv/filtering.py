@@ -21,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio
-from .audio import RawFormat, SignalInfo
+from .audio_read import STDIO, RawFormat, SignalInfo, iter_blocks, read_info
+from .audio_write import large_wav_as_rf64, open_writer, output_format, output_subtype
 from .convolution import full_slice
-from .engine import get_engine
+from .engine import Engine
 from .errors import InputError, OutputError
-from .kernels import Kernel, load_kernel
+from .fir import Kernel, load_kernel
 from .pipeline import WriteBehind
 from .stream import CHUNK_OUTPUTS, stream_correlate
 
 ALIGNS = ("center", "causal")
 NORMALIZE_PEAK_DB = -0.1
-_FLOAT_SUBTYPE_FOR = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 
 
 @dataclass
@@ -49,7 +48,6 @@ class FilterOptions:
     gain_db: float = 0.0
     normalize: bool = False
     mix: float = 1.0
-    device: str = "auto"
     subtype: str | None = None
     format: str | None = None
     precision: str = "auto"
@@ -148,11 +146,11 @@ def check_options(options: FilterOptions) -> None:
 
 def check_target(source: str, target: str, force: bool) -> None:
     """Never overwrite an input; an existing output needs --force."""
-    if target == audio.STDIO:
+    if target == STDIO:
         return
     path = Path(target)
     if (
-        source != audio.STDIO
+        source != STDIO
         and Path(source).exists()
         and path.exists()
         and os.path.samefile(source, path)
@@ -166,44 +164,19 @@ def check_target(source: str, target: str, force: bool) -> None:
         raise OutputError(f"output '{target}' is a folder; give a file name inside it")
 
 
-def compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
-    """float32 where it holds every input bit (up to 24-bit PCM), else float64.
+def file_compute_dtype(info: SignalInfo, options: FilterOptions) -> np.dtype:
+    """A file's compute dtype: float32 where it holds every input bit (up to
+    24-bit PCM), else float64.
 
     PCM_32, DOUBLE and float64 .npy inputs need float64 to pass through
-    unchanged; `--precision` overrides the choice.
+    unchanged; `--precision` overrides the choice. (The API's rule, from the
+    arrays' result dtype, is arrays.compute_dtype.)
     """
     if options.precision != "auto":
         return np.dtype(options.precision)
     if info.subtype in ("PCM_32", "DOUBLE", "float64"):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
-
-
-def output_subtype(info: SignalInfo, options: FilterOptions, out_format: str) -> str | None:
-    """Keep the input's subtype where the output format can hold it."""
-    if options.subtype is not None:
-        return options.subtype
-    import soundfile
-
-    if out_format == "NPY":
-        return info.subtype if info.format == "NPY" else "float32"
-    subtype = _FLOAT_SUBTYPE_FOR.get(info.subtype or "", info.subtype)
-    if subtype and soundfile.check_format(out_format, subtype):
-        return subtype
-    return None
-
-
-# Bytes per sample of the subtypes a WAV can hold; others count as 4.
-_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "DOUBLE": 8}
-# A WAV's 32-bit sizes cap its data chunk just under 4 GiB.
-_WAV_LIMIT = 0xFFFFFFFF - (1 << 20)
-
-
-def _large_wav_as_rf64(out_format: str, subtype: str | None, samples: int) -> str:
-    """RF64 (the 64-bit WAV, as ffmpeg's `-rf64 auto` writes) when a WAV would overflow 4 GiB."""
-    if out_format == "WAV" and samples * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
-        return "RF64"
-    return out_format
 
 
 def _taps_matrix(kernel: Kernel, channels: int, dtype: np.dtype, correlate: bool) -> np.ndarray:
@@ -238,9 +211,10 @@ def filter_file(
     source: str,
     target: str,
     options: FilterOptions,
+    engine: Engine,
     progress: Callable[[int, int], None] | None = None,
 ) -> FilterReport:
-    """Filter `source` into `target` (either may be '-'), streaming block by block.
+    """Filter `source` into `target` (either may be '-') on `engine`, streaming block by block.
 
     `progress(done, total)` is called with output frames after each chunk
     and once more just before the output is committed; it may raise to
@@ -250,8 +224,8 @@ def filter_file(
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    raw = options.raw if source == audio.STDIO else None
-    info = audio.read_info(source, raw)
+    raw = options.raw if source == STDIO else None
+    info = read_info(source, raw)
     if info.samplerate is None and options.rate is not None:
         info = replace(info, samplerate=options.rate)
     if info.frames == 0:
@@ -259,12 +233,11 @@ def filter_file(
     kernel = load_kernel(
         options.kernel, info.samplerate, info.channels, options.taps, options.window
     )
-    dtype = compute_dtype(info, options)
+    dtype = file_compute_dtype(info, options)
     taps = _taps_matrix(kernel, info.channels, dtype, options.correlate)
     span = output_span(info.frames, taps.shape[1], kernel.kind, options)
     seconds["read"] = time.perf_counter() - started
 
-    engine = get_engine(options.device)
     compile_start = time.perf_counter()
     method = engine.resolve_method(options.method, taps.shape[1])
     engine.model(dtype, method=method)
@@ -273,14 +246,14 @@ def filter_file(
 
     def chunks() -> Iterator:
         read_block = options.chunk or CHUNK_OUTPUTS
-        blocks = _Timed(audio.iter_blocks(source, read_block, dtype, raw), seconds, "read")
+        blocks = _Timed(iter_blocks(source, read_block, dtype, raw), seconds, "read")
         return stream_correlate(
             blocks,
             taps,
             span.start,
             span.count,
+            engine=engine,
             delay=span.delay,
-            device=engine,
             method=method,
             chunk=options.chunk,
         )
@@ -296,11 +269,11 @@ def filter_file(
         if peak > 0:
             scale *= 10.0 ** (NORMALIZE_PEAK_DB / 20.0) / peak
 
-    out_format = audio.output_format(target, options.format)
-    subtype = output_subtype(info, options, out_format)
-    out_format = _large_wav_as_rf64(out_format, subtype, span.count * info.channels)
+    out_format = output_format(target, options.format)
+    subtype = output_subtype(info, out_format, options.subtype)
+    out_format = large_wav_as_rf64(out_format, subtype, span.count * info.channels)
     peak_out = 0.0
-    with audio.open_writer(
+    with open_writer(
         target, info.samplerate, info.channels, subtype, out_format, info.one_dimensional
     ) as writer:
         with WriteBehind(writer.interleave, writer.write_frames) as behind:

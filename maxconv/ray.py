@@ -38,26 +38,27 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .augment.job import (
+from .augment.group import LoadedClip, compute_group, finish_clip, run_group
+from .augment.job import JobReport
+from .augment.manifest import Manifest
+from .augment.pairing import clip_rng
+from .augment.plan import (
     GROUP_CLIPS_CPU,
     GROUP_CLIPS_GPU,
     AugmentOptions,
     JobPlan,
-    JobReport,
-    LoadedClip,
     Task,
     check_options,
-    compute_group,
-    finish_clip,
-    run_group,
 )
-from .augment.manifest import Manifest
-from .augment.pairing import clip_rng
 from .augment.responses import ResponseBank, layout
 from .errors import MaxconvError
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # A local Ray's shared-memory object store: groups travel as small JSON records.
 OBJECT_STORE_BYTES = 512 * 2**20
@@ -137,6 +138,16 @@ class AugmentGroups:
         self.options = AugmentOptions(**options)
         self.device = device
         self.bank = ResponseBank()
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """This actor's engine, opened at its first group (not in a driver that builds it)."""
+        if self._engine is None:
+            from .engine import get_engine
+
+            self._engine = get_engine(self.device)
+        return self._engine
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = []
@@ -144,7 +155,7 @@ class AugmentGroups:
             tasks = [Task(**fields) for fields in json.loads(text)]
             records.append(
                 json.dumps(
-                    run_group(tasks, self.bank, self.options, self.outdir, self.seed, self.device)
+                    run_group(tasks, self.bank, self.options, self.outdir, self.seed, self.engine)
                 )
             )
         return {"first": np.asarray(batch["first"]), "records": np.asarray(records, dtype=object)}
@@ -312,6 +323,16 @@ class Augment:
             self.names = [os.fspath(path) for path in responses]
         if not self.names:
             raise ValueError("responses is empty; give at least one response")
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """This actor's engine, opened at its first batch (not in a driver that builds it)."""
+        if self._engine is None:
+            from .engine import get_engine
+
+            self._engine = get_engine(self.options.device)
+        return self._engine
 
     def _pick(self, batch: Mapping[str, np.ndarray], row: int) -> tuple[str, float]:
         key = str(batch["id"][row]) if "id" in batch else None
@@ -343,7 +364,7 @@ class Augment:
                 loaded.append(LoadedClip(task, data, None, response, kind))
             except MaxconvError as exc:
                 loaded.append(LoadedClip(task, error=str(exc)))
-        wets = compute_group(loaded, self.options, self.options.device)
+        wets = compute_group(loaded, self.options, self.engine)
         audio, shifts, gains = [], [], []
         for clip, wet, original in zip(loaded, wets, batch["audio"], strict=True):
             if wet is None:

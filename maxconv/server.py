@@ -20,7 +20,8 @@ cache in 5 ms. So the parent never opens a device: each job opens its own
 The parent's loop: accept a connection, check the peer's uid (SO_PEERCRED)
 and the code fingerprint, fork when a slot of the pool is free (else queue),
 forward the client's signals to the job, report the job's exit status from
-waitpid. A job whose client goes away is terminated (SIGTERM: its output is
+waitpid (what clients send and are answered: server_connections.py). A job
+whose client goes away is terminated (SIGTERM: its output is
 removed); if the server dies, each job gets SIGUSR1 (PR_SET_PDEATHSIG) and
 cancels itself without a word, and its client says so.
 """
@@ -33,48 +34,16 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 from . import client
+from .server_connections import ConnectionHandling, Job, Peer, close_all
 from .server_procs import DeviceProbe, SpareKeeper, flush_stdio, warm_up
 
-_MAX_FDS = 3
-# Jobs waiting for a slot; past this a client runs in-process instead (each waiting
-# job holds four descriptors).
-_MAX_WAITING = 256
-_RECEIVE = 1 << 16
 
-
-@dataclass
-class Job:
-    """One client's command, queued or running."""
-
-    number: int
-    conn: socket.socket
-    request: dict
-    fds: list[int]
-    pid: int | None = None
-    queued: float = field(default_factory=time.monotonic)
-    started: float = 0.0
-    client_gone: bool = False
-
-
-@dataclass
-class _Peer:
-    """A connection and what has arrived on it so far."""
-
-    conn: socket.socket
-    buffer: bytearray = field(default_factory=bytearray)
-    fds: list[int] = field(default_factory=list)
-    job: Job | None = None
-    waits_for_stop: bool = False
-
-
-class Server:
+class Server(ConnectionHandling):
     """The parent process's state and loop (see the module docstring)."""
 
     def __init__(
@@ -98,7 +67,7 @@ class Server:
         self.served = 0
         self.waiting: deque[Job] = deque()
         self.running: dict[int, Job] = {}
-        self.peers: dict[int, _Peer] = {}
+        self.peers: dict[int, Peer] = {}
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.lock_fd = -1
@@ -258,157 +227,6 @@ class Server:
                     self.begin_stop(signal.Signals(signum).name)
         self._reap()
 
-    # Connections -------------------------------------------------------------
-
-    def _accept(self) -> None:
-        while self.listener is not None:
-            try:
-                conn, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of descriptors: the client runs in-process
-                self.log(f"accept failed: {exc}")
-                return
-            pid, uid, _ = client.peer_credentials(conn)
-            if uid != os.getuid():
-                self.log(f"refused a connection from pid {pid}, uid {uid} (not this user)")
-                conn.close()
-                continue
-            conn.setblocking(False)
-            self.peers[conn.fileno()] = _Peer(conn)
-            self.selector.register(conn, selectors.EVENT_READ, conn.fileno())
-
-    def _on_readable(self, key: int) -> None:
-        peer = self.peers.get(key)
-        if peer is None:
-            return
-        try:
-            data, ancillary, flags, _ = peer.conn.recvmsg(
-                _RECEIVE, socket.CMSG_SPACE(_MAX_FDS * 4), getattr(socket, "MSG_CMSG_CLOEXEC", 0)
-            )
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data, ancillary, flags = b"", [], 0
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                count = len(payload) // 4
-                peer.fds.extend(struct.unpack(f"{count}i", payload[: count * 4]))
-        if not data or flags & socket.MSG_CTRUNC:
-            self._client_gone(peer)
-            return
-        peer.buffer += data
-        while len(peer.buffer) >= 4 and key in self.peers:
-            (length,) = struct.unpack("!I", peer.buffer[:4])
-            if len(peer.buffer) < 4 + length:
-                break
-            body, peer.buffer = bytes(peer.buffer[4 : 4 + length]), peer.buffer[4 + length :]
-            try:
-                message = client.decode(body)
-            except ValueError:
-                self._client_gone(peer)
-                return
-            self._on_message(peer, message)
-
-    def _on_message(self, peer: _Peer, message: dict) -> None:
-        kind = message.get("type")
-        if peer.job is not None:
-            if kind == "signal" and message.get("signum") in (signal.SIGINT, signal.SIGTERM):
-                self._cancel(peer.job, int(message["signum"]))
-            return
-        if kind == "status":
-            self._answer(peer.conn, self.status())
-            self._drop(peer.conn)
-        elif kind == "stop":
-            self._answer(peer.conn, {"type": "stopping", "pid": self.pid})
-            peer.waits_for_stop = True
-            self.begin_stop("maxconv serve --stop", message.get("grace"))
-        elif kind == "job":
-            self._on_job(peer, message)
-        else:
-            self._drop(peer.conn)
-
-    def _on_job(self, peer: _Peer, request: dict) -> None:
-        fds, peer.fds = peer.fds, []
-        if len(fds) != len(request.get("fds", ())) or len(fds) > _MAX_FDS:
-            _close_all(fds)
-            self._drop(peer.conn)
-            return
-        if (
-            request.get("protocol") != client.PROTOCOL
-            or request.get("fingerprint") != self.fingerprint
-        ):
-            _close_all(fds)
-            self._answer(
-                peer.conn, {"type": "mismatch", "pid": self.pid, "fingerprint": self.fingerprint}
-            )
-            self._drop(peer.conn)
-            return
-        if self.stopping or len(self.waiting) >= _MAX_WAITING:
-            _close_all(fds)
-            self._answer(peer.conn, {"type": "declined", "reason": "stopping or full"})
-            self._drop(peer.conn)
-            return
-        self.jobs_counter += 1
-        job = Job(self.jobs_counter, peer.conn, request, fds)
-        peer.job = job
-        self._answer(peer.conn, {"type": "accepted", "pid": self.pid, "job": job.number})
-        self.waiting.append(job)
-        self._start_waiting()
-
-    def _answer(self, conn: socket.socket, message: dict) -> None:
-        try:
-            conn.setblocking(True)
-            conn.settimeout(5.0)
-            conn.sendall(client.encode(message))
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                conn.setblocking(False)
-
-    def _drop(self, conn: socket.socket) -> None:
-        peer = self.peers.pop(conn.fileno(), None)
-        if peer is not None:
-            _close_all(peer.fds)
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(conn)
-        conn.close()
-
-    def _client_gone(self, peer: _Peer) -> None:
-        job = peer.job
-        if job is None:
-            self._drop(peer.conn)
-            return
-        job.client_gone = True
-        if job in self.waiting:
-            self.waiting.remove(job)
-            _close_all(job.fds)
-        elif job.pid is not None:
-            # Usually the job has told it its exit code and is ending (signals are
-            # ignored by then); else the client died or was killed: cancel the job.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(job.pid, signal.SIGTERM)
-        self._drop(peer.conn)
-
-    def _cancel(self, job: Job, signum: int) -> None:
-        if job.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(job.pid, signum)
-            return
-        self.waiting.remove(job)
-        _close_all(job.fds)
-        word = "interrupted" if signum == signal.SIGINT else "terminated"
-        self._answer(
-            job.conn,
-            {
-                "type": "exit",
-                "code": 128 + signum,
-                "message": f"{word} before it started; no output was written",
-            },
-        )
-        self._drop(job.conn)
-
     def status(self) -> dict:
         return {
             "type": "status",
@@ -458,7 +276,7 @@ class Server:
             if pid == 0:  # the job; never returns
                 server_child.start_job(job.request, job.fds, keep, self.pid, inherited)
         job.pid = pid
-        _close_all(job.fds)
+        close_all(job.fds)
         job.fds = []
         self.running[pid] = job
 
@@ -516,12 +334,6 @@ class Server:
 
 def _note_signal(signum: int, frame: object) -> None:
     """Nothing: the wake-up descriptor carries the signal to the loop."""
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def serve_forever(max_jobs: int, idle_minutes: float, grace: float, spare: bool = True) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Engine, get_engine
+from .engine import Engine
 from .planning import block_outputs
 from .rows import correlate_rows
 
@@ -89,8 +89,8 @@ def stream_correlate(
     start: int,
     count: int,
     *,
+    engine: Engine,
     delay: int = 0,
-    device: Engine | str = "auto",
     method: str = "auto",
     chunk: int | None = None,
 ) -> Iterator[Chunk]:
@@ -99,10 +99,8 @@ def stream_correlate(
     full[m] = sum_j x[m - (K-1) + j] * taps[:, j], x zero outside the signal,
     exactly as `rows.correlate_rows` computes it in memory. `taps` is
     [C, K] in the compute dtype; blocks are [C, n] and may have any sizes.
-    `chunk` outputs are computed per engine call; None picks `chunk_outputs`.
-    `device` is the engine to run on (or a device name for one).
+    `chunk` outputs are computed per call of `engine`; None picks `chunk_outputs`.
     """
-    engine = device if isinstance(device, Engine) else get_engine(device)
     channels, n_taps = taps.shape
     if chunk is None:
         chunk = chunk_outputs(n_taps, method, engine)
@@ -119,7 +117,7 @@ def stream_correlate(
         window.forget_before(first - (n_taps - 1))
 
 
-def chunk_outputs(n_taps: int, method: str = "auto", device: Engine | str = "auto") -> int:
+def chunk_outputs(n_taps: int, method: str, engine: Engine) -> int:
     """Outputs per engine call: CHUNK_OUTPUTS, or for the FFT op an even count of whole tiles.
 
     A K-tap FFT block yields T = L - K + 1 outputs, rarely a divisor of
@@ -130,7 +128,6 @@ def chunk_outputs(n_taps: int, method: str = "auto", device: Engine | str = "aut
     the CPU at that K, so long kernels get four while that stays within
     FFT_FOUR_TILES_UP_TO outputs (memory grows with the chunk).
     """
-    engine = device if isinstance(device, Engine) else get_engine(device)
     if engine.resolve_method(method, n_taps) != "fft":
         return CHUNK_OUTPUTS
     tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from maxconv.kernels import design_fir
+from maxconv.fir import design_fir
 
 HERE = Path(__file__).resolve().parent
 SEED = 20240613

@@ -108,8 +108,17 @@ def run_loop_elsewhere(root: Path, records: list[dict], device: str, tree: str) 
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def stub_convolve(signals, kernels, mode="full", *, method="auto", device="auto"):  # noqa: ANN001, ANN201
-    """convolve_batch's shapes without its work: each row, shifted, in a full-length output."""
+class StubEngine:
+    """The name and kind the job reads from an engine; `stub_convolve` does the rest.
+    A GPU's kind unless the device is the CPU, so 'auto' takes the GPU's group size."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.kind = "cpu" if label == "cpu" else "gpu"
+
+
+def stub_convolve(engine, signals, kernels, mode="full", *, method="auto"):  # noqa: ANN001, ANN201
+    """convolve_batch_on's shapes without its work: each row, shifted, in a full-length output."""
     outs = []
     for signal, kernel in zip(signals, kernels, strict=True):
         out = np.zeros(signal.size + kernel.size - 1, np.float32)
@@ -120,7 +129,7 @@ def stub_convolve(signals, kernels, mode="full", *, method="auto", device="auto"
 
 def run_stubbed(root: Path, device: str, runs: int, workers: int | None, group: int | None) -> dict:
     """The job in this process with `stub_convolve`: median clips/s and its phases."""
-    from maxconv.augment import AugmentOptions, plan_job, run_job
+    from maxconv.augment import AugmentOptions, plan_job, resolve_devices, run_job
 
     reports = []
     # Each run writes a new folder, all deleted after: files made right after deleting
@@ -132,7 +141,8 @@ def run_stubbed(root: Path, device: str, runs: int, workers: int | None, group: 
         )
         plan, manifest = plan_job([str(root / "clips")], [str(root / "rirs")], outdir, options)
         with manifest:
-            reports.append(run_job(plan, manifest, convolve=stub_convolve, gpu_count=lambda: 1))
+            engines = [StubEngine(label) for label in resolve_devices(device, lambda: 1)]
+            reports.append(run_job(plan, manifest, engines, convolve=stub_convolve))
     for outdir in folders:
         shutil.rmtree(outdir, ignore_errors=True)
     median = sorted(reports, key=lambda report: report.clips_per_second)[len(reports) // 2]

@@ -32,6 +32,15 @@ def _refuse_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "_exit", refuse)
 
 
+@pytest.fixture(scope="session")
+def cpu_engine():  # noqa: ANN201
+    """A CPU engine for the jobs and streams that tests hand one (the process-wide one,
+    so that its compiled graphs are loaded once)."""
+    from maxconv.engine import get_engine
+
+    return get_engine("cpu")
+
+
 def gpu_available() -> bool:
     from maxconv.devices import gpu_count
 

@@ -235,6 +235,23 @@ def test_ragged_batch_with_one_shared_kernel_and_integers():
         np.testing.assert_array_equal(result, scipy.signal.convolve(signal, kernel, "same"))
 
 
+def test_a_jobs_batch_on_its_engine_equals_the_api_call(cpu_engine):
+    """convolve_batch_on (the augment job's) gives convolve_batch's rows, empty ones too."""
+    from maxconv.batch import convolve_batch_on
+
+    rng = np.random.default_rng(13)
+    signals = [rng.standard_normal(n).astype(np.float32) for n in (0, 40, 41, 700)]
+    kernels = [rng.standard_normal(k).astype(np.float32) for k in (3, 5, 300, 31)]
+    for start in (0, 1):  # with an empty row (row by row), without (grouped op calls)
+        ours = convolve_batch_on(cpu_engine, signals[start:], kernels[start:], method="direct")
+        theirs = maxconv.convolve_batch(
+            signals[start:], kernels[start:], method="direct", device="cpu"
+        )
+        for mine, api in zip(ours, theirs, strict=True):
+            assert mine.dtype == api.dtype
+            np.testing.assert_array_equal(mine, api)
+
+
 def test_ragged_batch_counts_must_match():
     with pytest.raises(ValueError, match="2 signals but 3 kernels"):
         maxconv.convolve_batch([np.ones(4)] * 2, [np.ones(2)] * 3, device="cpu")

@@ -1,4 +1,4 @@
-"""Tests for maxconv.audio: reading, block streaming, atomic writing and errors."""
+"""Tests for maxconv.audio_read and audio_write: reading, block streaming, atomic writing."""
 
 from __future__ import annotations
 
@@ -13,18 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from maxconv.audio import (
-    STDIO,
-    RawFormat,
-    SignalInfo,
-    count_clipped,
-    discard_uncommitted,
-    iter_blocks,
-    open_writer,
-    read_info,
-    read_signal,
-    write_signal,
-)
+from maxconv.atomic import discard_uncommitted
+from maxconv.audio_read import STDIO, RawFormat, SignalInfo, iter_blocks, read_info, read_signal
+from maxconv.audio_write import count_clipped, open_writer, write_signal
 from maxconv.errors import InputError, MaxconvError, OutputError
 
 

@@ -1,6 +1,6 @@
 """`maxconv augment`: discovery, pairing, responses, the job's options, manifest, resume.
 
-Most tests run the job with a stand-in for `convolve_batch` (scipy, row by row),
+Most tests run the job with a stand-in for `convolve_batch_on` (scipy, row by row),
 so they check the job's own logic (pairing, padding and slicing, layouts, mixing,
 normalization, files, manifest) against an independent reference built from
 scipy's full convolution; a few run the real engine on the CPU end to end.
@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 import maxconv
 from maxconv.augment import AugmentOptions, plan_job, read_manifest, run_job
 from maxconv.augment.discovery import find_entries, read_list
-from maxconv.augment.job import output_name, resolve_devices
 from maxconv.augment.pairing import draw_pairs, parse_mix
+from maxconv.augment.plan import output_name, resolve_devices
 from maxconv.augment.responses import ResponseBank, layout, peak_index
 from maxconv.cli import app
 from maxconv.errors import InputError, KernelError, MaxconvError, OutputError
@@ -43,8 +43,16 @@ LSB = 1 / 32768
 # Helpers -------------------------------------------------------------------------------
 
 
-def fake_convolve(signals, kernels, mode="full", *, method="auto", device="auto"):
-    """convolve_batch's contract, computed by scipy in float64."""
+class FakeEngine:
+    """What the job asks of an engine when `fake_convolve` computes: its name and kind."""
+
+    def __init__(self, label: str = "cpu") -> None:
+        self.label = label
+        self.kind = "cpu" if label == "cpu" else "gpu"
+
+
+def fake_convolve(engine, signals, kernels, mode="full", *, method="auto"):
+    """convolve_batch_on's contract, computed by scipy in float64."""
     return [
         scipy.signal.convolve(np.float64(s), np.float64(k), mode).astype(np.float32)
         for s, k in zip(signals, kernels, strict=True)
@@ -108,7 +116,7 @@ def run(clips, responses, outdir, pairs=None, convolve=fake_convolve, **options)
     options.setdefault("device", "cpu")
     plan, manifest = plan_job(clips, responses, outdir, AugmentOptions(**options), pairs)
     with manifest:
-        report = run_job(plan, manifest, convolve=convolve)
+        report = run_job(plan, manifest, [FakeEngine()], convolve=convolve)
     return report, read_manifest(Path(outdir) / "manifest.jsonl")[0]
 
 
@@ -388,10 +396,10 @@ class TestSemantics:
     def test_rows_go_through_few_calls_sorted_and_cut_by_size(self, dataset):
         calls = []
 
-        def counting(signals, kernels, mode, **kw):
+        def counting(engine, signals, kernels, mode, **kw):
             calls.append([(len(s), len(k)) for s, k in zip(signals, kernels, strict=True)])
             assert mode == "full"
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         run([str(dataset["clips"])], [str(dataset["rirs"])], dataset["root"] / "out",
             convolve=counting, group_clips=64)  # fmt: skip
@@ -472,9 +480,9 @@ class TestManifestAndResume:
         (out / ".maxconv-0123456789abcdef.part").write_bytes(b"junk")
         seen = []
 
-        def watching(signals, kernels, mode, **kw):
+        def watching(engine, signals, kernels, mode, **kw):
             seen.append(len(signals))
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         report, records = run([str(dataset["clips"])], [str(dataset["rirs"])], out,
                               group_clips=2, resume=True, convolve=watching)  # fmt: skip
@@ -495,7 +503,7 @@ class TestManifestAndResume:
             f"""
             import sys, time
             sys.path[:0] = [{str(Path(__file__).parent)!r}, {PACKAGE_ROOT!r}]
-            from test_augment import fake_convolve
+            from test_augment import FakeEngine, fake_convolve
             from maxconv.augment import AugmentOptions, plan_job, run_job
 
             def slow(*args, **kw):
@@ -505,7 +513,7 @@ class TestManifestAndResume:
             plan, manifest = plan_job([{str(dataset["clips"])!r}], [{str(dataset["rirs"])!r}],
                                       {str(root / "out")!r},
                                       AugmentOptions(device="cpu", group_clips=3))
-            run_job(plan, manifest, convolve=slow)
+            run_job(plan, manifest, [FakeEngine()], convolve=slow)
             """
         )
         child = subprocess.Popen([sys.executable, "-c", script])
@@ -575,11 +583,11 @@ def awkward_samples(rng: np.random.Generator, channels: int, frames: int) -> np.
 
 
 def audio_bytes(path: Path, samples: np.ndarray, rate: int, subtype: str) -> bytes:
-    """What maxconv.audio's writer (as the job used it before) writes for the samples."""
-    from maxconv import audio
-    from maxconv.augment.job import _without_peak_chunk
+    """What maxconv.audio_write's writer (the job's path for formats clipio leaves) writes."""
+    from maxconv.audio_write import open_writer
+    from maxconv.augment.group import _without_peak_chunk
 
-    with audio.open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
+    with open_writer(path, rate, samples.shape[0], subtype, "WAV") as writer:
         _without_peak_chunk(writer)
         writer.write(samples)
     return path.read_bytes()
@@ -589,7 +597,7 @@ class TestClipFiles:
     @pytest.mark.parametrize("subtype", [*WAV_SUBTYPES, "PCM_U8", "ULAW"])
     @pytest.mark.parametrize("channels", [1, 2, 3])
     def test_reading_matches_libsndfile(self, tmp_path, subtype, channels):
-        from maxconv import audio
+        from maxconv import audio_read
         from maxconv.augment.clipio import _decode_wav, read_clip
 
         x = awkward_samples(np.random.default_rng(channels), channels, 1001)
@@ -599,7 +607,7 @@ class TestClipFiles:
         path = tmp_path / "x.wav"
         sf.write(path, x.T, 22050, subtype=subtype)
         got, info = read_clip(str(path))
-        expected, expected_info = audio.read_signal(path, np.float32)
+        expected, expected_info = audio_read.read_signal(path, np.float32)
         # Decoded here (not by libsndfile): the plain subtypes.
         assert (_decode_wav(path.read_bytes()) is not None) == (subtype in WAV_SUBTYPES)
         assert info == expected_info
@@ -608,7 +616,7 @@ class TestClipFiles:
         assert got.tobytes() == expected.tobytes()
 
     def test_reading_falls_back_with_the_same_errors(self, tmp_path):
-        from maxconv import audio
+        from maxconv import audio_read
         from maxconv.augment.clipio import _decode_wav, read_clip
 
         x = noise(np.random.default_rng(0), 1, 500)
@@ -623,19 +631,19 @@ class TestClipFiles:
             with pytest.raises(InputError) as ours:
                 read_clip(str(tmp_path / name))
             with pytest.raises(InputError) as theirs:
-                audio.read_signal(tmp_path / name, np.float32)
+                audio_read.read_signal(tmp_path / name, np.float32)
             assert str(ours.value) == str(theirs.value)
         sf.write(tmp_path / "ext.wav", x.T, 8000, format="WAVEX", subtype="PCM_16")
         for name in ("list.wav", "ext.wav"):  # data not last; WAVE_FORMAT_EXTENSIBLE
             assert _decode_wav((tmp_path / name).read_bytes()) is None
             got, info = read_clip(str(tmp_path / name))
-            assert got.tobytes() == audio.read_signal(tmp_path / name)[0].tobytes()
-            assert info == audio.read_info(tmp_path / name)
+            assert got.tobytes() == audio_read.read_signal(tmp_path / name)[0].tobytes()
+            assert info == audio_read.read_info(tmp_path / name)
 
     @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32"])
     @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
     def test_integer_rounding_is_audios(self, subtype):
-        from maxconv.audio import _to_pcm
+        from maxconv.audio_write import _to_pcm
         from maxconv.augment.clipio import _container
 
         x = awkward_samples(np.random.default_rng(1), 2, 3000)
@@ -729,7 +737,8 @@ class TestAllGpus:
         busy = set()
         overlap = []
 
-        def on_device(signals, kernels, mode, *, method, device):
+        def on_device(engine, signals, kernels, mode, *, method):
+            device = engine.label
             with lock:
                 used.setdefault(device, set()).add(threading.get_ident())
                 assert device not in busy  # one group at a time per device
@@ -738,13 +747,14 @@ class TestAllGpus:
             time.sleep(0.02)
             with lock:
                 busy.discard(device)
-            return fake_convolve(signals, kernels, mode)
+            return fake_convolve(engine, signals, kernels, mode)
 
         options = AugmentOptions(device="gpu:all", group_clips=2, mix="0.3-0.5")
         plan, manifest = plan_job([str(dataset["clips"])], [str(dataset["rirs"])], root / "all",
                                   options)  # fmt: skip
         with manifest:
-            report = run_job(plan, manifest, convolve=on_device, gpu_count=lambda: 2)
+            engines = [FakeEngine("gpu:0"), FakeEngine("gpu:1")]
+            report = run_job(plan, manifest, engines, convolve=on_device)
         assert report.devices == ["gpu:0", "gpu:1"] and report.done == 36
         assert set(used) == {"gpu:0", "gpu:1"} and max(overlap) == 2
         run([str(dataset["clips"])], [str(dataset["rirs"])], root / "one", group_clips=2,

@@ -29,7 +29,7 @@ import soundfile as sf
 
 pytest.importorskip("ray", reason="Ray is not installed (the 'ray' extra, in the dev group)")
 
-from maxconv.augment import AugmentOptions, plan_job, run_job  # noqa: E402
+from maxconv.augment import AugmentOptions, open_engines, plan_job, run_job  # noqa: E402
 
 LARGE_FILE_BYTES = 3 * 2**30
 JOB = {"device": "cpu", "mix": "0.2-0.6", "length": "tail", "group_clips": 3}
@@ -117,7 +117,7 @@ def ray_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         [str(root / "clips")], [str(root / "rirs")], root / "local", AugmentOptions(**JOB)
     )
     with manifest:
-        run_job(plan, manifest)
+        run_job(plan, manifest, open_engines(JOB["device"]))
     folder = root / "dataset-folder"
     folder.mkdir()
     with open(folder / "huge.bin", "wb") as handle:

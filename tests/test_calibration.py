@@ -31,14 +31,19 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def private_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    """A CPU engine over a copy of the shared cache, and the one get_engine returns."""
+def private_engine(tmp_path: Path) -> Engine:
+    """A CPU engine over a copy of the shared cache: the jobs are handed it."""
     shared = GraphCache().root
     for entry in shared.glob("conv1d-*.mef"):
         shutil.copy(entry, tmp_path / entry.name)
-    engine = Engine("cpu", cache=GraphCache(tmp_path))
-    monkeypatch.setattr(maxconv.engine, "get_engine", lambda device="auto": engine)
-    return engine
+    return Engine("cpu", cache=GraphCache(tmp_path))
+
+
+@pytest.fixture
+def command_engine(private_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The private engine, also the one the `maxconv calibrate` command resolves."""
+    monkeypatch.setattr(maxconv.engine, "get_engine", lambda device="auto": private_engine)
+    return private_engine
 
 
 def _record(crossover: int) -> Calibration:
@@ -93,12 +98,13 @@ def _consistent(calibration: Calibration) -> bool:
 
 
 def test_measured_crossover_is_where_the_fft_op_wins_from_then_on(private_engine: Engine):
-    calibration = measure_crossover("cpu", taps=(1, 8192), signal_length=1 << 18, repeat=3)
+    calibration = measure_crossover(private_engine, taps=(1, 8192), signal_length=1 << 18, repeat=3)
     assert set(calibration.fft_seconds) == set(calibration.direct_seconds) == {1, 8192}
     assert _consistent(calibration), calibration
 
 
-def test_calibrate_command_measures_saves_and_forgets(private_engine: Engine):
+def test_calibrate_command_measures_saves_and_forgets(command_engine: Engine):
+    private_engine = command_engine
     result = runner.invoke(
         app, ["calibrate", "--device", "cpu", "--n", "262144", "--k", "1", "--k", "8192"]
     )
@@ -114,16 +120,18 @@ def test_calibrate_command_measures_saves_and_forgets(private_engine: Engine):
     assert private_engine.fft_from_taps()[0] == FFT_FROM_TAPS_CPU
 
 
-def test_calibrate_refuses_a_bad_ladder(private_engine: Engine):
+def test_calibrate_refuses_a_bad_ladder(command_engine: Engine):
     result = runner.invoke(app, ["calibrate", "--device", "cpu", "--k", "0"])
     assert result.exit_code == 2
-    assert not calibration_path(private_engine).exists()
+    assert not calibration_path(command_engine).exists()
 
 
 @pytest.mark.gpu
 def test_gpu_crossover_is_measured_between_the_ladder_ends():
     """On an H100 the FFT op loses at 64 taps and wins at 16384 (docs/benchmarks.md)."""
-    calibration = measure_crossover("gpu", taps=(64, 16384), signal_length=1 << 22, repeat=3)
+    calibration = measure_crossover(
+        Engine("gpu"), taps=(64, 16384), signal_length=1 << 22, repeat=3
+    )
     direct, fft = calibration.direct_seconds, calibration.fft_seconds
     assert fft[16384] < direct[16384] and direct[64] < fft[64], calibration
     assert calibration.fft_from_taps == 16384

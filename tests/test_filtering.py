@@ -16,6 +16,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
+from maxconv.engine import get_engine
 from maxconv.filtering import FilterOptions, filter_file, output_span
 from maxconv.stream import chunk_outputs, stream_correlate
 
@@ -145,7 +146,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("chunk", [100, 1000, 1 << 20, None])
 @pytest.mark.parametrize("name", CONFIGS)
-def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
+def test_streamed_filter_matches_reference(tmp_path, data, name, chunk, cpu_engine):
     source, kernel, x, h = data
     options = CONFIGS[name]
     target = tmp_path / "y.npy"
@@ -153,7 +154,8 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     report = filter_file(
         str(source),
         str(target),
-        FilterOptions(kernel=str(kernel), device="cpu", chunk=chunk, **options),
+        FilterOptions(kernel=str(kernel), chunk=chunk, **options),
+        cpu_engine,
         lambda done, total: calls.append((done, total)),
     )
     expected = _expected(options, x, h)
@@ -162,7 +164,7 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     # Really streamed: one progress call per chunk, then one more just before the commit.
     count = expected.shape[1]
-    per_call = chunk or chunk_outputs(TAPS, "auto", "cpu")
+    per_call = chunk or chunk_outputs(TAPS, "auto", cpu_engine)
     assert len(calls) == -(-count // per_call) + 1
     assert [done for done, _ in calls[:-1]] == sorted({done for done, _ in calls})
     assert calls[-2] == calls[-1] == (count, count)
@@ -177,13 +179,14 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk):
     assert report.peak_dbfs == pytest.approx(20 * np.log10(np.abs(expected).max()), abs=1e-9)
 
 
-def test_float32_precision_stays_close(tmp_path, data):
+def test_float32_precision_stays_close(tmp_path, data, cpu_engine):
     source, kernel, x, h = data
     target = tmp_path / "y.npy"
     report = filter_file(
         str(source),
         str(target),
-        FilterOptions(kernel=str(kernel), device="cpu", chunk=700, precision="float32"),
+        FilterOptions(kernel=str(kernel), chunk=700, precision="float32"),
+        cpu_engine,
     )
     y = np.load(target)
     assert report.dtype == "float32" and y.dtype == np.float64  # output keeps the input dtype
@@ -192,7 +195,9 @@ def test_float32_precision_stays_close(tmp_path, data):
 
 
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
-def test_interruption_mid_stream_leaves_the_target_untouched(tmp_path, data, interruption):
+def test_interruption_mid_stream_leaves_the_target_untouched(
+    tmp_path, data, interruption, cpu_engine
+):
     source, kernel, _, _ = data
     target = tmp_path / "y.npy"
     target.write_bytes(b"old contents")
@@ -207,7 +212,8 @@ def test_interruption_mid_stream_leaves_the_target_untouched(tmp_path, data, int
         filter_file(
             str(source),
             str(target),
-            FilterOptions(kernel=str(kernel), device="cpu", chunk=1000),
+            FilterOptions(kernel=str(kernel), chunk=1000),
+            cpu_engine,
             progress,
         )
     assert len(calls) == 2
@@ -215,14 +221,15 @@ def test_interruption_mid_stream_leaves_the_target_untouched(tmp_path, data, int
     assert sorted(p.name for p in tmp_path.iterdir()) == ["y.npy"]
 
 
-def test_pcm16_target_counts_clipped_samples(tmp_path):
+def test_pcm16_target_counts_clipped_samples(tmp_path, cpu_engine):
     x = np.random.default_rng(22).uniform(-0.6, 0.6, (3000, 1))
     sf.write(tmp_path / "x.wav", x, 8000, subtype="FLOAT")
     np.save(tmp_path / "k.npy", np.array([3.0]))
     report = filter_file(
         str(tmp_path / "x.wav"),
         str(tmp_path / "y.wav"),
-        FilterOptions(kernel=str(tmp_path / "k.npy"), device="cpu", subtype="PCM_16", chunk=512),
+        FilterOptions(kernel=str(tmp_path / "k.npy"), subtype="PCM_16", chunk=512),
+        cpu_engine,
     )
     x32 = x.astype(np.float32)
     assert report.clipped == np.count_nonzero(np.abs(3 * x32) > 1) > 0
@@ -233,24 +240,25 @@ def test_pcm16_target_counts_clipped_samples(tmp_path):
 
 
 def test_a_wav_past_4_gib_is_written_as_rf64():
-    from maxconv.filtering import _large_wav_as_rf64
+    from maxconv.audio_write import large_wav_as_rf64
 
     quarter_billion = 2**28  # float32 samples: exactly 1 GiB
-    assert _large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"
-    assert _large_wav_as_rf64("WAV", "FLOAT", 4 * quarter_billion) == "RF64"
-    assert _large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
-    assert _large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
-    assert _large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
+    assert large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"
+    assert large_wav_as_rf64("WAV", "FLOAT", 4 * quarter_billion) == "RF64"
+    assert large_wav_as_rf64("WAV", "PCM_16", 4 * quarter_billion) == "WAV"
+    assert large_wav_as_rf64("WAV", "PCM_16", 8 * quarter_billion) == "RF64"
+    assert large_wav_as_rf64("FLAC", "PCM_16", 8 * quarter_billion) == "FLAC"
 
 
-def test_one_dimensional_npy_stays_one_dimensional(tmp_path):
+def test_one_dimensional_npy_stays_one_dimensional(tmp_path, cpu_engine):
     x = np.random.default_rng(5).standard_normal(5000)
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "h.txt").write_text("0.25 0.5 0.25")
     filter_file(
         str(tmp_path / "x.npy"),
         str(tmp_path / "y.npy"),
-        FilterOptions(kernel=str(tmp_path / "h.txt"), device="cpu"),
+        FilterOptions(kernel=str(tmp_path / "h.txt")),
+        cpu_engine,
     )
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (5000,)
@@ -259,7 +267,8 @@ def test_one_dimensional_npy_stays_one_dimensional(tmp_path):
     filter_file(
         str(tmp_path / "x2.npy"),
         str(tmp_path / "y2.npy"),
-        FilterOptions(kernel=str(tmp_path / "h.txt"), device="cpu"),
+        FilterOptions(kernel=str(tmp_path / "h.txt")),
+        cpu_engine,
     )
     assert np.load(tmp_path / "y2.npy").shape == (1, 5000)
 
@@ -276,7 +285,11 @@ def test_streaming_over_ragged_blocks_matches_the_whole_signal(method: str, devi
     blocks = [x[:, a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
     blocks.append(x[:, edges[-1] :])
     count = x.shape[1] + taps.shape[1] - 1
-    chunks = list(stream_correlate(blocks, taps, 0, count, device="cpu", method=method, chunk=700))
+    chunks = list(
+        stream_correlate(
+            blocks, taps, 0, count, engine=get_engine(device), method=method, chunk=700
+        )
+    )
     streamed = np.concatenate([chunk.wet for chunk in chunks], axis=1)
     padded = np.pad(x, ((0, 0), (299, 299)))
     expected = np.stack([np.correlate(r, t, "valid") for r, t in zip(padded, taps, strict=True)])
@@ -295,7 +308,8 @@ def test_streamed_filter_on_the_gpu_matches_reference(tmp_path, data, method, ch
     filter_file(
         str(source),
         str(target),
-        FilterOptions(kernel=str(kernel), device="gpu", method=method, chunk=chunk),
+        FilterOptions(kernel=str(kernel), method=method, chunk=chunk),
+        get_engine("gpu"),
     )
     expected = _expected({}, x, h)
     np.testing.assert_allclose(np.load(target), expected, atol=1e-10 * np.abs(expected).max())

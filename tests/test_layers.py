@@ -16,8 +16,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "maxconv"
 
 # Lowest first. A new module must be placed here (the test says so).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("runtime", {"cache", "calibration_record", "devices", "engine", "transfer"}),
-    ("core", {"arrays", "audio", "kernels", "layout", "pipeline", "rows", "stream"}),
+    ("runtime", {"atomic", "cache", "calibration_record", "devices", "engine", "transfer"}),
+    (
+        "core",
+        {"arrays", "audio_read", "audio_write", "fir", "layout", "pipeline", "rows", "stream"},
+    ),
     ("api", {"maxconv", "batch", "convolution", "device_arrays"}),
     (
         "jobs",
@@ -29,11 +32,20 @@ LAYERS: list[tuple[str, set[str]]] = [
             "__main__",
             "cli",
             "cli_augment",
+            "cli_bench",
+            "cli_cache",
+            "cli_calibrate",
+            "cli_demo",
+            "cli_devices",
             "cli_errors",
+            "cli_filter",
+            "cli_options",
+            "cli_progress",
             "cli_serve",
             "client",
             "server",
             "server_child",
+            "server_connections",
             "server_procs",
         },
     ),

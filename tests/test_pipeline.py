@@ -85,12 +85,14 @@ def test_an_interruption_waits_for_the_write_in_flight():
 def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
     engine = get_engine("cpu")
     tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))
-    assert chunk_outputs(n_taps, "fft", "cpu") == tiles * tile
+    assert chunk_outputs(n_taps, "fft", engine) == tiles * tile
 
 
-def test_direct_chunks_keep_the_default():
-    assert chunk_outputs(255, "direct", "cpu") == chunk_outputs(1_000_000, "direct", "cpu")
-    assert chunk_outputs(255, "direct", "cpu") == 1 << 20
+def test_direct_chunks_keep_the_default(cpu_engine):
+    assert chunk_outputs(255, "direct", cpu_engine) == chunk_outputs(
+        1_000_000, "direct", cpu_engine
+    )
+    assert chunk_outputs(255, "direct", cpu_engine) == 1 << 20
 
 
 class _Interrupted(Exception):

@@ -38,7 +38,7 @@ from max import engine as max_engine
 from typer.testing import CliRunner
 
 import maxconv.engine
-from maxconv import audio, devices
+from maxconv import audio_write, devices
 from maxconv.cache import MAGIC, CacheWarning, GraphCache
 from maxconv.cli import app
 from maxconv.engine import get_engine
@@ -698,13 +698,13 @@ def three_chunks(tmp_path_factory) -> Path:
 
 
 def _fill_disk_after(monkeypatch, room: int, at_close: bool = False) -> None:  # noqa: ANN001
-    original = audio._AtomicFile.__init__
+    original = audio_write._AtomicFile.__init__
 
     def init(self, target, label) -> None:  # noqa: ANN001
         original(self, target, label)
         self.file = FullDisk(self.file, room, at_close)
 
-    monkeypatch.setattr(audio._AtomicFile, "__init__", init)
+    monkeypatch.setattr(audio_write._AtomicFile, "__init__", init)
 
 
 def _check_full_disk(tmp_path: Path, three_chunks: Path, suffix: str) -> None:
@@ -886,22 +886,22 @@ def _clean(record: dict) -> str | None:
 _SWEEP = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
-from maxconv import audio, kernels
+from maxconv import audio_read, fir
 from maxconv.errors import InputError, KernelError
 for line in sys.stdin:
     case = json.loads(line)
     start = time.perf_counter()
     try:
         if case["role"] == "input":
-            info = audio.read_info(case["path"])
+            info = audio_read.read_info(case["path"])
             if info.frames == 0:  # as filter_file refuses it
                 raise InputError("no samples")
-            frames = sum(b.shape[1] for b in audio.iter_blocks(case["path"], 1 << 16))
-            data, _ = audio.read_signal(case["path"])
+            frames = sum(b.shape[1] for b in audio_read.iter_blocks(case["path"], 1 << 16))
+            data, _ = audio_read.read_signal(case["path"])
             assert frames == info.frames, f"streamed {frames} of {info.frames} frames"
             assert data.shape == (info.channels, frames), data.shape
         else:
-            kernels.load_kernel(case["path"], case["samplerate"], case["channels"])
+            fir.load_kernel(case["path"], case["samplerate"], case["channels"])
         outcome, message = "ok", ""
     except (InputError, KernelError) as exc:
         outcome, message = type(exc).__name__, str(exc)
@@ -925,7 +925,7 @@ def corpus(tmp_path_factory) -> list[Case]:
 
 @pytest.fixture(scope="module")
 def sweep(corpus: list[Case]) -> tuple[list[dict], int]:
-    """Every case through audio.read_info/iter_blocks/read_signal or kernels.load_kernel."""
+    """Every case through audio_read.read_info/iter_blocks/read_signal or fir.load_kernel."""
     lines = "".join(json.dumps(case.__dict__) + "\n" for case in corpus)
     result = subprocess.run(
         [sys.executable, "-c", _SWEEP, str(MEMORY_LIMIT)],

@@ -2,13 +2,14 @@
 
 The work behind `maxconv augment` (and, on a Ray cluster, `maxconv.ray`):
 `plan_job` finds and pairs the clips and responses and opens the manifest,
-`run_job` runs the plan on this host's devices.
+`open_engines` opens the devices once and `run_job` runs the plan on them.
 """
 
 from __future__ import annotations
 
-from .job import AugmentOptions, JobPlan, JobReport, Task, plan_job, resolve_devices, run_job
+from .job import JobReport, open_engines, run_job
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
+from .plan import AugmentOptions, JobPlan, Task, plan_job, resolve_devices
 
 __all__ = [
     "MANIFEST_NAME",
@@ -17,6 +18,7 @@ __all__ = [
     "JobReport",
     "Manifest",
     "Task",
+    "open_engines",
     "plan_job",
     "read_manifest",
     "resolve_devices",

@@ -1,7 +1,7 @@
 """The augment job's per-clip file path: plain WAVs read and written with few calls.
 
 A job reads and writes thousands of short files, so what a file costs apart
-from its samples counts. `maxconv.audio` opens a clip four times to read it
+from its samples counts. `maxconv.audio_read` opens a clip four times to read it
 (twice to check it, twice through libsndfile: ~90 system calls) and writes
 through libsndfile's callbacks into a Python file (~45 system calls, and
 soundfile's format look-ups each time): 0.6-1.2 ms of CPU a clip even for a
@@ -13,25 +13,23 @@ share; here it is 0.1 ms. Here:
   ``open`` and one ``read`` and decodes it with NumPy exactly as libsndfile
   does (an integer times the same power of two, in float32); anything else
   (other formats, ``.npy``, a damaged or unusual WAV) goes to
-  `audio.read_signal`, which gives its error messages too.
+  `audio_read.read_signal`, which gives its error messages too.
 - `OutputFiles.write` writes a WAV of those subtypes as libsndfile's own
   header (taken once per rate, channels, subtype and length from libsndfile
   writing silence into memory) followed by the samples, which are the
-  integers `audio` would round them to: one ``open``, one ``writev``, one
+  integers `audio_write` would round them to: one ``open``, one ``writev``, one
   ``close`` and one ``rename`` into place. The first clip of each subtype and
   channel count is also encoded by libsndfile and compared, byte for byte;
-  where they differ, that kind goes through `audio.open_writer` from then on.
-  Other formats go through `audio.open_writer` as before.
+  where they differ, that kind goes through `audio_write.open_writer` from then on.
+  Other formats go through `audio_write.open_writer`.
 
-Either way the files hold the same bytes as `audio` writes, and an output
+Either way the files hold the same bytes as `audio_write` writes, and an output
 appears only once complete (written under a temp name beside it, then renamed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import itertools
 import os
 import stat
 import struct
@@ -41,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .. import audio
+from ..atomic import commit, create_temp, discard
+from ..audio_read import SignalInfo, read_signal
 from ..errors import OutputError
 
 # (WAVE format tag, bits) -> libsndfile subtype, for the WAVs read here.
@@ -58,27 +57,27 @@ _WAV_EXTRA_CHUNKS = frozenset({b"fact", b"PEAK"})
 SFC_SET_ADD_PEAK_CHUNK = 0x1050
 
 
-def read_clip(path: str) -> tuple[np.ndarray, audio.SignalInfo]:
-    """`audio.read_signal(path, np.float32)`, with plain WAVs decoded here.
+def read_clip(path: str) -> tuple[np.ndarray, SignalInfo]:
+    """`read_signal(path, np.float32)`, with plain WAVs decoded here.
 
     Raises
     ------
     InputError
-        As `audio.read_signal` does (it reads every file this does not).
+        As `read_signal` does (it reads every file this does not).
     """
     if path[-4:].lower() == ".wav":
         try:
             with open(path, "rb", buffering=0) as handle:
                 data = handle.readall()
         except OSError:
-            data = b""  # audio.read_signal says why
+            data = b""  # read_signal says why
         decoded = _decode_wav(data)
         if decoded is not None:
             return decoded
-    return audio.read_signal(path, np.float32)
+    return read_signal(path, np.float32)
 
 
-def _decode_wav(data: bytes) -> tuple[np.ndarray, audio.SignalInfo] | None:
+def _decode_wav(data: bytes) -> tuple[np.ndarray, SignalInfo] | None:
     """The samples and description of a plain WAV, or None for anything else."""
     size = len(data)
     if size < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
@@ -114,7 +113,7 @@ def _decode_wav(data: bytes) -> tuple[np.ndarray, audio.SignalInfo] | None:
                 return None
             frames = length // (channels * width)
             samples = _decode_samples(data, body, frames, channels, subtype)
-            return samples, audio.SignalInfo(rate, channels, frames, subtype, "WAV")
+            return samples, SignalInfo(rate, channels, frames, subtype, "WAV")
         elif name not in _WAV_EXTRA_CHUNKS:
             return None
         position = body + length + (length & 1)
@@ -151,7 +150,7 @@ def _decode_samples(
 # Writing ------------------------------------------------------------------------------------
 
 # Subtype -> (bits of the integer samples or 0 for float, container dtype libsndfile is given,
-# bytes per sample in the file). PCM_24 is given as int32 (the sample << 8), as `audio` does.
+# bytes per sample in the file). PCM_24 is given as int32 (the sample << 8), as `audio_write` does.
 _WAV_WRITE = {
     "PCM_16": (16, np.dtype("<i2"), 2),
     "PCM_24": (24, np.dtype("<i4"), 3),
@@ -164,19 +163,18 @@ _TEMPLATES_KEPT = 1024
 _templates: dict[tuple[int, int, str, int], bytes | None] = {}
 _checked: dict[tuple[str, int], bool] = {}  # (subtype, channels) -> our bytes were libsndfile's
 _lock = threading.Lock()
-_temp_numbers = itertools.count()
 
 
 def _container(samples: np.ndarray, subtype: str) -> np.ndarray:
-    """``(frames, channels)`` of what `audio`'s writer hands libsndfile for these samples."""
+    """``(frames, channels)`` of what `audio_write`'s writer hands libsndfile for these samples."""
     bits, container, _ = _WAV_WRITE[subtype]
     if not bits:
         return np.ascontiguousarray(samples.T, dtype=np.float32)
-    # audio._to_pcm: round with the reading scale, clip, shift into the container; it
+    # audio_write._to_pcm: round with the reading scale, clip, shift into the container; it
     # works in float64 and int64. For 16 and 24 bits float32 gives the same integers:
     # scaling by a power of two is exact (an overflow to inf clips like the huge
     # float64 it stands for), and the bounds are float32 values. Not for NaN
-    # (where the casts differ): such samples take audio's own steps.
+    # (where the casts differ): such samples take audio_write's own steps.
     top = 2.0 ** (bits - 1)
     if bits <= 24 and samples.dtype == np.float32:
         with np.errstate(over="ignore"):
@@ -208,7 +206,7 @@ def _payload(frames: np.ndarray, subtype: str) -> np.ndarray:
 
 
 def _libsndfile_bytes(frames: np.ndarray, rate: int, subtype: str) -> bytes:
-    """A WAV of these container frames as `audio`'s writer has libsndfile write it."""
+    """A WAV of these container frames as `audio_write`'s writer has libsndfile write it."""
     buffer = io.BytesIO()
     with sf.SoundFile(
         buffer, "w", samplerate=rate, channels=frames.shape[1], subtype=subtype, format="WAV"
@@ -239,7 +237,7 @@ def _template(rate: int, channels: int, subtype: str, count: int) -> bytes | Non
 
 
 def wav_bytes(samples: np.ndarray, rate: int, subtype: str) -> list | None:
-    """The parts of the WAV that `audio`'s writer would write for these samples, or None.
+    """The parts of the WAV that `audio_write`'s writer would write for these samples, or None.
 
     None when the subtype is not one of these or the first check of this kind
     (subtype, channels) found the bytes differ from libsndfile's.
@@ -273,7 +271,7 @@ class OutputFiles:
     ----------
     existing
         Outputs (relative names) that existed when the job was planned: they
-        keep their permissions, as `audio`'s writer keeps an overwritten
+        keep their permissions, as `audio_write`'s writer keeps an overwritten
         file's. None: look at each target.
     """
 
@@ -298,39 +296,29 @@ class OutputFiles:
         """
         label = f"'{os.fspath(target)}'"
         mode = self._mode(target, name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        while True:
-            temp = target.parent / f".maxconv-{os.getpid():x}-{next(_temp_numbers):x}.part"
-            audio._UNCOMMITTED.add(temp)  # deleted by discard_uncommitted() if a signal lands
-            try:
-                descriptor = os.open(temp, flags, 0o666)
-                break
-            except FileExistsError:
-                audio._UNCOMMITTED.discard(temp)
-            except OSError as exc:
-                audio._UNCOMMITTED.discard(temp)
-                raise OutputError(
-                    f"cannot write {label}: {_reason(exc)}; check that folder "
-                    f"'{target.parent}' is writable"
-                ) from exc
+        try:
+            temp, descriptor = create_temp(target.parent, mode=0o666, flags=os.O_WRONLY)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {label}: {_reason(exc)}; check that folder "
+                f"'{target.parent}' is writable"
+            ) from exc
         try:
             try:
                 _write_all(descriptor, parts)
             finally:
                 os.close(descriptor)
-            if mode is not None:
-                os.chmod(temp, mode)
-            os.replace(temp, target)
+            commit(temp, target, mode)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            discard(temp)
             if isinstance(exc, IsADirectoryError) or target.is_dir():
                 reason = "it is a folder; give a file name"
             else:
                 reason = _reason(exc)
             raise OutputError(f"cannot write {label}: {reason}") from exc
-        finally:
-            audio._UNCOMMITTED.discard(temp)
+        except BaseException:
+            discard(temp)
+            raise
 
     def _mode(self, target: Path, name: str | None) -> int | None:
         """The permissions to give the output: an overwritten file's; None: the umask's."""

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import audio
+from ..audio_read import read_signal
 from ..errors import InputError, KernelError
 
-LAYOUTS = ("mono", "per-channel", "true-stereo")
 RESAMPLE_QUALITY = "HQ"
 
 # (input channel, response channel) of each row the convolution runs, and for each
@@ -171,7 +170,7 @@ class ResponseBank:
 
 def _load(path: str) -> tuple[np.ndarray, int | None]:
     try:
-        taps, info = audio.read_signal(path, np.float32)
+        taps, info = read_signal(path, np.float32)
     except InputError as exc:
         raise KernelError(f"response: {exc}") from exc
     _check_taps(taps, path)

@@ -1,4 +1,4 @@
-"""Tests for maxconv.kernels: file sources, designs against SciPy, and validation errors."""
+"""Tests for maxconv.fir: file sources, designs against SciPy, and validation errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import scipy.signal
 import soundfile as sf
 
 from maxconv.errors import KernelError, MaxconvError
-from maxconv.kernels import DESIGNS, Kernel, design_fir, load_kernel
+from maxconv.fir import DESIGNS, Kernel, design_fir, load_kernel
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from maxconv.audio import load_numeric_npy, read_info, read_signal
+from maxconv.audio_read import load_numeric_npy, read_info, read_signal
 from maxconv.errors import InputError, KernelError
 
 # Direct convolution of more taps than this is hopeless, and tiles of such
