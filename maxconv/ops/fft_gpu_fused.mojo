@@ -41,7 +41,11 @@ from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
 comptime FUSED_MIN_LOG = 8
 comptime FUSED_MAX_LOG = 13
 comptime FUSED_TW_TPB = 256
-comptime FUSED_SM_THREADS = 1024
+# With max_threads = FUSED_CAP_THREADS, ptxas keeps _gpu_fused within 64
+# registers (sm_90, ptxas -v on its PTX: 56-64 registers, spills of 0-16
+# bytes), so 1024 threads fit an SM (L = 8192: two blocks, not one at the
+# 90 registers it takes uncapped; L = 4096: four, not three at 76).
+comptime FUSED_CAP_THREADS = 1024
 
 
 def _fused_stages(lp: Int) -> Int:
@@ -81,12 +85,6 @@ def fused_tw_entries(lp: Int) -> Int:
 def fused_threads(lp: Int) -> Int:
     """Threads per block of _gpu_fused: 16 complex values each."""
     return 1 << (lp - 4)
-
-
-def fused_min_blocks(lp: Int) -> Int:
-    """Blocks of _gpu_fused that ptxas must fit on one SM (nvvm.minctasm):
-    FUSED_SM_THREADS threads, which caps registers at 65536 / that."""
-    return max(1, min(32, FUSED_SM_THREADS // fused_threads(lp)))
 
 
 def fused_smem_bytes[dtype: DType](lp: Int) -> Int:
@@ -373,10 +371,8 @@ def _fused_last[dtype: DType, lp: Int, space: AddressSpace](
                 dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
 
 
-@__llvm_metadata(
-    `nvvm.maxntid`=StaticTuple[Int32, 1](Int32(fused_threads(lp))),
-)
-def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool](
+@__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
+def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -402,6 +398,9 @@ def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool](
     row `block_idx.x` (one block, from 0), and the forward transform's
     scale * conj(X) goes to g_re/g_im row block_idx.x instead.
     Rows of up to 2^31 samples (32-bit in-row index math).
+
+    max_threads (nvvm.maxntid, at least the 2^(lp-4) launched) caps the
+    registers ptxas may use at 65536 / max_threads: see FUSED_CAP_THREADS.
     """
     comptime stages = _fused_stages(lp)
     comptime PL = (1 << lp) + (1 << (lp - 4))

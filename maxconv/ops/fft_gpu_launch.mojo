@@ -26,6 +26,7 @@ from .fft_gpu import (
     _pad,
 )
 from .fft_gpu_fused import (
+    FUSED_CAP_THREADS,
     FUSED_MAX_LOG,
     FUSED_MIN_LOG,
     FUSED_TW_TPB,
@@ -38,9 +39,12 @@ from .fft_gpu_fused import (
 
 # fft_conv_gpu's `variant`: GPU_OLD runs the staged kernels of fft_gpu.mojo
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
-# .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo.
+# .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
+# with registers capped at 64 (FUSED_CAP_THREADS); GPU_FUSED_FREE is the
+# same kernel with ptxas free to use more registers (fewer blocks per SM).
 comptime GPU_OLD = 0
 comptime GPU_FUSED = 1
+comptime GPU_FUSED_FREE = 2
 
 
 def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
@@ -69,7 +73,7 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
             )
 
 
-def _fused_rows[dtype: DType, lp: Int, spectrum: Bool](
+def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     ctx: DeviceContext,
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -82,7 +86,7 @@ def _fused_rows[dtype: DType, lp: Int, spectrum: Bool](
 ) raises:
     """Launch _gpu_fused over n_rows block pairs (spectrum: taps rows)."""
     var smem = fused_smem_bytes[dtype](lp)
-    ctx.enqueue_function[_gpu_fused[dtype, lp, spectrum]](
+    ctx.enqueue_function[_gpu_fused[dtype, lp, spectrum, max_threads]](
         source, result, g_re, g_im, tw,
         Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
         Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs), Int32(geo.taps_rows), scale,
@@ -92,7 +96,7 @@ def _fused_rows[dtype: DType, lp: Int, spectrum: Bool](
     )
 
 
-def _fused_conv[dtype: DType, lp: Int](
+def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -121,8 +125,8 @@ def _fused_conv[dtype: DType, lp: Int](
     )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
-        _fused_rows[dtype, lp, True](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
-    _fused_rows[dtype, lp, False](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
+        _fused_rows[dtype, lp, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
+    _fused_rows[dtype, lp, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
@@ -253,7 +257,7 @@ def fft_conv_gpu[dtype: DType](
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
     shapes; a chunk_log of at least log2(L) transforms rows whole.
-    `variant` (GPU_FUSED or GPU_OLD) picks the kernels of float32 rows of
+    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of float32 rows of
     2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused path also needs
     chunk_log 0 or >= log2(L)); both keep the spectra in the same order.
 
@@ -268,17 +272,24 @@ def fft_conv_gpu[dtype: DType](
     var blocks = ceildiv(row_outputs, t)
     var pairs = (blocks + 1) // 2
     var lp = _log2(points)
-    if variant != GPU_OLD and variant != GPU_FUSED:
-        raise Error("fft_conv_gpu: variant must be GPU_OLD (0) or GPU_FUSED (1), not ", variant)
+    if variant != GPU_OLD and variant != GPU_FUSED and variant != GPU_FUSED_FREE:
+        raise Error("fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2), not ", variant)
     comptime if dtype == DType.float32:
-        if variant == GPU_FUSED and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
+        if variant != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
                 if lp == lpc:
-                    _fused_conv[dtype, lpc](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready,
-                    )
+                    comptime threads = fused_threads(lpc)
+                    if variant == GPU_FUSED:
+                        _fused_conv[dtype, lpc, max(threads, FUSED_CAP_THREADS)](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
+                            spectrum, spectrum_given, spectrum_ready,
+                        )
+                    else:
+                        _fused_conv[dtype, lpc, threads](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
+                            spectrum, spectrum_given, spectrum_ready,
+                        )
             return
     var whole = lp <= row_log
     var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)

@@ -5,10 +5,15 @@
 #       research/fft/gpu_check.mojo -o /tmp/gpu_check
 # Run on a GPU machine, it also checks results against a direct float64
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
+# First the fused float32 kernel (fft_gpu_fused.mojo), one PASS/FAIL line
+# per case and a "FUSED CHECKS:" summary, then its timing against the old
+# kernels at N = 2^24 (variant old / fused / fused_free), then the original
+# error list and timings.
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
-from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_OLD, fft_conv_gpu
+from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_FUSED_FREE, GPU_OLD, fft_conv_gpu
 from max.gpu.host import HostBuffer
+from std.sys import argv
 from std.time import perf_counter_ns
 
 
@@ -153,16 +158,21 @@ def report[dtype: DType](
     var pad = k - 1 if mode == "full" else ((k - 1) // 2 if mode == "same" else 0)
     var t = n + k - 1 if mode == "full" else (n if mode == "same" else max(1, n - k + 1))
     var tol = 1e-5 if dtype == DType.float32 else 1e-13
-    var r = check_case[dtype](ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant)
-    var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
-    if not ok:
+    var head = String(name, " ", dtype, " L ", fft_points(block, k, 8), " K ", k, " rows ", rows,
+        " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant)
+    try:
+        var r = check_case[dtype](ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant)
+        var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
+        if not ok:
+            fails += 1
+        print(
+            "PASS" if ok else "FAIL", head, "| err recomputed", r[0], "kept", r[1],
+            "spectrum from variant", spectrum_variant, r[2], "guard", "ok" if r[3] else "OVERWRITTEN",
+            flush=True,
+        )
+    except e:
         fails += 1
-    print(
-        "PASS" if ok else "FAIL", name, dtype, "L", fft_points(block, k, 8), "K", k, "rows", rows,
-        "signal_rows", signal_rows, "taps_rows", taps_rows, "n", n, mode, "variant", variant,
-        "| err recomputed", r[0], "kept", r[1], "spectrum from variant", spectrum_variant, r[2],
-        "guard", "ok" if r[3] else "OVERWRITTEN",
-    )
+        print("FAIL", head, "| raised:", e, flush=True)
 
 
 def fused_checks(ctx: DeviceContext) raises -> Int:
@@ -196,9 +206,13 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "old L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED)
+    # Uncapped registers: the same kernel compiled apart.
+    report[F](ctx, "free L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
+    report[F](ctx, "free L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_FREE, GPU_OLD)
+    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_OLD)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
-    print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)")
+    print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
 
@@ -253,24 +267,44 @@ def bench[dtype: DType](
         var med = Float64(times[len(times) // 2])
         print(
             "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
-            "variant", "fused" if variant == GPU_FUSED else "old",
+            "variant", "fused" if variant == GPU_FUSED else ("fused_free" if variant == GPU_FUSED_FREE else "old"),
             "spectrum kept" if kept else "spectrum each call",
             "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
             "| batched ms", batched / 1e6, "GS/s", Float64(n) / batched,
+            flush=True,
         )
 
 
 def main() raises:
+    # Sections, all by default or those named on the command line:
+    # fused (the fused kernel's PASS/FAIL cases), bench (old against fused
+    # timings at N = 2^24), orig (the original error list and timings).
+    var args = argv()
+    var want = List[String]()
+    for i in range(1, len(args)):
+        want.append(String(args[i]))
+    if len(want) == 0:
+        want = ["fused", "bench", "orig"]
     var ctx = DeviceContext()
-    # The fused float32 kernel first (PASS/FAIL per case), then its timing
-    # against the old kernels, then the original checks and timings.
-    var fails = fused_checks(ctx)
-    var n24 = 1 << 24
-    for k in [512, 1024, 2048, 4096]:
-        for points in [2048, 4096, 8192]:
-            if points >= 2 * k:
-                for variant in [GPU_OLD, GPU_FUSED]:
-                    bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    var fails = -1
+    if "fused" in want:
+        fails = fused_checks(ctx)
+    if "bench" in want:
+        var n24 = 1 << 24
+        for k in [512, 1024, 2048, 4096]:
+            for points in [2048, 4096, 8192]:
+                if points >= 2 * k:
+                    for variant in [GPU_OLD, GPU_FUSED, GPU_FUSED_FREE]:
+                        bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    if "orig" in want:
+        original(ctx)
+    if fails >= 0:
+        print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
+
+
+def original(ctx: DeviceContext) raises:
+    """The checks and timings kept from before the fused kernel (its cases
+    with the default variant, i.e. fused for float32 L = 256 .. 8192)."""
     # (rows, samples, taps, block, chunk log, taps rows): whole blocks in one
     # thread block (float32 up to 2^13 points, float64 2^12), then global
     # passes of radix 2, 4, 8, 16, 32, 8 x 8, 16 x 8, 16 x 16, 32 x 32 before
@@ -294,7 +328,6 @@ def main() raises:
     print("f64 L=8192      ", check[DType.float64](ctx, 1, 12285, 4097, 8192, 0, 1))
     print("f64 L=2^16      ", check[DType.float64](ctx, 2, 166608, 10000, 65536, 0, 2))
     print("f64 L=2^18      ", check[DType.float64](ctx, 2, 196606, 65536, 262144, 0, 2))
-    print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)")
     var n = 1 << 24
     # The defaults, then whole rows of up to 2^14 points (256 threads).
     for cfg in [(0, 0), (14, 256)]:
