@@ -25,6 +25,26 @@ from .fft_gpu import (
     _gpu_twiddles,
     _pad,
 )
+from .fft_gpu_fused import (
+    FUSED_CAP_THREADS,
+    FUSED_MAX_LOG,
+    FUSED_MIN_LOG,
+    FUSED_TW_TPB,
+    _gpu_fused,
+    _gpu_fused_twiddles,
+    fused_smem_bytes,
+    fused_threads,
+    fused_tw_entries,
+)
+
+# fft_conv_gpu's `variant`: GPU_OLD runs the staged kernels of fft_gpu.mojo
+# for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
+# .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
+# with registers capped at 64 (FUSED_CAP_THREADS); GPU_FUSED_FREE is the
+# same kernel with ptxas free to use more registers (fewer blocks per SM).
+comptime GPU_OLD = 0
+comptime GPU_FUSED = 1
+comptime GPU_FUSED_FREE = 2
 
 
 def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
@@ -51,6 +71,62 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
                 Int64(geo.block_outputs), Int64(geo.blocks), Int64(geo.pairs), Int64(geo.taps_rows),
                 grid_dim=grid, block_dim=GPU_PASS_TPB,
             )
+
+
+def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
+    ctx: DeviceContext,
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    geo: Blocks,
+    scale: Scalar[dtype],
+) raises:
+    """Launch _gpu_fused over n_rows block pairs (spectrum: taps rows)."""
+    var smem = fused_smem_bytes[dtype](lp)
+    ctx.enqueue_function[_gpu_fused[dtype, lp, spectrum, max_threads]](
+        source, result, g_re, g_im, tw,
+        Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
+        Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs), Int32(geo.taps_rows), scale,
+        grid_dim=n_rows, block_dim=fused_threads(lp),
+        shared_mem_bytes=smem,
+        func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
+    )
+
+
+def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    taps_rows: Int,
+    n_taps: Int,
+    geo: Blocks,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+) raises:
+    """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo: the twiddle
+    table, the taps' spectra unless ready, then one kernel for every block
+    pair."""
+    comptime points = 1 << lp
+    comptime n_tw = fused_tw_entries(lp)
+    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
+    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
+    var scale = Scalar[dtype](1.0 / Float64(points))
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp]](
+        tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+    )
+    if not spectrum_ready:
+        var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
+        _fused_rows[dtype, lp, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
+    _fused_rows[dtype, lp, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
@@ -165,6 +241,7 @@ def fft_conv_gpu[dtype: DType](
     spectrum_ready: Bool,
     chunk_log: Int = 0,
     chunk_threads: Int = 0,
+    variant: Int = GPU_FUSED,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
 
@@ -180,6 +257,9 @@ def fft_conv_gpu[dtype: DType](
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
     shapes; a chunk_log of at least log2(L) transforms rows whole.
+    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of float32 rows of
+    2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused path also needs
+    chunk_log 0 or >= log2(L)); both keep the spectra in the same order.
 
     Scratch (tables, spectra, and the global passes' rows when L exceeds
     one chunk) is allocated on the op's stream and freed in stream order
@@ -192,6 +272,25 @@ def fft_conv_gpu[dtype: DType](
     var blocks = ceildiv(row_outputs, t)
     var pairs = (blocks + 1) // 2
     var lp = _log2(points)
+    if variant != GPU_OLD and variant != GPU_FUSED and variant != GPU_FUSED_FREE:
+        raise Error("fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2), not ", variant)
+    comptime if dtype == DType.float32:
+        if variant != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
+            var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+            comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
+                if lp == lpc:
+                    comptime threads = fused_threads(lpc)
+                    if variant == GPU_FUSED:
+                        _fused_conv[dtype, lpc, max(threads, FUSED_CAP_THREADS)](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
+                            spectrum, spectrum_given, spectrum_ready,
+                        )
+                    else:
+                        _fused_conv[dtype, lpc, threads](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
+                            spectrum, spectrum_given, spectrum_ready,
+                        )
+            return
     var whole = lp <= row_log
     var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)
     var threads = chunk_threads if chunk_threads > 0 else (GPU_ROW_TPB if ls == lp else GPU_CHUNK_TPB)

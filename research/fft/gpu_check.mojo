@@ -5,9 +5,15 @@
 #       research/fft/gpu_check.mojo -o /tmp/gpu_check
 # Run on a GPU machine, it also checks results against a direct float64
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
+# First the fused float32 kernel (fft_gpu_fused.mojo), one PASS/FAIL line
+# per case and a "FUSED CHECKS:" summary, then its timing against the old
+# kernels at N = 2^24 (variant old / fused / fused_free), then the original
+# error list and timings.
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
-from maxconv.ops.fft_gpu_launch import fft_conv_gpu
+from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_FUSED_FREE, GPU_OLD, fft_conv_gpu
+from max.gpu.host import HostBuffer
+from std.sys import argv
 from std.time import perf_counter_ns
 
 
@@ -16,70 +22,208 @@ def _rand(mut state: UInt64) -> Float64:
     return Float64(Int((state >> 11) & 0xFFFFFFFF)) / 4294967296.0 - 0.5
 
 
-def check[dtype: DType](
-    ctx: DeviceContext, rows: Int, n: Int, k: Int, block: Int, chunk_log: Int = 0, taps_rows: Int = 1
-) raises -> Float64:
-    """Worst error of the 'full' correlation of `rows` signals of n samples
-    (outputs n + K - 1, pad K - 1) against a float64 host sum, relative to
-    half the taps' absolute sum."""
-    var pad = k - 1
-    var t = n + k - 1
-    var n_sig = rows * n
-    var n_out = rows * t
-    var h_sig = ctx.enqueue_create_host_buffer[dtype](n_sig)
-    var h_taps = ctx.enqueue_create_host_buffer[dtype](taps_rows * k)
-    var h_out = ctx.enqueue_create_host_buffer[dtype](n_out)
+def _fill[dtype: DType](ctx: DeviceContext, n: Int, seed: UInt64) raises -> HostBuffer[dtype]:
+    var h = ctx.enqueue_create_host_buffer[dtype](max(1, n))
     ctx.synchronize()
-    var state: UInt64 = 99
-    for i in range(n_sig):
-        h_sig[i] = Scalar[dtype](_rand(state))
-    for i in range(taps_rows * k):
-        h_taps[i] = Scalar[dtype](_rand(state))
-    var d_sig = ctx.enqueue_create_buffer[dtype](n_sig)
-    var d_taps = ctx.enqueue_create_buffer[dtype](taps_rows * k)
-    var d_out = ctx.enqueue_create_buffer[dtype](n_out)
-    ctx.enqueue_copy(d_sig, h_sig)
-    ctx.enqueue_copy(d_taps, h_taps)
-    # Twice: the first call computes the taps' spectra into a kept buffer,
-    # the second reads them from it (the stream-of-chunks case); the second
-    # call's outputs are checked.
-    var d_spectrum = ctx.enqueue_create_buffer[dtype](2 * taps_rows * fft_points(block, k, 8))
-    for ready in [False, True]:
-        fft_conv_gpu[dtype](
-            ctx,
-            d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-            d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-            d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-            rows, n, n, taps_rows, pad, t, k, block,
-            d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, ready, chunk_log,
-        )
-        if not ready:
-            ctx.enqueue_memset(d_out, 0)
-    ctx.enqueue_copy(h_out, d_out)
-    ctx.synchronize()
+    var state = seed
+    for i in range(n):
+        h[i] = Scalar[dtype](_rand(state))
+    return h
+
+
+def _worst[dtype: DType](
+    h_sig: HostBuffer[dtype], h_taps: HostBuffer[dtype], h_out: HostBuffer[dtype],
+    rows: Int, n: Int, sig_stride: Int, k: Int, taps_rows: Int, pad: Int, t: Int, t_blk: Int,
+) -> Float64:
+    """Worst |out - float64 host sum| / (0.5 * sum|taps|) over every output
+    when the host sum is cheap, else over a sample that includes the first
+    and last 3 outputs of every block and ~600 more per row."""
     var worst = 0.0
+    var full = rows * t * k <= 200_000_000
+    var step = max(1, t // 600)
     for row in range(rows):
         var c = row if taps_rows > 1 else 0
         var hsum = 0.0
         for j in range(k):
             hsum += abs(Float64(h_taps[c * k + j]))
-        var step = max(1, t // 37)
-        var i = 0
-        while i < t:
+        hsum = max(hsum, 1e-30)
+        for i in range(t):
+            var w = i % t_blk
+            if not (full or i % step == 0 or w < 3 or w >= t_blk - 3 or i >= t - 3):
+                continue
             var acc = 0.0
             for j in range(k):
                 var x = i + j - pad
                 if x >= 0 and x < n:
-                    acc += Float64(h_sig[row * n + x]) * Float64(h_taps[c * k + j])
-            worst = max(worst, abs(acc - Float64(h_out[row * t + i])) / (0.5 * hsum))
-            i = i + step if i + step < t or i == t - 1 else t - 1
+                    acc += Float64(h_sig[row * sig_stride + x]) * Float64(h_taps[c * k + j])
+            var got = Float64(h_out[row * t + i])
+            var e = abs(acc - got) / (0.5 * hsum)
+            if not (e <= 1e30):  # NaN or inf
+                return 1e30
+            worst = max(worst, e)
     return worst
 
 
-def bench[dtype: DType](
-    ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0
+def check[dtype: DType](
+    ctx: DeviceContext, rows: Int, n: Int, k: Int, block: Int, chunk_log: Int = 0, taps_rows: Int = 1,
+    variant: Int = GPU_FUSED,
+) raises -> Float64:
+    """Worst error of the 'full' correlation of `rows` signals of n samples
+    (outputs n + K - 1, pad K - 1) against a float64 host sum, relative to
+    half the taps' absolute sum (spectrum computed by a first call, the
+    second call's outputs checked)."""
+    var r = check_case[dtype](ctx, rows, rows, n, k, block, k - 1, n + k - 1, taps_rows, variant, variant, chunk_log)
+    return r[1]
+
+
+comptime GUARD = 4096
+comptime SENTINEL = 12345.0
+
+
+def check_case[dtype: DType](
+    ctx: DeviceContext, rows: Int, signal_rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int,
+    taps_rows: Int, variant: Int, spectrum_variant: Int, chunk_log: Int = 0,
+) raises -> Tuple[Float64, Float64, Float64, Bool]:
+    """One geometry, three calls into a kept spectrum buffer: (1) `variant`
+    computes the taps' spectrum and the outputs; (2) `variant` again with the
+    spectrum marked ready; (3) `spectrum_variant` recomputes the spectrum
+    (its outputs dropped), then `variant` reads it as ready (the two
+    variants must store spectra in the same order). Returns the three
+    worst errors and whether the GUARD words past the output (and the
+    spectrum's unused tail) kept their sentinel."""
+    var sig_stride = n if signal_rows > 1 else 0
+    var points = fft_points(block, k, 8)
+    var t_blk = points - k + 1
+    var h_sig = _fill[dtype](ctx, signal_rows * n, 99)
+    var h_taps = _fill[dtype](ctx, taps_rows * k, 7 + UInt64(k))
+    var n_out = rows * t
+    var h_out = ctx.enqueue_create_host_buffer[dtype](n_out + GUARD)
+    var d_sig = ctx.enqueue_create_buffer[dtype](max(1, signal_rows * n))
+    var d_taps = ctx.enqueue_create_buffer[dtype](taps_rows * k)
+    var d_out = ctx.enqueue_create_buffer[dtype](n_out + GUARD)
+    var spec_len = 2 * taps_rows * points
+    var d_spectrum = ctx.enqueue_create_buffer[dtype](spec_len + GUARD)
+    var h_spec = ctx.enqueue_create_host_buffer[dtype](spec_len + GUARD)
+    ctx.synchronize()
+    for i in range(n_out + GUARD):
+        h_out[i] = Scalar[dtype](SENTINEL)
+    for i in range(spec_len + GUARD):
+        h_spec[i] = Scalar[dtype](SENTINEL)
+    ctx.enqueue_copy(d_sig, h_sig)
+    ctx.enqueue_copy(d_taps, h_taps)
+    ctx.enqueue_copy(d_spectrum, h_spec)
+    var errors = List[Float64]()
+    var guard_ok = True
+    for call in range(3):
+        ctx.enqueue_copy(d_out, h_out)  # sentinel everywhere
+        if call == 2:
+            fft_conv_gpu[dtype](
+                ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+                d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+                d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+                rows, n, sig_stride, taps_rows, pad, t, k, block,
+                d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, False,
+                chunk_log, 0, spectrum_variant,
+            )
+            ctx.enqueue_copy(d_out, h_out)
+        fft_conv_gpu[dtype](
+            ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+            d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+            d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
+            rows, n, sig_stride, taps_rows, pad, t, k, block,
+            d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, call != 0,
+            chunk_log, 0, variant,
+        )
+        var h_got = ctx.enqueue_create_host_buffer[dtype](n_out + GUARD)
+        ctx.enqueue_copy(h_got, d_out)
+        ctx.synchronize()
+        errors.append(_worst[dtype](h_sig, h_taps, h_got, rows, n, sig_stride, k, taps_rows, pad, t, t_blk))
+        for i in range(n_out, n_out + GUARD):
+            if Float64(h_got[i]) != SENTINEL:
+                guard_ok = False
+    ctx.enqueue_copy(h_spec, d_spectrum)
+    ctx.synchronize()
+    for i in range(spec_len, spec_len + GUARD):
+        if Float64(h_spec[i]) != SENTINEL:
+            guard_ok = False
+    return (errors[0], errors[1], errors[2], guard_ok)
+
+
+def report[dtype: DType](
+    ctx: DeviceContext, name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int,
+    block: Int, mode: String, taps_rows: Int, variant: Int = GPU_FUSED, spectrum_variant: Int = GPU_OLD,
 ) raises:
-    """Device-resident timing of the whole op: n 'same'-style outputs of one row in blocks of L = points."""
+    """Run check_case for one geometry in 'full', 'same' or 'valid' mode; prints
+    PASS/FAIL with the three errors."""
+    var pad = k - 1 if mode == "full" else ((k - 1) // 2 if mode == "same" else 0)
+    var t = n + k - 1 if mode == "full" else (n if mode == "same" else max(1, n - k + 1))
+    var tol = 1e-5 if dtype == DType.float32 else 1e-13
+    var head = String(name, " ", dtype, " L ", fft_points(block, k, 8), " K ", k, " rows ", rows,
+        " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant)
+    try:
+        var r = check_case[dtype](ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant)
+        var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
+        if not ok:
+            fails += 1
+        print(
+            "PASS" if ok else "FAIL", head, "| err recomputed", r[0], "kept", r[1],
+            "spectrum from variant", spectrum_variant, r[2], "guard", "ok" if r[3] else "OVERWRITTEN",
+            flush=True,
+        )
+    except e:
+        fails += 1
+        print("FAIL", head, "| raised:", e, flush=True)
+
+
+def fused_checks(ctx: DeviceContext) raises -> Int:
+    """The fused float32 kernel at L = 256 .. 8192 against the float64 host
+    sum: modes, broadcast signal / taps rows, odd block counts, partial last
+    blocks, K = 1, T = 1, rows shorter than a block. Returns the failures."""
+    var fails = 0
+    comptime F = DType.float32
+    # name, rows, signal rows, n, K, block, mode, taps rows
+    report[F](ctx, "L256 full", fails, 2, 2, 579, 7, 200, "full", 2)
+    report[F](ctx, "L256 same", fails, 3, 3, 1000, 100, 256, "same", 1)
+    report[F](ctx, "L256 K=1", fails, 1, 1, 777, 1, 256, "same", 1)
+    report[F](ctx, "L512 full", fails, 1, 1, 5000, 129, 512, "full", 1)
+    report[F](ctx, "L512 bcast sig", fails, 2, 1, 3333, 256, 512, "same", 2)
+    report[F](ctx, "L512 short row", fails, 2, 2, 10, 300, 512, "full", 2)
+    report[F](ctx, "L1024 same", fails, 3, 3, 3001, 33, 1024, "same", 3)
+    report[F](ctx, "L1024 full", fails, 1, 1, 2047, 512, 1024, "full", 1)
+    report[F](ctx, "L1024 valid", fails, 2, 2, 5000, 400, 1024, "valid", 1)
+    report[F](ctx, "L2048 full", fails, 2, 2, 9999, 1000, 2048, "full", 1)
+    report[F](ctx, "L2048 same", fails, 2, 2, 12345, 1024, 2048, "same", 2)
+    report[F](ctx, "L4096 full", fails, 1, 1, 9288, 1000, 4096, "full", 1)
+    report[F](ctx, "L4096 same", fails, 2, 2, 20001, 2048, 4096, "same", 2)
+    report[F](ctx, "L4096 T=1", fails, 1, 1, 50, 4096, 4096, "full", 1)
+    report[F](ctx, "L4096 K=100", fails, 1, 1, 40000, 100, 4096, "same", 1)
+    report[F](ctx, "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2)
+    report[F](ctx, "L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1)
+    report[F](ctx, "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1)
+    report[F](ctx, "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3)
+    # The old kernels on the same geometries, spectra crossing the other way.
+    report[F](ctx, "old L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED)
+    # Uncapped registers: the same kernel compiled apart.
+    report[F](ctx, "free L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
+    report[F](ctx, "free L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_FREE, GPU_OLD)
+    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_OLD)
+    # float64 keeps the old path whatever the variant.
+    report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
+    print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
+    return fails
+
+
+def bench[dtype: DType](
+    ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
+    variant: Int = GPU_FUSED, repeats: Int = 6,
+) raises:
+    """Device-resident timing of the whole op: n 'same'-style outputs of one
+    row in blocks of L = points. Per call (enqueue + synchronize): min and
+    median of `repeats`; batched: `repeats` calls enqueued back to back, one
+    synchronize, the mean."""
     var h_sig = ctx.enqueue_create_host_buffer[dtype](n)
     var h_taps = ctx.enqueue_create_host_buffer[dtype](k)
     ctx.synchronize()
@@ -94,30 +238,73 @@ def bench[dtype: DType](
     ctx.enqueue_copy(d_sig, h_sig)
     ctx.enqueue_copy(d_taps, h_taps)
     ctx.synchronize()
+    var o = d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var x = d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var h = d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g = d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     # The taps' spectrum computed on every call, then kept from the first.
     for kept in [False, True]:
+        # Warm-up (module load, first-touch, spectrum for the kept case).
+        for _ in range(2):
+            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
+                                chunk_log, chunk_threads, variant)
+        ctx.synchronize()
         var times = List[Int]()
-        for r in range(6):
+        for _ in range(repeats):
             var s = perf_counter_ns()
-            fft_conv_gpu[dtype](
-                ctx,
-                d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-                d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-                d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
-                1, n, n, 1, k - 1, n, k, points,
-                d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, kept and r > 0,
-                chunk_log, chunk_threads,
-            )
+            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+                                chunk_log, chunk_threads, variant)
             ctx.synchronize()
-            if r > 0:
-                times.append(Int(perf_counter_ns() - s))
+            times.append(Int(perf_counter_ns() - s))
+        var s = perf_counter_ns()
+        for _ in range(repeats):
+            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+                                chunk_log, chunk_threads, variant)
+        ctx.synchronize()
+        var batched = Float64(Int(perf_counter_ns() - s)) / Float64(repeats)
         sort(times)
+        var best = Float64(times[0])
         var med = Float64(times[len(times) // 2])
-        print("bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads, "spectrum kept" if kept else "spectrum each call", "ms", med / 1e6, "GS/s", Float64(n) / med)
+        print(
+            "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
+            "variant", "fused" if variant == GPU_FUSED else ("fused_free" if variant == GPU_FUSED_FREE else "old"),
+            "spectrum kept" if kept else "spectrum each call",
+            "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
+            "| batched ms", batched / 1e6, "GS/s", Float64(n) / batched,
+            flush=True,
+        )
 
 
 def main() raises:
+    # Sections, all by default or those named on the command line:
+    # fused (the fused kernel's PASS/FAIL cases), bench (old against fused
+    # timings at N = 2^24), orig (the original error list and timings).
+    var args = argv()
+    var want = List[String]()
+    for i in range(1, len(args)):
+        want.append(String(args[i]))
+    if len(want) == 0:
+        want = ["fused", "bench", "orig"]
     var ctx = DeviceContext()
+    var fails = -1
+    if "fused" in want:
+        fails = fused_checks(ctx)
+    if "bench" in want:
+        var n24 = 1 << 24
+        for k in [512, 1024, 2048, 4096]:
+            for points in [2048, 4096, 8192]:
+                if points >= 2 * k:
+                    for variant in [GPU_OLD, GPU_FUSED, GPU_FUSED_FREE]:
+                        bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    if "orig" in want:
+        original(ctx)
+    if fails >= 0:
+        print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
+
+
+def original(ctx: DeviceContext) raises:
+    """The checks and timings kept from before the fused kernel (its cases
+    with the default variant, i.e. fused for float32 L = 256 .. 8192)."""
     # (rows, samples, taps, block, chunk log, taps rows): whole blocks in one
     # thread block (float32 up to 2^13 points, float64 2^12), then global
     # passes of radix 2, 4, 8, 16, 32, 8 x 8, 16 x 8, 16 x 16, 32 x 32 before

@@ -1,0 +1,433 @@
+"""GPU path of the FFT op for float32 rows of up to 2^FUSED_MAX_LOG points:
+one kernel per block pair, everything in registers and shared memory.
+
+The same transform as _gpu_chunk[direct=True] in fft_gpu.mojo (decimation
+in frequency, stages of radix 2^(lp % 4) first then radix 16, outputs in
+the same digit-reversed order, so a spectrum kept by either kernel serves
+the other), laid out for speed:
+
+- L = 2^lp is a compile-time parameter: every stride, shift and loop bound
+  is a constant, and in-row index math is 32-bit (Int32).
+- Each of the L/16 threads holds 16 complex values in registers. The first
+  forward stage (stride L/r0 >= L/16) needs only the values a thread loads
+  itself, x[t + (L/16) q]: straight from the signal row, coalesced (a warp
+  reads 32 consecutive samples per load), zeros outside the row with one
+  unsigned compare. The last inverse stage mirrors it into the result.
+- Between stages the values go through shared memory (split re/im,
+  one pad word per 16 points: bank-conflict free at every stride used).
+  A stage reads and writes the same slots in place, so one barrier per
+  exchange suffices: lp = 12 runs 3 radix-16 stages with 2 exchanges each
+  way (4 barriers per block pair), lp = 13 one radix-2 and 3 radix-16.
+- The last forward stage (16 consecutive points per thread), the product
+  with the taps' spectrum and the first inverse stage run in registers
+  with no exchange.
+- Twiddles come from one exact table per L (rounded from float64), laid
+  out per stage as [p - 1][j] for W_{r m}^(p j): a thread's 15 twiddles of a
+  stage are 15 coalesced 8-byte loads that every block reads from L1/L2.
+"""
+
+from max.gpu import block_dim, block_idx, thread_idx
+from max.gpu.memory import AddressSpace, external_memory
+from max.gpu.sync import barrier
+from std.sys import size_of
+from std.utils import StaticTuple
+
+from .fft_common import _log2
+from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
+
+
+# Rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points run through _gpu_fused
+# with 2^(lp - 4) threads per block (16 .. 512).
+comptime FUSED_MIN_LOG = 8
+comptime FUSED_MAX_LOG = 13
+comptime FUSED_TW_TPB = 256
+# With max_threads = FUSED_CAP_THREADS, ptxas keeps _gpu_fused within 64
+# registers (sm_90, ptxas -v on its PTX: 56-64 registers, spills of 0-16
+# bytes), so 1024 threads fit an SM (L = 8192: two blocks, not one at the
+# 90 registers it takes uncapped; L = 4096: four, not three at 76).
+comptime FUSED_CAP_THREADS = 1024
+
+
+def _fused_stages(lp: Int) -> Int:
+    """Forward stages of an L = 2^lp transform: a head of radix 2^(lp % 4), then radix 16."""
+    return lp // 4 + (1 if lp % 4 != 0 else 0)
+
+
+def _fused_radix_log(lp: Int, s: Int) -> Int:
+    """log2 of the radix of forward stage s."""
+    if s == 0 and lp % 4 != 0:
+        return lp % 4
+    return 4
+
+
+def _fused_span_log(lp: Int, s: Int) -> Int:
+    """log2 of the stride m of forward stage s (blocks of radix * m points)."""
+    var lm = lp
+    for i in range(s + 1):
+        lm -= _fused_radix_log(lp, i)
+    return lm
+
+
+def _fused_tw_offset(lp: Int, s: Int) -> Int:
+    """First twiddle-table entry of stage s: stage i holds (r_i - 1) * m_i."""
+    var off = 0
+    for i in range(s):
+        off += ((1 << _fused_radix_log(lp, i)) - 1) << _fused_span_log(lp, i)
+    return off
+
+
+def fused_tw_entries(lp: Int) -> Int:
+    """Complex entries of the twiddle table for L = 2^lp (the last stage's
+    15 ones included)."""
+    return _fused_tw_offset(lp, _fused_stages(lp))
+
+
+def fused_threads(lp: Int) -> Int:
+    """Threads per block of _gpu_fused: 16 complex values each."""
+    return 1 << (lp - 4)
+
+
+def fused_smem_bytes[dtype: DType](lp: Int) -> Int:
+    """Dynamic shared memory of _gpu_fused: padded re and im rows."""
+    var n = 1 << lp
+    return 2 * (n + (n >> 4)) * size_of[dtype]()
+
+
+
+def fused_tw_value(lp: Int, e: Int) -> SIMD[DType.float64, 2]:
+    """Entry e of the twiddle table: off_s + (p - 1) * m + j holds
+    W_{r m}^(p j) for stage s (radix r, stride m), 1 <= p < r, j < m, in
+    float64 (_unit_root)."""
+    var w = SIMD[DType.float64, 2](1, 0)
+    for s in range(_fused_stages(lp)):
+        var rl = _fused_radix_log(lp, s)
+        var lm = _fused_span_log(lp, s)
+        var off = _fused_tw_offset(lp, s)
+        if e >= off and e < off + (((1 << rl) - 1) << lm):
+            var k = e - off
+            var p = (k >> lm) + 1
+            var j = k & ((1 << lm) - 1)
+            # W_{r m}^(p j) = W_L^(p j L / (r m)); p j < r m, so u < L.
+            w = _unit_root((p * j) << (lp - lm - rl), 1 << lp)
+    return w
+
+
+def _gpu_fused_twiddles[dtype: DType, lp: Int](tw: Pointer[Scalar[dtype], MutAnyOrigin]):
+    """Fill the twiddle table (fused_tw_value), as (re, im) pairs rounded once."""
+    var e = Int(block_idx.x) * Int(block_dim.x) + Int(thread_idx.x)
+    if e < fused_tw_entries(lp):
+        var w = fused_tw_value(lp, e)
+        tw[unsafe_offset=2 * e] = Scalar[dtype](w[0])
+        tw[unsafe_offset=2 * e + 1] = Scalar[dtype](w[1])
+
+
+@always_inline
+def _tw_mul_out[dtype: DType](
+    tw: Pointer[Scalar[dtype], MutAnyOrigin], at: Int32, mut a: Scalar[dtype], mut b: Scalar[dtype]
+):
+    """(a + ib) *= table entry `at` (forward)."""
+    var w = tw.unsafe_load[width=2, alignment=8](Int(2 * at))
+    var x = a
+    a = x * w[0] - b * w[1]
+    b = x * w[1] + b * w[0]
+
+
+@always_inline
+def _tw_mul_in[dtype: DType](
+    tw: Pointer[Scalar[dtype], MutAnyOrigin], at: Int32, mut a: Scalar[dtype], mut b: Scalar[dtype]
+):
+    """(a + ib) *= conj(table entry `at`) (inverse)."""
+    var w = tw.unsafe_load[width=2, alignment=8](Int(2 * at))
+    var x = a
+    a = x * w[0] + b * w[1]
+    b = b * w[0] - x * w[1]
+
+
+# The exchange rows: shared memory on the GPU, any memory for
+# research/fft/fused_sim.mojo, which runs the same per-thread phases on the
+# CPU thread by thread, a barrier being the end of a loop over threads.
+comptime XPtr[dtype: DType, space: AddressSpace] = Pointer[Scalar[dtype], MutUntrackedOrigin, address_space=space]
+
+
+@always_inline
+def _fused_first[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
+    t: Int32,
+    xr: XPtr[dtype, space],
+    xi: XPtr[dtype, space],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    src: Pointer[Scalar[dtype], MutAnyOrigin],
+    start: Int32,
+    t_blk: Int32,
+    second: Bool,
+    n_in: UInt32,
+):
+    """Thread t: load x[t + T q] of both blocks (row samples from `start`
+    and `start + t_blk`, zeros outside [0, n_in); im: the second block,
+    zero unless `second`), run forward stage 0, store to the exchange rows.
+
+    Stage 0 has radix r0 and stride m0 = L / r0 = c0 * T: butterfly c
+    (j = t + T c) holds the thread's values q = c + c0 p, and its output p
+    goes back to the same slot.
+    """
+    comptime L = 1 << lp
+    comptime T = L >> 4
+    comptime rl0 = _fused_radix_log(lp, 0)
+    comptime r0 = 1 << rl0
+    comptime c0 = 16 // r0
+    comptime lm0 = _fused_span_log(lp, 0)
+    var src0 = start + t
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime for q in range(16):
+        var v = src0 + Int32(T * q)
+        if v.cast[DType.uint32]() < n_in:
+            vr[q] = src[unsafe_offset=Int(v)]
+    comptime if not spectrum:
+        if second:
+            comptime for q in range(16):
+                var v = src0 + t_blk + Int32(T * q)
+                if v.cast[DType.uint32]() < n_in:
+                    vi[q] = src[unsafe_offset=Int(v)]
+    comptime for c in range(c0):
+        var ar = SIMD[dtype, r0](0)
+        var ai = SIMD[dtype, r0](0)
+        comptime for p in range(r0):
+            ar[p] = vr[c + c0 * p]
+            ai[p] = vi[c + c0 * p]
+        _reg_dif[dtype, r0](ar, ai)
+        comptime for p in range(1, r0):
+            comptime i = _bitrev(p, rl0)
+            var a = ar[i]
+            var b = ai[i]
+            _tw_mul_out[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
+            ar[i] = a
+            ai[i] = b
+        comptime for p in range(r0):
+            comptime i = _bitrev(p, rl0)
+            vr[c + c0 * p] = ar[i]
+            vi[c + c0 * p] = ai[i]
+    # Slot of point t + T q: padded, (t + T q) + ((t + T q) >> 4).
+    var pt = t + (t >> 4)
+    comptime for q in range(16):
+        comptime o = T * q + ((T * q) >> 4)
+        xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
+        xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
+
+
+@always_inline
+def _fused_middle[dtype: DType, lp: Int, s: Int, inverse: Bool, space: AddressSpace](
+    t: Int32, xr: XPtr[dtype, space], xi: XPtr[dtype, space], tw: Pointer[Scalar[dtype], MutAnyOrigin],
+):
+    """Thread t: radix-16 stage s (stride m >= 16), butterfly t, in place
+    in the exchange rows; inverse: its mirror."""
+    comptime lm = _fused_span_log(lp, s)
+    comptime m = 1 << lm
+    comptime off = _fused_tw_offset(lp, s)
+    var j = t & Int32(m - 1)
+    var base = ((t >> Int32(lm)) << Int32(lm + 4)) + j
+    # base + m q, padded: m q is a multiple of 16.
+    var pb = base + (base >> 4)
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime if not inverse:
+        comptime for q in range(16):
+            comptime o = m * q + ((m * q) >> 4)
+            vr[q] = xr[unsafe_offset=Int(pb + Int32(o))]
+            vi[q] = xi[unsafe_offset=Int(pb + Int32(o))]
+        _reg_dif[dtype, 16](vr, vi)
+        comptime for p in range(1, 16):
+            comptime i = _bitrev(p, 4)
+            var a = vr[i]
+            var b = vi[i]
+            _tw_mul_out[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
+            vr[i] = a
+            vi[i] = b
+        comptime for p in range(16):
+            comptime i = _bitrev(p, 4)
+            comptime o = m * p + ((m * p) >> 4)
+            xr[unsafe_offset=Int(pb + Int32(o))] = vr[i]
+            xi[unsafe_offset=Int(pb + Int32(o))] = vi[i]
+    else:
+        comptime for p in range(16):
+            comptime i = _bitrev(p, 4)
+            comptime o = m * p + ((m * p) >> 4)
+            vr[i] = xr[unsafe_offset=Int(pb + Int32(o))]
+            vi[i] = xi[unsafe_offset=Int(pb + Int32(o))]
+        comptime for p in range(1, 16):
+            comptime i = _bitrev(p, 4)
+            var a = vr[i]
+            var b = vi[i]
+            _tw_mul_in[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
+            vr[i] = a
+            vi[i] = b
+        _reg_dit[dtype, 16](vr, vi)
+        comptime for q in range(16):
+            comptime o = m * q + ((m * q) >> 4)
+            xr[unsafe_offset=Int(pb + Int32(o))] = vr[q]
+            xi[unsafe_offset=Int(pb + Int32(o))] = vi[q]
+
+
+@always_inline
+def _fused_center[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
+    t: Int32,
+    xr: XPtr[dtype, space],
+    xi: XPtr[dtype, space],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_row: Int,
+    scale: Scalar[dtype],
+):
+    """Thread t: the last forward stage over points 16t + q (slots 17t + q),
+    then either store scale * conj(X) to spectrum row g_row, or multiply by
+    it, run the first inverse stage and store back in place."""
+    var p17 = 17 * t
+    var g_at = (g_row << lp) + Int(16 * t)
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime for q in range(16):
+        vr[q] = xr[unsafe_offset=Int(p17 + Int32(q))]
+        vi[q] = xi[unsafe_offset=Int(p17 + Int32(q))]
+    _reg_dif[dtype, 16](vr, vi)
+    comptime if spectrum:
+        var sr = SIMD[dtype, 16](0)
+        var si = SIMD[dtype, 16](0)
+        comptime for p in range(16):
+            comptime i = _bitrev(p, 4)
+            sr[p] = vr[i] * scale
+            si[p] = -vi[i] * scale
+        comptime for h in range(4):
+            g_re.unsafe_store[alignment=16](g_at + 4 * h, sr.slice[4, offset=4 * h]())
+            g_im.unsafe_store[alignment=16](g_at + 4 * h, si.slice[4, offset=4 * h]())
+    else:
+        comptime for h in range(4):
+            var gr = g_re.unsafe_load[width=4, alignment=16](g_at + 4 * h)
+            var gi = g_im.unsafe_load[width=4, alignment=16](g_at + 4 * h)
+            comptime for e in range(4):
+                comptime i = _bitrev(4 * h + e, 4)
+                var a = vr[i]
+                var c = vi[i]
+                vr[i] = a * gr[e] - c * gi[e]
+                vi[i] = a * gi[e] + c * gr[e]
+        _reg_dit[dtype, 16](vr, vi)
+        comptime for q in range(16):
+            xr[unsafe_offset=Int(p17 + Int32(q))] = vr[q]
+            xi[unsafe_offset=Int(p17 + Int32(q))] = vi[q]
+
+
+@always_inline
+def _fused_last[dtype: DType, lp: Int, space: AddressSpace](
+    t: Int32,
+    xr: XPtr[dtype, space],
+    xi: XPtr[dtype, space],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    dst: Pointer[Scalar[dtype], MutAnyOrigin],
+    at: Int32,
+    t_blk: Int32,
+    t_out: Int32,
+    second: Bool,
+):
+    """Thread t: inverse stage 0 (the mirror of _fused_first's) from slots
+    t + T q, then outputs n = t + T q < t_blk of the first block to
+    dst[at + n] and of the second to dst[at + t_blk + n], below t_out."""
+    comptime L = 1 << lp
+    comptime T = L >> 4
+    comptime rl0 = _fused_radix_log(lp, 0)
+    comptime r0 = 1 << rl0
+    comptime c0 = 16 // r0
+    comptime lm0 = _fused_span_log(lp, 0)
+    var pt = t + (t >> 4)
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime for q in range(16):
+        comptime o = T * q + ((T * q) >> 4)
+        vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
+        vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
+    comptime for c in range(c0):
+        var ar = SIMD[dtype, r0](0)
+        var ai = SIMD[dtype, r0](0)
+        comptime for p in range(r0):
+            comptime i = _bitrev(p, rl0)
+            ar[i] = vr[c + c0 * p]
+            ai[i] = vi[c + c0 * p]
+        comptime for p in range(1, r0):
+            comptime i = _bitrev(p, rl0)
+            var a = ar[i]
+            var b = ai[i]
+            _tw_mul_in[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
+            ar[i] = a
+            ai[i] = b
+        _reg_dit[dtype, r0](ar, ai)
+        comptime for q in range(r0):
+            vr[c + c0 * q] = ar[q]
+            vi[c + c0 * q] = ai[q]
+    comptime for q in range(16):
+        var n = t + Int32(T * q)
+        if n < t_blk and at + n < t_out:
+            dst[unsafe_offset=Int(at + n)] = vr[q]
+    if second:
+        comptime for q in range(16):
+            var n = t + Int32(T * q)
+            if n < t_blk and at + t_blk + n < t_out:
+                dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
+
+
+@__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
+def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+    taps_rows: Int32,
+    scale: Scalar[dtype],
+):
+    """One block pair per thread block (2^(lp-4) threads): load, forward
+    transform, product with the kept spectrum, inverse, store.
+
+    Pair `block_idx.x` is blocks b0 = 2 * (p % pairs) and b0 + 1 of signal
+    row p // pairs, read from b0 * block_outputs - pad (zeros outside the
+    row's `length` samples) as re and im; outputs [b0 * block_outputs, ...)
+    of the `row_outputs`-long result row. spectrum: the thread block is taps
+    row `block_idx.x` (one block, from 0), and the forward transform's
+    scale * conj(X) goes to g_re/g_im row block_idx.x instead.
+    Rows of up to 2^31 samples (32-bit in-row index math).
+
+    max_threads (nvvm.maxntid, at least the 2^(lp-4) launched) caps the
+    registers ptxas may use at 65536 / max_threads: see FUSED_CAP_THREADS.
+    """
+    comptime stages = _fused_stages(lp)
+    comptime PL = (1 << lp) + (1 << (lp - 4))
+    var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var xi = xr.unsafe_offset(PL)
+    var t = Int32(Int(thread_idx.x))
+    var pair = Int32(Int(block_idx.x))
+    var r = pair // pairs
+    var b0 = 2 * (pair - r * pairs)
+    var second = b0 + 1 < blocks
+    var t_blk = block_outputs
+    var src = source.unsafe_offset(Int(r) * Int(signal_stride))
+    _fused_first[dtype, lp, spectrum, AddressSpace.SHARED](
+        t, xr, xi, tw, src, b0 * t_blk - pad, t_blk, second, length.cast[DType.uint32]()
+    )
+    barrier()
+    comptime for s in range(1, stages - 1):
+        _fused_middle[dtype, lp, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        barrier()
+    var g_row = Int(pair) if spectrum else (Int(r) if taps_rows > 1 else 0)
+    _fused_center[dtype, lp, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
+    comptime if not spectrum:
+        barrier()
+        comptime for s_rev in range(1, stages - 1):
+            _fused_middle[dtype, lp, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            barrier()
+        _fused_last[dtype, lp, AddressSpace.SHARED](
+            t, xr, xi, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
+            row_outputs, second,
+        )

@@ -1,0 +1,161 @@
+# The fused GPU kernel's per-thread phases (maxconv/ops/fft_gpu_fused.mojo)
+# run on the CPU, thread by thread, a barrier being the end of a loop over
+# the threads: checks the index math, the twiddle table, the spectrum order
+# and the product against a float64 direct sum, with no GPU.
+#   .venv/bin/mojo run -I . research/fft/fused_sim.mojo
+# It cannot see GPU-only faults (a missing barrier, shared-memory races,
+# launch limits): research/fft/gpu_check.mojo checks those on the device.
+from max.gpu.memory import AddressSpace
+from maxconv.ops.fft_common import _log2, fft_points
+from maxconv.ops.fft_gpu_fused import (
+    XPtr,
+    _fused_center,
+    _fused_first,
+    _fused_last,
+    _fused_middle,
+    _fused_stages,
+    fused_tw_entries,
+    fused_tw_value,
+)
+from std.math import ceildiv
+
+comptime G = AddressSpace.GENERIC
+comptime F = DType.float32
+
+
+def _rand(mut state: UInt64) -> Float64:
+    state = state * 6364136223846793005 + 1442695040888963407
+    return Float64(Int((state >> 11) & 0xFFFFFFFF)) / 4294967296.0 - 0.5
+
+
+def _ptr(mut v: List[Float32]) -> Pointer[Float32, MutAnyOrigin]:
+    return v.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+
+
+def _block[lp: Int, spectrum: Bool](
+    mut x: List[Float32],
+    mut tw: List[Float32],
+    mut src: List[Float32],
+    src_off: Int,
+    mut dst: List[Float32],
+    dst_off: Int,
+    mut g: List[Float32],
+    g_row: Int,
+    g_im_off: Int,
+    start: Int,
+    t_blk: Int,
+    second: Bool,
+    n_in: Int,
+    at: Int,
+    t_out: Int,
+):
+    """One thread block of _gpu_fused, thread by thread."""
+    comptime T = 1 << (lp - 4)
+    comptime stages = _fused_stages(lp)
+    comptime PL = (1 << lp) + T
+    var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
+    var xi = xr.unsafe_offset(PL)
+    var twp = _ptr(tw)
+    var s = _ptr(src).unsafe_offset(src_off)
+    var gp = _ptr(g)
+    var scale = Float32(1.0 / Float64(1 << lp))
+    for t in range(T):
+        _fused_first[F, lp, spectrum, G](
+            Int32(t), xr, xi, twp, s, Int32(start), Int32(t_blk), second, UInt32(n_in)
+        )
+    comptime for st in range(1, stages - 1):
+        for t in range(T):
+            _fused_middle[F, lp, st, False, G](Int32(t), xr, xi, twp)
+    for t in range(T):
+        _fused_center[F, lp, spectrum, G](Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale)
+    comptime if not spectrum:
+        comptime for s_rev in range(1, stages - 1):
+            for t in range(T):
+                _fused_middle[F, lp, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
+        var d = _ptr(dst).unsafe_offset(dst_off)
+        for t in range(T):
+            _fused_last[F, lp, G](Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second)
+
+
+def _conv[lp: Int](
+    rows: Int, signal_rows: Int, n: Int, k: Int, pad: Int, t_out: Int, taps_rows: Int,
+    mut sig: List[Float32], mut taps: List[Float32], mut out: List[Float32],
+):
+    """fft_conv_gpu's fused path on the CPU (spectra computed, then pairs)."""
+    comptime L = 1 << lp
+    var t_blk = L - k + 1
+    var blocks = ceildiv(t_out, t_blk)
+    var pairs = (blocks + 1) // 2
+    var sig_stride = n if signal_rows > 1 else 0
+    var tw = List[Float32]()
+    for e in range(fused_tw_entries(lp)):
+        var w = fused_tw_value(lp, e)
+        tw.append(Float32(w[0]))
+        tw.append(Float32(w[1]))
+    var x = List[Float32](length=2 * (L + L // 16), fill=0)
+    var g = List[Float32](length=2 * taps_rows * L, fill=-7)
+    for c in range(taps_rows):
+        _block[lp, True](x, tw, taps, c * k, out, 0, g, c, taps_rows * L, 0, t_blk, False, k, 0, 0)
+    for p in range(rows * pairs):
+        var r = p // pairs
+        var b0 = 2 * (p % pairs)
+        var g_row = r if taps_rows > 1 else 0
+        _block[lp, False](
+            x, tw, sig, r * sig_stride, out, r * t_out, g, g_row, taps_rows * L,
+            b0 * t_blk - pad, t_blk, b0 + 1 < blocks, n, b0 * t_blk, t_out,
+        )
+
+
+def sim_case[lp: Int](name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int, mode: String, taps_rows: Int) raises:
+    var pad = k - 1 if mode == "full" else ((k - 1) // 2 if mode == "same" else 0)
+    var t = n + k - 1 if mode == "full" else (n if mode == "same" else max(1, n - k + 1))
+    var state: UInt64 = 99
+    var sig = List[Float32]()
+    for _ in range(signal_rows * n):
+        sig.append(Float32(_rand(state)))
+    var taps = List[Float32]()
+    for _ in range(taps_rows * k):
+        taps.append(Float32(_rand(state)))
+    var out = List[Float32](length=rows * t + 64, fill=12345)
+    _conv[lp](rows, signal_rows, n, k, pad, t, taps_rows, sig, taps, out)
+    var sig_stride = n if signal_rows > 1 else 0
+    var worst = 0.0
+    for row in range(rows):
+        var c = row if taps_rows > 1 else 0
+        var hsum = 0.0
+        for j in range(k):
+            hsum += abs(Float64(taps[c * k + j]))
+        for i in range(t):
+            var acc = 0.0
+            for j in range(k):
+                var xx = i + j - pad
+                if xx >= 0 and xx < n:
+                    acc += Float64(sig[row * sig_stride + xx]) * Float64(taps[c * k + j])
+            var e = abs(acc - Float64(out[row * t + i])) / (0.5 * hsum)
+            if not (e <= 1e30):
+                e = 1e30
+            worst = max(worst, e)
+    var guard = True
+    for i in range(rows * t, rows * t + 64):
+        if out[i] != 12345:
+            guard = False
+    var ok = worst < 2e-6 and guard
+    if not ok:
+        fails += 1
+    print("PASS" if ok else "FAIL", name, "L", 1 << lp, "K", k, "rows", rows, "n", n, mode, "err", worst, "guard", guard)
+
+
+def main() raises:
+    var fails = 0
+    sim_case[8](String("L256 full"), fails, 2, 2, 579, 7, "full", 2)
+    sim_case[8](String("L256 K=1"), fails, 1, 1, 777, 1, "same", 1)
+    sim_case[9](String("L512 bcast sig"), fails, 2, 1, 3333, 256, "same", 2)
+    sim_case[9](String("L512 short row"), fails, 2, 2, 10, 300, "full", 2)
+    sim_case[10](String("L1024 same"), fails, 3, 3, 3001, 33, "same", 3)
+    sim_case[10](String("L1024 valid"), fails, 2, 2, 5000, 400, "valid", 1)
+    sim_case[11](String("L2048 full"), fails, 2, 2, 9999, 1000, "full", 1)
+    sim_case[12](String("L4096 same"), fails, 2, 2, 12001, 2048, "same", 2)
+    sim_case[12](String("L4096 T=1"), fails, 1, 1, 50, 4096, "full", 1)
+    sim_case[13](String("L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
+    sim_case[13](String("L8192 K=1"), fails, 1, 1, 30000, 1, "same", 1)
+    print("FUSED SIM:", fails, "FAILED" if fails > 0 else "(all passed)")
