@@ -233,7 +233,7 @@ def measure_ops(
         )
     else:
         rows.append(Measurement("maxconv op", label, name, n, k, None, "skipped: N*K too large"))
-    block = engine.fft_block(k, n)
+    block = engine.fft_block(k, n, dtype)
     engine.model(dtype, method="fft")
     rows += timed(
         "maxconv fft op",

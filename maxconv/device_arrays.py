@@ -214,7 +214,7 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     dtype = _numpy_dtype(in1)
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
-    block = engine.fft_block(n_taps, count) if method == "fft" else 1
+    block = engine.fft_block(n_taps, count, dtype) if method == "fft" else 1
     pad = n_taps - 1 - start
     if pad < 0:
         raise ValueError("this slice of a CUDA signal is not supported")

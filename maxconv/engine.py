@@ -193,9 +193,9 @@ class Engine:
                 self._fft_from_taps = (default, "built-in default (no calibration here)")
         return self._fft_from_taps
 
-    def fft_block(self, n_taps: int, outputs: int) -> int:
+    def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype) -> int:
         """The FFT op's block length on this device (planning.fft_block_points)."""
-        return fft_block_points(n_taps, outputs, self.spec.kind)
+        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name)
 
     def forget_calibration(self) -> None:
         """Look the calibration up again at the next method choice."""

@@ -26,8 +26,17 @@ FFT_MIN_POINTS = 1 << 14
 # On a CPU, no more than this many points unless 2K needs them: past it a
 # transform fits no cache level, and at K = 10^6 on a 2-core EPYC, L = 2^21
 # (2.1 K) ran 83 MS/s where 2^22 (4.2 K) ran 60 (at K = 16384 and 240,000 the
-# 4K rule stayed best or level). GPUs keep 4K (the only L measured there).
+# 4K rule stayed best or level).
 FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
+# A GPU runs float32 blocks of up to FFT_FUSED_POINTS as one fused kernel a
+# block pair (ops/fft_gpu_fused.mojo), which beats the staged kernels of
+# longer blocks: there L = 2K rounded up, at least FFT_FUSED_MIN_POINTS. On an
+# H200, N = 2^24, ms a call with the taps' spectrum kept
+# (research/fft/results/gpu_h200_fused.txt): K = 1024: L = 4096 0.102, 8192
+# 0.124, staged 16384 0.274; K = 2048: 4096 0.134, 8192 0.139; K = 4096: 8192
+# 0.183, staged 16384 0.262; K = 512: 2048 0.095, 4096 0.095, 8192 0.125.
+FFT_FUSED_POINTS = 1 << 13
+FFT_FUSED_MIN_POINTS = 1 << 12
 
 
 def check_mode(mode: str) -> None:
@@ -54,25 +63,31 @@ def choose_method(method: str, n_taps: int, fft_from_taps: int) -> str:
 FFT_FEW_BLOCKS = 8
 
 
-def fft_block_points(n_taps: int, outputs: int, device_kind: str) -> int:
-    """The FFT op's block length L (a power of two) for `outputs` results a row.
+def fft_block_points(n_taps: int, outputs: int, device_kind: str, dtype: str) -> int:
+    """The FFT op's block length L (a power of two) for `outputs` results a row
+    of `dtype` ('float32' or 'float64').
 
     4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
-    where half of each block is still output), and never longer than one
+    where half of each block is still output); on a GPU in float32, the fused
+    kernel's 2K where that fits it (FFT_FUSED_POINTS); never longer than one
     block covering all the outputs. A short row, a few blocks long, may take
     a shorter L down to 2K where that needs less transform work: blocks go
     in pairs through one complex transform each way, plus one transform for
     the taps, so a 72,000-output row of a 24,000-tap response is one
     half-empty pair at L = 2^17 but one full pair at 2^16.
     """
-    points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    double = 1 << (2 * n_taps - 1).bit_length()
+    if device_kind == "gpu" and dtype == "float32" and double <= FFT_FUSED_POINTS:
+        points = max(double, FFT_FUSED_MIN_POINTS)
+    else:
+        points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
     cap = FFT_MAX_POINTS[device_kind]
     if cap is not None:
-        points = min(points, max(cap, 1 << (2 * n_taps - 1).bit_length()))
+        points = min(points, max(cap, double))
     points = min(points, 1 << (outputs + n_taps - 2).bit_length())
     if _ceil(outputs, block_outputs(n_taps, points)) > FFT_FEW_BLOCKS:
         return points
-    least = min(points, max(1 << (2 * n_taps - 1).bit_length(), 64))
+    least = min(points, max(double, 64))
     candidates = []
     while points >= least:
         pairs = _ceil(_ceil(outputs, block_outputs(n_taps, points)), 2)

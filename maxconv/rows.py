@@ -59,7 +59,7 @@ def correlate_rows(
     if count == 0 or rows == 0:
         return out
     method = engine.resolve_method(method, n_taps)
-    block = engine.fft_block(n_taps, count) if method == "fft" else 1
+    block = engine.fft_block(n_taps, count, out.dtype) if method == "fft" else 1
     pad = n_taps - 1 - start
     if pad < 0:
         signal = np.ascontiguousarray(signal[:, -pad:])

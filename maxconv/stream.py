@@ -103,7 +103,7 @@ def stream_correlate(
     """
     channels, n_taps = taps.shape
     if chunk is None:
-        chunk = chunk_outputs(n_taps, method, engine)
+        chunk = chunk_outputs(n_taps, method, engine, taps.dtype)
     window = _Window(iter(blocks), channels, taps.dtype)
     first = start
     end = start + count
@@ -117,7 +117,7 @@ def stream_correlate(
         window.forget_before(first - (n_taps - 1))
 
 
-def chunk_outputs(n_taps: int, method: str, engine: Engine) -> int:
+def chunk_outputs(n_taps: int, method: str, engine: Engine, dtype: np.dtype) -> int:
     """Outputs per engine call: CHUNK_OUTPUTS, or for the FFT op an even count of whole tiles.
 
     A K-tap FFT block yields T = L - K + 1 outputs, rarely a divisor of
@@ -130,7 +130,7 @@ def chunk_outputs(n_taps: int, method: str, engine: Engine) -> int:
     """
     if engine.resolve_method(method, n_taps) != "fft":
         return CHUNK_OUTPUTS
-    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))
+    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62, dtype))
     least = 4 if 4 * tile <= FFT_FOUR_TILES_UP_TO else 2
     tiles = max(-(-CHUNK_OUTPUTS // tile), least)
     return (tiles + tiles % 2) * tile

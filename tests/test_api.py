@@ -424,11 +424,18 @@ def test_fft_block_length_for_long_rows_and_clips():
     from maxconv.planning import fft_block_points
 
     # Long rows keep 4K rounded up (measured best), capped on a CPU.
-    assert fft_block_points(4096, 1 << 24, "gpu") == 1 << 14
-    assert fft_block_points(1_000_000, 1 << 30, "cpu") == 1 << 21
+    assert fft_block_points(4096, 1 << 24, "gpu", "float64") == 1 << 14
+    assert fft_block_points(8192, 1 << 24, "gpu", "float32") == 1 << 15
+    assert fft_block_points(4096, 1 << 24, "cpu", "float32") == 1 << 14
+    assert fft_block_points(1_000_000, 1 << 30, "cpu", "float32") == 1 << 21
+    # A GPU's float32 blocks of up to 8192 points run fused: 2K, at least 4096.
+    assert fft_block_points(4096, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 12
+    assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 12
+    assert fft_block_points(512, 1 << 24, "gpu", "float32") == 1 << 12
     # A clip of a few blocks takes the length with the least transform work:
     # one full pair at 2^16 rather than one half-empty pair at 2^17.
-    assert fft_block_points(24_000, 71_999, "gpu") == 1 << 16
+    assert fft_block_points(24_000, 71_999, "gpu", "float32") == 1 << 16
 
 
 def test_batch_groups_split_on_kernel_length_too():
@@ -453,7 +460,7 @@ def test_fft_taps_spectrum_is_kept_between_calls_with_the_same_taps(rows):
             [scipy.signal.correlate(r, t) for r, t in zip(x.astype(np.float64), h, strict=True)]
         )
         np.testing.assert_allclose(result, expected[:, 699 : 699 + 20_000], atol=2e-4)
-    assert engine.spectrum(taps, engine.fft_block(700, 20_000))[1]
+    assert engine.spectrum(taps, engine.fft_block(700, 20_000, np.float32))[1]
 
 
 def test_dtype_names_of_other_libraries():

@@ -164,7 +164,7 @@ def test_streamed_filter_matches_reference(tmp_path, data, name, chunk, cpu_engi
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     # Really streamed: one progress call per chunk, then one more just before the commit.
     count = expected.shape[1]
-    per_call = chunk or chunk_outputs(TAPS, "auto", cpu_engine)
+    per_call = chunk or chunk_outputs(TAPS, "auto", cpu_engine, np.float64)
     assert len(calls) == -(-count // per_call) + 1
     assert [done for done, _ in calls[:-1]] == sorted({done for done, _ in calls})
     assert calls[-2] == calls[-1] == (count, count)

@@ -84,15 +84,15 @@ def test_an_interruption_waits_for_the_write_in_flight():
 @pytest.mark.parametrize(("n_taps", "tiles"), [(128, 66), (4096, 86), (240_000, 4), (1_000_000, 2)])
 def test_fft_chunks_are_an_even_count_of_whole_tiles(n_taps: int, tiles: int):
     engine = get_engine("cpu")
-    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62))
-    assert chunk_outputs(n_taps, "fft", engine) == tiles * tile
+    tile = block_outputs(n_taps, engine.fft_block(n_taps, 1 << 62, np.float32))
+    assert chunk_outputs(n_taps, "fft", engine, np.float32) == tiles * tile
 
 
 def test_direct_chunks_keep_the_default(cpu_engine):
-    assert chunk_outputs(255, "direct", cpu_engine) == chunk_outputs(
-        1_000_000, "direct", cpu_engine
+    assert chunk_outputs(255, "direct", cpu_engine, np.float32) == chunk_outputs(
+        1_000_000, "direct", cpu_engine, np.float32
     )
-    assert chunk_outputs(255, "direct", cpu_engine) == 1 << 20
+    assert chunk_outputs(255, "direct", cpu_engine, np.float32) == 1 << 20
 
 
 class _Interrupted(Exception):
