@@ -243,3 +243,31 @@ def test_fft_past_the_cpu_transform_cap_matches_scipy(dtype):
     x64, h64 = x.astype(np.float64), h.astype(np.float64)
     result = maxconv.convolve(x, h, "full", device="cpu", method="fft")
     assert_matches(result, scipy.signal.fftconvolve(x64, h64), x64, h64)
+
+
+# Every block-length class of the GPU FFT op: fused blocks of 256-8192 points
+# (float32; short rows choose short blocks), staged blocks with one or more
+# global passes, and kernels up to 2^20 taps. (n, K) and the L they get.
+FFT_CLASSES = [
+    (200, 60),  # L = 256 (a short row)
+    (700, 200),  # 1024
+    (5_000, 700),  # 2048-4096, a few blocks
+    (300_001, 1_024),  # 4096
+    (300_001, 3_000),  # 8192
+    (400_003, 8_192),  # 32768: staged, one global pass
+    (600_000, 65_536),  # 2^18
+    (1 << 21, 1 << 20),  # 2^22: several global passes
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "k"), FFT_CLASSES)
+def test_gpu_fft_block_classes_match_scipy(n: int, k: int, dtype):
+    """Within float32 rounding of scipy's float64 result: 1e-5 of the output's peak."""
+    x, h = signal_pair(n, k, dtype, seed=k)
+    x64, h64 = x.astype(np.float64), h.astype(np.float64)
+    expected = scipy.signal.fftconvolve(x64, h64)
+    result = maxconv.convolve(x, h, device="gpu", method="fft")
+    error = np.abs(result - expected).max() / np.abs(expected).max()
+    assert error <= (1e-5 if dtype == np.float32 else 1e-10)
