@@ -37,7 +37,7 @@ SPECTRUM_MIN_POINTS = 256
 SPECTRA_KEPT = 4
 SPECTRA_MAX_ROWS = 16
 # Bumped when the graph built around the op changes shape or meaning.
-GRAPH_REVISION = "3"
+GRAPH_REVISION = "4"
 
 
 @dataclass
@@ -69,32 +69,30 @@ def _host_signature() -> str:
     return platform.machine() + "\n" + "\n".join(sorted(set(wanted)))
 
 
-def build_graph(
-    dtype: DType, device: DeviceRef, algorithm: int = 0, method: str = "direct"
-) -> Graph:
+def build_graph(dtype: DType, device: DeviceRef, method: str = "direct") -> Graph:
     """The graph around an op, which writes its first input in place.
 
     Inputs: output [R, T] (a buffer), signal [R or 1, N], taps [R or 1, K],
     for the FFT op the spectrum buffer [S, W] (the taps' spectra kept
     between calls; [0, 0] for none), and window [P, B, F, 0] (no data: its
     shape carries the P leading zeros, the FFT block length and whether the
-    spectra are ready). `method` picks the op: "direct" (conv1d,
-    `algorithm` chooses its GPU kernel) or "fft" (fft_conv1d).
+    spectra are ready). `method` picks the op: "direct" (conv1d) or "fft"
+    (fft_conv1d).
     """
     output_type = BufferType(dtype, ["rows", "outputs"], device=device)
     signal_type = TensorType(dtype, ["signal_rows", "length"], device=device)
     taps_type = TensorType(dtype, ["taps_rows", "taps"], device=device)
     window_type = TensorType(DType.int8, ["pad", "block", "ready", 0], device=device)
     types = [output_type, signal_type, taps_type, window_type]
-    name, parameters = ("conv1d", {"algorithm": algorithm})
+    name = "conv1d"
     if method == "fft":
-        name, parameters = ("fft_conv1d", {"threads": 0})
+        name = "fft_conv1d"
         types.insert(3, BufferType(dtype, ["spectra", "spectrum_width"], device=device))
     with Graph(f"maxconv_{name}_{dtype}", input_types=types, custom_extensions=[OPS_DIR]) as graph:
         values = [
             value if isinstance(value, BufferValue) else value.tensor for value in graph.inputs
         ]
-        ops.inplace_custom(name=name, device=device, values=values, parameters=parameters)
+        ops.inplace_custom(name=name, device=device, values=values)
         graph.output()
     return graph
 
@@ -137,7 +135,7 @@ class Engine:
         """The op sources' hash (see op_source_digest)."""
         return op_source_digest()
 
-    def graph_key(self, dtype: np.dtype, algorithm: int = 0, method: str = "direct") -> str:
+    def graph_key(self, dtype: np.dtype, method: str = "direct") -> str:
         """The cache key of the conv1d graph for `dtype` on this device."""
         return cache_key(
             GRAPH_REVISION,
@@ -145,30 +143,24 @@ class Engine:
             importlib.metadata.version("max"),
             self.device_signature(),
             str(SUPPORTED_DTYPES[np.dtype(dtype)]),
-            f"algorithm={algorithm}",
             f"method={method}",
         )
 
-    def model(self, dtype: np.dtype, algorithm: int = 0, method: str = "direct") -> engine.Model:
-        """The loaded model for `dtype` and `method`, from memory, disk or a compile.
-
-        `algorithm` 0 lets the direct op pick its GPU kernel by K; benchmarks
-        pass 1 (strided), 2 (asynchronous copies, K <= 256) or 3 (wide
-        register-blocked) to force one.
-        """
+    def model(self, dtype: np.dtype, method: str = "direct") -> engine.Model:
+        """The loaded model for `dtype` and `method`, from memory, disk or a compile."""
         dtype = np.dtype(dtype)
-        if (dtype, algorithm, method) not in self._models:
+        if (dtype, method) not in self._models:
             max_dtype = SUPPORTED_DTYPES[dtype]
             start = time.perf_counter()
             device_ref = DeviceRef.from_device(self.device)
             compiled, status = self.cache.get_or_compile(
-                self.graph_key(dtype, algorithm, method),
-                lambda: self.session.compile(build_graph(max_dtype, device_ref, algorithm, method)),
+                self.graph_key(dtype, method),
+                lambda: self.session.compile(build_graph(max_dtype, device_ref, method)),
             )
-            self._models[dtype, algorithm, method] = self.session.init(compiled)
+            self._models[dtype, method] = self.session.init(compiled)
             self.stats.compile_seconds += time.perf_counter() - start
             self.stats.cache_status[dtype.name] = status
-        return self._models[dtype, algorithm, method]
+        return self._models[dtype, method]
 
     def resolve_method(self, method: str, n_taps: int) -> str:
         """'direct' or 'fft': `method` itself, or for 'auto' the one that wins here."""
@@ -271,7 +263,6 @@ class Engine:
         pad: int,
         method: str = "direct",
         block: int = 1,
-        algorithm: int = 0,
         spectrum: tuple[driver.Buffer, bool] | None = None,
     ) -> None:
         """Run an op on buffers of this device, writing `output` [R, T] in place:
@@ -284,7 +275,7 @@ class Engine:
         synchronize before reading the output from the host.
         """
         dtype = np.dtype(output.dtype.to_numpy())
-        model = self.model(dtype, algorithm, method)
+        model = self.model(dtype, method)
         start = time.perf_counter()
         if method == "fft":
             buffer, ready = spectrum if spectrum is not None else (self._no_spectrum(dtype), False)

@@ -19,16 +19,13 @@ import extensibility
 from max.gpu.host import DeviceContext
 
 from .conv1d_cpu import conv1d_cpu
-from .conv1d_gpu import enqueue_conv1d_gpu
+from .conv1d_gpu import KERNEL_BY_K, enqueue_conv1d_gpu
 
 
 @extensibility.register("conv1d")
 struct Conv1D:
-    """Correlate each output row with its signal row and taps row.
-
-    The `algorithm` parameter picks the GPU kernel: 0 by K, 1 strided, 2
-    asynchronous copies (K <= 256), 3 wide blocked (see conv1d_gpu.mojo), so
-    benchmarks can time each on either side of the crossovers.
+    """Correlate each output row with its signal row and taps row (on a GPU
+    with the kernel for K, see conv1d_gpu.mojo).
 
     Args:
         output: [R, T] results, written in place.
@@ -39,7 +36,7 @@ struct Conv1D:
     """
 
     @staticmethod
-    def execute[target: StaticString, algorithm: Int](
+    def execute[target: StaticString](
         output: MutableInputTensor[rank=2, ...],
         signal: InputTensor[dtype=output.dtype, rank=2, ...],
         taps: InputTensor[dtype=output.dtype, rank=2, ...],
@@ -67,7 +64,7 @@ struct Conv1D:
 
         comptime if target == "gpu":
             enqueue_conv1d_gpu[output.dtype](
-                ctx, algorithm, out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_stride,
+                ctx, KERNEL_BY_K, out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_stride,
                 pad, t, k,
             )
         elif target == "cpu":

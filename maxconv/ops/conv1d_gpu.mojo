@@ -23,6 +23,14 @@ from std.utils import StaticTuple
 # spaced STRIDED_TPB apart, so a warp reads consecutive shared-memory words
 # (no bank conflicts) and stores coalesce; K loads per output, which shared
 # memory serves well while K is small and the kernel is bound by HBM.
+# The GPU kernels by name: the op takes the one for K (KERNEL_BY_K); the
+# harness and the build check name one to time or compile it; any other
+# value is an error.
+comptime KERNEL_BY_K = 0
+comptime KERNEL_STRIDED = 1
+comptime KERNEL_ASYNC = 2
+comptime KERNEL_BLOCKED = 3
+
 comptime STRIDED_TPB = 256
 comptime STRIDED_OUTPUTS = 8
 comptime STRIDED_BLOCK = STRIDED_TPB * STRIDED_OUTPUTS
@@ -415,7 +423,7 @@ def _conv1d_gpu_async[
 
 def enqueue_conv1d_gpu[dtype: DType](
     ctx: DeviceContext,
-    algorithm: Int,
+    kernel: Int,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
     taps: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -427,22 +435,26 @@ def enqueue_conv1d_gpu[dtype: DType](
     row_outputs: Int,
     n_taps: Int,
 ) raises:
-    """Launch the kernel for K (algorithm 0) or the one `algorithm` names:
-    1 strided, 2 asynchronous copies (K <= TAP_CHUNK), 3 wide blocked.
+    """Launch the kernel for K (KERNEL_BY_K) or the one `kernel` names:
+    KERNEL_STRIDED, KERNEL_ASYNC (K <= TAP_CHUNK) or KERNEL_BLOCKED.
 
     Below SMALL_K taps the strided kernel, up to TAP_CHUNK the asynchronous
     one, above it the blocked one with wide tap chunks.
     """
     var k = n_taps
     var t = row_outputs
-    if (algorithm == 0 and k < SMALL_K) or algorithm == 1:
+    if kernel < KERNEL_BY_K or kernel > KERNEL_BLOCKED:
+        raise Error("conv1d: no GPU kernel numbered ", kernel)
+    if kernel == KERNEL_ASYNC and k > TAP_CHUNK:
+        raise Error("conv1d: the asynchronous kernel takes at most ", TAP_CHUNK, " taps")
+    if (kernel == KERNEL_BY_K and k < SMALL_K) or kernel == KERNEL_STRIDED:
         var blocks_per_row = ceildiv(t, STRIDED_BLOCK)
         ctx.enqueue_function[_conv1d_gpu_strided[dtype, STRIDED_OUTPUTS]](
             result, signal, taps, Int64(length), Int64(signal_stride), Int64(taps_stride),
             Int64(pad), Int64(t), Int64(k), Int64(blocks_per_row),
             grid_dim=rows * blocks_per_row, block_dim=STRIDED_TPB,
         )
-    elif (algorithm == 0 or algorithm == 2) and k <= TAP_CHUNK:
+    elif (kernel == KERNEL_BY_K and k <= TAP_CHUNK) or kernel == KERNEL_ASYNC:
         # float64 words are twice as wide: half the outputs per thread
         # keeps the shared memory within 48 KB.
         comptime outputs = ASYNC_OUTPUTS if dtype == DType.float32 else ASYNC_OUTPUTS // 2

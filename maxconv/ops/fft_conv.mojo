@@ -69,10 +69,6 @@ struct FFTConv1D:
     """Correlate each output row with its signal row and taps row by
     overlap-save FFTs.
 
-    The `threads` parameter of `execute` caps the CPU workers: 0 is one
-    per core; benchmarks pass 1 to compare one core with single-threaded
-    peers.
-
     Args:
         output: [R, T] results, written in place.
         signal: [R, N] or [1, N] signal rows.
@@ -87,7 +83,7 @@ struct FFTConv1D:
     """
 
     @staticmethod
-    def execute[target: StaticString, threads: Int](
+    def execute[target: StaticString](
         output: MutableInputTensor[rank=2, ...],
         signal: InputTensor[dtype=output.dtype, rank=2, ...],
         taps: InputTensor[dtype=output.dtype, rank=2, ...],
@@ -133,7 +129,7 @@ struct FFTConv1D:
                 raise Error("fft_conv1d: the spectrum buffer is too narrow")
             fft_conv_cpu[output.dtype](
                 out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
-                spectrum_ptr, spectrum_given, spectrum_ready, threads,
+                spectrum_ptr, spectrum_given, spectrum_ready, 0,
             )
         else:
             raise Error("fft_conv1d: no implementation for target ", target)

@@ -8,7 +8,15 @@
 #       research/direct/gpu_direct.mojo -o /tmp/gpu_direct
 from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.host.func_attribute import Attribute
-from maxconv.ops.conv1d_gpu import ASYNC_OUTPUTS, BLOCKED_TPB, _conv1d_gpu_async, enqueue_conv1d_gpu
+from maxconv.ops.conv1d_gpu import (
+    ASYNC_OUTPUTS,
+    BLOCKED_TPB,
+    KERNEL_ASYNC,
+    KERNEL_BLOCKED,
+    KERNEL_STRIDED,
+    _conv1d_gpu_async,
+    enqueue_conv1d_gpu,
+)
 from std.sys import argv
 from std.time import perf_counter_ns
 
@@ -23,8 +31,12 @@ def _empty():
     pass
 
 
+# run()'s stand-in for "no op kernel": an empty launch.
+comptime EMPTY = -1
+
+
 def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t: Int = 1 << 16, calls: Int = 1) raises:
-    """Kernels: 0 strided, 2 wide blocked, 3 asynchronous copies, 4 empty;
+    """`kernel`: one of the op's KERNEL_* names, or EMPTY;
     `calls` launches per synchronize (10: back to back, as a stream of
     tiles runs, so the figure is the kernel's, not the launch's)."""
     var rows = 256
@@ -46,16 +58,14 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
     var o = d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var sg = d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var tp = d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    # The op's algorithm numbers: 1 strided, 3 wide blocked, 2 asynchronous.
-    var algorithm = 1 if kernel == 0 else (3 if kernel == 2 else 2)
     var times = List[Int]()
     for r in range(8):
         ctx.synchronize()
         var s = perf_counter_ns()
         for _ in range(calls):
-            if kernel != 4:
+            if kernel != EMPTY:
                 # Each row's tile as the op sees it: w = T + K - 1 samples, no padding.
-                enqueue_conv1d_gpu[dtype](ctx, algorithm, o, sg, tp, rows, w, w, 0, 0, t, k)
+                enqueue_conv1d_gpu[dtype](ctx, kernel, o, sg, tp, rows, w, w, 0, 0, t, k)
             else:
                 ctx.enqueue_function[_empty](grid_dim=1, block_dim=32)
         ctx.synchronize()
@@ -80,7 +90,7 @@ def run[dtype: DType = DType.float32](ctx: DeviceContext, kernel: Int, k: Int, t
 
 
 def check[dtype: DType](
-    ctx: DeviceContext, algorithm: Int, rows: Int, n: Int, k: Int, pad: Int, t: Int, taps_rows: Int, signal_rows: Int
+    ctx: DeviceContext, kernel: Int, rows: Int, n: Int, k: Int, pad: Int, t: Int, taps_rows: Int, signal_rows: Int
 ) raises -> Float64:
     """Worst error of outputs [0, t) with `pad` zeros before each row (zero past
     its end; the op's own halo), against a float64 host sum, relative to half
@@ -106,7 +116,7 @@ def check[dtype: DType](
     var tp = d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var signal_stride = n if signal_rows > 1 else 0
     var taps_stride = k if taps_rows > 1 else 0
-    enqueue_conv1d_gpu[dtype](ctx, algorithm, o, sg, tp, rows, n, signal_stride, taps_stride, pad, t, k)
+    enqueue_conv1d_gpu[dtype](ctx, kernel, o, sg, tp, rows, n, signal_stride, taps_stride, pad, t, k)
     var h_all = ctx.enqueue_create_host_buffer[dtype](rows * t + 1)
     ctx.enqueue_copy(h_all, d_out)
     ctx.synchronize()
@@ -131,43 +141,42 @@ def check[dtype: DType](
 
 
 def main() raises:
-    # kernel 0: strided (the op's below SMALL_K), 2: blocked with wide tap
-    # chunks (the op's above TAP_CHUNK), 3: asynchronous copies (the op's in
-    # between; 16 outputs, 8 in float64), 4: an empty kernel (launch +
-    # synchronize). The kernels and variants the asynchronous one was chosen
-    # over are in git history (results/gpu_h100_async_*.txt say which).
+    # KERNEL_STRIDED (the op's below SMALL_K), KERNEL_BLOCKED with wide tap
+    # chunks (the op's above TAP_CHUNK), KERNEL_ASYNC (the op's in between;
+    # 16 outputs, 8 in float64), EMPTY (launch + synchronize). The variants
+    # the asynchronous one was chosen over: results/gpu_h100_async_*.txt.
     var ctx = DeviceContext()
     if len(argv()) > 2 and argv()[1] == "one":
         # One kernel at one K, for a profiler: gpu_direct one K.
-        run(ctx, 3, Int(argv()[2]))
+        run(ctx, KERNEL_ASYNC, Int(argv()[2]))
         return
     # The op's contract: 'full' (pad K-1, N+K-1 outputs), 'same', K > N, one
     # signal through several taps rows and several signals through one.
-    for algorithm in range(1, 4):
+    for kernel in [KERNEL_STRIDED, KERNEL_ASYNC, KERNEL_BLOCKED]:
         for k in [1, 5, 64, 255, 700]:
-            if algorithm == 2 and k > 256:
+            if kernel == KERNEL_ASYNC and k > 256:
                 continue
             var n = 70001
-            print("check algorithm", algorithm, "K", k,
-                  "full f32", check[DType.float32](ctx, algorithm, 3, n, k, k - 1, n + k - 1, 3, 3),
-                  "same f32", check[DType.float32](ctx, algorithm, 2, n, k, (k - 1) // 2, n, 1, 2),
-                  "bcast f32", check[DType.float32](ctx, algorithm, 3, n, k, k - 1, n + k - 1, 3, 1),
-                  "K>N f64", check[DType.float64](ctx, algorithm, 2, 37, k, k - 1, 37 + k - 1, 2, 2))
+            print("check kernel", kernel, "K", k,
+                  "full f32", check[DType.float32](ctx, kernel, 3, n, k, k - 1, n + k - 1, 3, 3),
+                  "same f32", check[DType.float32](ctx, kernel, 2, n, k, (k - 1) // 2, n, 1, 2),
+                  "bcast f32", check[DType.float32](ctx, kernel, 3, n, k, k - 1, n + k - 1, 3, 1),
+                  "K>N f64", check[DType.float64](ctx, kernel, 2, 37, k, k - 1, 37 + k - 1, 2, 2))
     var f = ctx.compile_function[_conv1d_gpu_async[DType.float32, ASYNC_OUTPUTS]]()
     print("async kernel: registers", f.get_attribute(Attribute.NUM_REGS), "spilled bytes",
           f.get_attribute(Attribute.LOCAL_SIZE_BYTES), "blocks/SM", f.occupancy_max_active_blocks_per_multiprocessor(BLOCKED_TPB, 0))
     for calls in [1, 10]:
-        run(ctx, 4, 1, calls=calls)
+        run(ctx, EMPTY, 1, calls=calls)
         for k in [1, 4, 8]:
-            run(ctx, 0, k, calls=calls)
+            run(ctx, KERNEL_STRIDED, k, calls=calls)
         for k in [12, 16, 32, 64, 128, 256]:
-            run(ctx, 3, k, calls=calls)
+            run(ctx, KERNEL_ASYNC, k, calls=calls)
         for k in [512, 1024]:
-            run(ctx, 2, k, calls=calls)
+            run(ctx, KERNEL_BLOCKED, k, calls=calls)
     # Tiles whose width is no multiple of 4 (unaligned rows, partial spans),
     # and float64.
     for k in [5, 64, 255]:
-        run(ctx, 3, k, (1 << 16) - 3)
-        run[DType.float64](ctx, 3, k, (1 << 16) - 3)
+        run(ctx, KERNEL_ASYNC, k, (1 << 16) - 3)
+        run[DType.float64](ctx, KERNEL_ASYNC, k, (1 << 16) - 3)
     for k in [16, 64, 128]:
-        run[DType.float64](ctx, 3, k)
+        run[DType.float64](ctx, KERNEL_ASYNC, k)

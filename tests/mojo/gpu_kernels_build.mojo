@@ -3,7 +3,7 @@
 # model", while `mojo build --target-accelerator` prints the real error.
 # tests/test_gpu_kernels_build.py runs it; it is never executed.
 from max.gpu.host import DeviceContext
-from maxconv.ops.conv1d_gpu import enqueue_conv1d_gpu
+from maxconv.ops.conv1d_gpu import KERNEL_ASYNC, KERNEL_BLOCKED, KERNEL_STRIDED, enqueue_conv1d_gpu
 
 
 def build[dtype: DType](ctx: DeviceContext) raises:
@@ -13,8 +13,8 @@ def build[dtype: DType](ctx: DeviceContext) raises:
     var pa = a.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var pb = b.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var pc = c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    for algorithm in range(1, 4):
-        enqueue_conv1d_gpu[dtype](ctx, algorithm, pa, pb, pc, 1, 100, 0, 0, 3, 100, 4)
+    for kernel in [KERNEL_STRIDED, KERNEL_ASYNC, KERNEL_BLOCKED]:
+        enqueue_conv1d_gpu[dtype](ctx, kernel, pa, pb, pc, 1, 100, 0, 0, 3, 100, 4)
 
 
 def main() raises:
