@@ -155,11 +155,14 @@ def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, 
     lo_bits: Int,
     geo: Blocks,
 ) raises:
-    """Launch one _staged_pass of radix 2^bits (1..STAGED_PASS_BITS)."""
+    """Launch one _staged_pass of radix 2^bits (1..STAGED_PASS_BITS).
+    Radix 32 is never capped below 255 registers: at 128 (max_threads 512)
+    ptxas spilled 40-1388 bytes a thread (sm_90, ptxas -v)."""
     var grid = ceildiv(n_rows << (lp - bits), STAGED_PASS_TPB)
     comptime for b in range(1, STAGED_PASS_BITS + 1):
         if bits == b:
-            ctx.enqueue_function[_staged_pass[dtype, b, inverse, io, spectrum, max_threads]](
+            comptime cap = max_threads if b < 5 else STAGED_PASS_TPB
+            ctx.enqueue_function[_staged_pass[dtype, b, inverse, io, spectrum, cap]](
                 re, im, source, result, tw, Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits),
                 Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
                 Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs),
