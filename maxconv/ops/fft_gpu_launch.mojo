@@ -36,12 +36,23 @@ from .fft_gpu_fused import (
     fused_threads,
     fused_tw_entries,
 )
+from .fft_gpu_staged import (
+    STAGED_CHUNK_CAP_THREADS,
+    STAGED_CHUNK_LOG,
+    STAGED_PASS_BITS,
+    STAGED_PASS_CAP_THREADS,
+    STAGED_PASS_TPB,
+    _staged_chunk,
+    _staged_pass,
+)
 
 # fft_conv_gpu's `variant`: GPU_OLD runs the staged kernels of fft_gpu.mojo
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
 # .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
-# with registers capped at 64 (FUSED_CAP_THREADS); GPU_FUSED_FREE is the
-# same kernel with ptxas free to use more registers (fewer blocks per SM).
+# with registers capped at 64 (FUSED_CAP_THREADS), and longer float32 rows
+# through the new staged kernels of fft_gpu_staged.mojo (capped registers
+# too); GPU_FUSED_FREE is the same kernels with ptxas free to use more
+# registers (fewer blocks per SM). float64 always takes the old kernels.
 comptime GPU_OLD = 0
 comptime GPU_FUSED = 1
 comptime GPU_FUSED_FREE = 2
@@ -127,6 +138,167 @@ def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
         _fused_rows[dtype, lp, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
     _fused_rows[dtype, lp, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
+
+
+def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
+    ctx: DeviceContext,
+    bits: Int,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    pair0: Int,
+    lp: Int,
+    lb: Int,
+    lo_bits: Int,
+    geo: Blocks,
+) raises:
+    """Launch one _staged_pass of radix 2^bits (1..STAGED_PASS_BITS).
+    Radix 32 is never capped below 255 registers: at 128 (max_threads 512)
+    ptxas spilled 40-1388 bytes a thread (sm_90, ptxas -v)."""
+    var grid = ceildiv(n_rows << (lp - bits), STAGED_PASS_TPB)
+    comptime for b in range(1, STAGED_PASS_BITS + 1):
+        if bits == b:
+            comptime cap = max_threads if b < 5 else STAGED_PASS_TPB
+            ctx.enqueue_function[_staged_pass[dtype, b, inverse, io, spectrum, cap]](
+                re, im, source, result, tw, Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits),
+                Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
+                Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs),
+                grid_dim=grid, block_dim=STAGED_PASS_TPB,
+            )
+
+
+def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
+    ctx: DeviceContext,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw_chunk: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int,
+    pair0: Int,
+    lp: Int,
+    lo_bits: Int,
+    geo: Blocks,
+    scale: Scalar[dtype],
+) raises:
+    """Enqueue the new staged kernels for scratch rows 0 .. n_rows - 1 =
+    block pairs (spectrum: taps rows) pair0 .. pair0 + n_rows - 1: global
+    passes down to chunks of 2^lc points (radices as the old path's,
+    _pass_bits(lp - lc, 5, i)), the chunk kernel, the mirrored passes."""
+    var above = lp - lc
+    var passes = ceildiv(above, STAGED_PASS_BITS)
+    var lb = lp
+    for index in range(passes):
+        var bits = _pass_bits(above, STAGED_PASS_BITS, index)
+        if index == 0:
+            _staged_enqueue_pass[dtype, False, True, spectrum, pass_threads_cap](
+                ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
+            )
+        else:
+            _staged_enqueue_pass[dtype, False, False, spectrum, pass_threads_cap](
+                ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
+            )
+        lb -= bits
+    var smem = fused_smem_bytes[dtype](lc)
+    ctx.enqueue_function[_staged_chunk[dtype, lc, spectrum, chunk_threads_cap]](
+        re, im, g_re, g_im, tw_chunk, Int32(lp), Int32(pair0), Int32(geo.pairs), Int32(geo.taps_rows), scale,
+        grid_dim=n_rows << above, block_dim=fused_threads(lc),
+        shared_mem_bytes=smem,
+        func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
+    )
+    comptime if not spectrum:
+        for step in range(passes):
+            var index = passes - 1 - step
+            var bits = _pass_bits(above, STAGED_PASS_BITS, index)
+            lb += bits
+            if index == 0:
+                _staged_enqueue_pass[dtype, True, True, spectrum, pass_threads_cap](
+                    ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
+                )
+            else:
+                _staged_enqueue_pass[dtype, True, False, spectrum, pass_threads_cap](
+                    ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
+                )
+
+
+# The new staged path runs at most this many points of scratch rows per
+# batch (32-bit thread and row indices): 2^31.
+comptime STAGED_MAX_BATCH_POINTS = 1 << 31
+
+
+def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    taps_rows: Int,
+    n_taps: Int,
+    lp: Int,
+    geo: Blocks,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    batch_pairs: Int,
+) raises:
+    """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG through
+    fft_gpu_staged.mojo: the twiddle tables (lo/hi for the passes, the
+    fused kernel's per-stage table of 2^lc points for the chunks), the
+    taps' spectra unless ready, then the block pairs, batch_pairs at a time
+    (0: all at once) through one scratch of that many rows."""
+    var points = 1 << lp
+    var total_pairs = rows * geo.pairs
+    var limit = max(1, STAGED_MAX_BATCH_POINTS >> lp)
+    var batch = min(total_pairs if batch_pairs <= 0 else batch_pairs, limit)
+    var taps_batch = min(taps_rows, limit)
+    var scratch_rows = batch if spectrum_ready else max(batch, taps_batch)
+    var lo_bits = (lp + 1) // 2
+    var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
+    comptime n_tw_chunk = fused_tw_entries(lc)
+    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var tw_c = ctx.enqueue_create_buffer[dtype](2 * n_tw_chunk)
+    var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
+    var x_re = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
+    var x_im = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
+    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_c_p = tw_c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
+    var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var scale = Scalar[dtype](1.0 / Float64(points))
+    ctx.enqueue_function[_gpu_twiddles[dtype]](
+        tw_p, Int64(lp), Int64(lo_bits),
+        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+    )
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc]](
+        tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+    )
+    if not spectrum_ready:
+        # Each taps row is one block of its own: K samples from 0, no pairing.
+        var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
+        var first = 0
+        while first < taps_rows:
+            var n = min(taps_batch, taps_rows - first)
+            _staged_rows[dtype, lc, True, chunk_threads_cap, pass_threads_cap](
+                ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
+                spectra, scale,
+            )
+            first += n
+    var first = 0
+    while first < total_pairs:
+        var n = min(batch, total_pairs - first)
+        _staged_rows[dtype, lc, False, chunk_threads_cap, pass_threads_cap](
+            ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
+            geo, scale,
+        )
+        first += n
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
@@ -242,6 +414,7 @@ def fft_conv_gpu[dtype: DType](
     chunk_log: Int = 0,
     chunk_threads: Int = 0,
     variant: Int = GPU_FUSED,
+    batch_pairs: Int = 0,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
 
@@ -260,6 +433,12 @@ def fft_conv_gpu[dtype: DType](
     `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of float32 rows of
     2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused path also needs
     chunk_log 0 or >= log2(L)); both keep the spectra in the same order.
+    Longer float32 rows take the new staged kernels (fft_gpu_staged.mojo)
+    unless variant is GPU_OLD, with chunks of 2^chunk_log points for
+    chunk_log 12 (0: the default, STAGED_CHUNK_LOG = 12; the old path's
+    spectrum order) or 13 (another order); other chunk_log values and
+    chunk_threads take the old kernels. batch_pairs (new staged path only;
+    0: all) runs the block pairs that many at a time through one scratch.
 
     Scratch (tables, spectra, and the global passes' rows when L exceeds
     one chunk) is allocated on the op's stream and freed in stream order
@@ -290,6 +469,31 @@ def fft_conv_gpu[dtype: DType](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready,
                         )
+            return
+        if variant != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
+            var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+            if chunk_log == 13:
+                if variant == GPU_FUSED:
+                    _staged_conv[dtype, 13, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
+                else:
+                    _staged_conv[dtype, 13, fused_threads(13), STAGED_PASS_TPB](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
+            else:
+                if variant == GPU_FUSED:
+                    _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
+                else:
+                    _staged_conv[dtype, STAGED_CHUNK_LOG, fused_threads(STAGED_CHUNK_LOG), STAGED_PASS_TPB](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
             return
     var whole = lp <= row_log
     var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)

@@ -6,9 +6,11 @@
 # Run on a GPU machine, it also checks results against a direct float64
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
 # First the fused float32 kernel (fft_gpu_fused.mojo), one PASS/FAIL line
-# per case and a "FUSED CHECKS:" summary, then its timing against the old
-# kernels at N = 2^24 (variant old / fused / fused_free), then the original
-# error list and timings.
+# per case and a "FUSED CHECKS:" summary, then the same for the new staged
+# kernels of L > 8192 (fft_gpu_staged.mojo, "STAGED CHECKS:"), then the
+# fused timing against the old kernels at N = 2^24 (variant old / fused /
+# fused_free), the staged one (sbench), then the original error list and
+# timings. Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
 from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_FUSED_FREE, GPU_OLD, fft_conv_gpu
@@ -82,7 +84,7 @@ comptime SENTINEL = 12345.0
 
 def check_case[dtype: DType](
     ctx: DeviceContext, rows: Int, signal_rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int,
-    taps_rows: Int, variant: Int, spectrum_variant: Int, chunk_log: Int = 0,
+    taps_rows: Int, variant: Int, spectrum_variant: Int, chunk_log: Int = 0, batch_pairs: Int = 0,
 ) raises -> Tuple[Float64, Float64, Float64, Bool]:
     """One geometry, three calls into a kept spectrum buffer: (1) `variant`
     computes the taps' spectrum and the outputs; (2) `variant` again with the
@@ -123,7 +125,7 @@ def check_case[dtype: DType](
                 d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 rows, n, sig_stride, taps_rows, pad, t, k, block,
                 d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, False,
-                chunk_log, 0, spectrum_variant,
+                chunk_log, 0, spectrum_variant, batch_pairs,
             )
             ctx.enqueue_copy(d_out, h_out)
         fft_conv_gpu[dtype](
@@ -132,7 +134,7 @@ def check_case[dtype: DType](
             d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             rows, n, sig_stride, taps_rows, pad, t, k, block,
             d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, call != 0,
-            chunk_log, 0, variant,
+            chunk_log, 0, variant, batch_pairs,
         )
         var h_got = ctx.enqueue_create_host_buffer[dtype](n_out + GUARD)
         ctx.enqueue_copy(h_got, d_out)
@@ -152,6 +154,7 @@ def check_case[dtype: DType](
 def report[dtype: DType](
     ctx: DeviceContext, name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int,
     block: Int, mode: String, taps_rows: Int, variant: Int = GPU_FUSED, spectrum_variant: Int = GPU_OLD,
+    chunk_log: Int = 0, batch_pairs: Int = 0,
 ) raises:
     """Run check_case for one geometry in 'full', 'same' or 'valid' mode; prints
     PASS/FAIL with the three errors."""
@@ -159,9 +162,12 @@ def report[dtype: DType](
     var t = n + k - 1 if mode == "full" else (n if mode == "same" else max(1, n - k + 1))
     var tol = 1e-5 if dtype == DType.float32 else 1e-13
     var head = String(name, " ", dtype, " L ", fft_points(block, k, 8), " K ", k, " rows ", rows,
-        " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant)
+        " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant,
+        " chunk_log ", chunk_log, " batch ", batch_pairs)
     try:
-        var r = check_case[dtype](ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant)
+        var r = check_case[dtype](
+            ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant, chunk_log, batch_pairs
+        )
         var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
         if not ok:
             fails += 1
@@ -216,9 +222,72 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     return fails
 
 
+def staged_checks(ctx: DeviceContext) raises -> Int:
+    """The new staged float32 kernels (fft_gpu_staged.mojo, L = 2^14 ..
+    2^22) against the float64 host sum: modes, broadcast signal / taps rows,
+    odd block counts, rows shorter than a block, batches of pairs, chunks of
+    2^12 and 2^13, spectra crossing to and from the old kernels (same
+    order at the same chunk log). Returns the failures."""
+    var fails = 0
+    comptime F = DType.float32
+    # name, rows, signal rows, n, K, block, mode, taps rows, variant,
+    # spectrum variant, chunk log, batch pairs
+    report[F](ctx, "S L2^14 full", fails, 1, 1, 24573, 4097, 16384, "full", 1, GPU_FUSED, GPU_FUSED)
+    report[F](ctx, "S L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^14 K=1", fails, 1, 1, 50000, 1, 16384, "same", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^15 bcast sig", fails, 2, 1, 73728, 8192, 32768, "same", 2, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^15 batch 3", fails, 2, 2, 100000, 8192, 32768, "full", 2, GPU_FUSED, GPU_OLD, 0, 3)
+    report[F](ctx, "S L2^16 short row", fails, 2, 2, 100, 16384, 65536, "full", 2, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^14 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^16 valid", fails, 3, 1, 300000, 16384, 65536, "valid", 3, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^16 same", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^16 batch 1", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED, GPU_OLD, 0, 1)
+    report[F](ctx, "S L2^17 full", fails, 1, 1, 303216, 30000, 131072, "full", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^20 full", fails, 2, 2, 948574, 100000, 1048576, "full", 2, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S L2^22 batch 1", fails, 1, 1, 9000000, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD, 0, 1)
+    # Chunks of 2^13 (another spectrum order, which the old kernels share
+    # at chunk log 13).
+    report[F](ctx, "S13 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 13)
+    report[F](ctx, "S13 L2^16 same", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_FUSED, GPU_OLD, 13)
+    report[F](ctx, "S13 L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD, 13, 1)
+    # Uncapped registers.
+    report[F](ctx, "Sfree L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
+    report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_OLD)
+    # The old kernels reading spectra the new ones computed.
+    report[F](ctx, "old L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED)
+    # float64 keeps the old path whatever the variant.
+    report[DType.float64](ctx, "f64 L2^16", fails, 2, 2, 166608, 10000, 65536, "same", 2, GPU_FUSED, GPU_OLD)
+    print("STAGED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
+    return fails
+
+
+def staged_bench(ctx: DeviceContext) raises:
+    """Old against new staged kernels at N = 2^24 float32, L in {2K, 4K,
+    8K} (from 2^14 up to 2^23): old, new (chunk 2^12, capped registers),
+    new with uncapped registers, new with 2^13 chunks, new with the pairs
+    batched so one batch's scratch is ~16 or ~32 MB (L2-resident)."""
+    var n24 = 1 << 24
+    for k in [8192, 16384, 65536, 131072, 1 << 20]:
+        for mult in [2, 4, 8]:
+            var points = mult * k
+            if points <= 1 << 13 or points > 1 << 23:
+                continue
+            bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_OLD, 20)
+            bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20)
+            bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED_FREE, 20)
+            bench[DType.float32](ctx, n24, k, points, 13, 0, GPU_FUSED, 20)
+            for mb in [16, 32]:
+                var batch = max(1, (mb << 20) // (8 * points))
+                bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20, batch)
+
+
 def bench[dtype: DType](
     ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
-    variant: Int = GPU_FUSED, repeats: Int = 6,
+    variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0,
 ) raises:
     """Device-resident timing of the whole op: n 'same'-style outputs of one
     row in blocks of L = points. Per call (enqueue + synchronize): min and
@@ -247,19 +316,19 @@ def bench[dtype: DType](
         # Warm-up (module load, first-touch, spectrum for the kept case).
         for _ in range(2):
             fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
-                                chunk_log, chunk_threads, variant)
+                                chunk_log, chunk_threads, variant, batch_pairs)
         ctx.synchronize()
         var times = List[Int]()
         for _ in range(repeats):
             var s = perf_counter_ns()
             fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                                chunk_log, chunk_threads, variant)
+                                chunk_log, chunk_threads, variant, batch_pairs)
             ctx.synchronize()
             times.append(Int(perf_counter_ns() - s))
         var s = perf_counter_ns()
         for _ in range(repeats):
             fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                                chunk_log, chunk_threads, variant)
+                                chunk_log, chunk_threads, variant, batch_pairs)
         ctx.synchronize()
         var batched = Float64(Int(perf_counter_ns() - s)) / Float64(repeats)
         sort(times)
@@ -268,6 +337,7 @@ def bench[dtype: DType](
         print(
             "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
             "variant", "fused" if variant == GPU_FUSED else ("fused_free" if variant == GPU_FUSED_FREE else "old"),
+            "batch", batch_pairs,
             "spectrum kept" if kept else "spectrum each call",
             "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
             "| batched ms", batched / 1e6, "GS/s", Float64(n) / batched,
@@ -277,18 +347,23 @@ def bench[dtype: DType](
 
 def main() raises:
     # Sections, all by default or those named on the command line:
-    # fused (the fused kernel's PASS/FAIL cases), bench (old against fused
-    # timings at N = 2^24), orig (the original error list and timings).
+    # fused (the fused kernel's PASS/FAIL cases), staged (the new staged
+    # kernels' PASS/FAIL cases), bench (old against fused timings at
+    # N = 2^24), sbench (old against new staged timings at N = 2^24), orig
+    # (the original error list and timings).
     var args = argv()
     var want = List[String]()
     for i in range(1, len(args)):
         want.append(String(args[i]))
     if len(want) == 0:
-        want = ["fused", "bench", "orig"]
+        want = ["fused", "staged", "bench", "sbench", "orig"]
     var ctx = DeviceContext()
     var fails = -1
+    var staged_fails = -1
     if "fused" in want:
         fails = fused_checks(ctx)
+    if "staged" in want:
+        staged_fails = staged_checks(ctx)
     if "bench" in want:
         var n24 = 1 << 24
         for k in [512, 1024, 2048, 4096]:
@@ -296,10 +371,14 @@ def main() raises:
                 if points >= 2 * k:
                     for variant in [GPU_OLD, GPU_FUSED, GPU_FUSED_FREE]:
                         bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    if "sbench" in want:
+        staged_bench(ctx)
     if "orig" in want:
         original(ctx)
     if fails >= 0:
         print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
+    if staged_fails >= 0:
+        print("STAGED CHECKS:", staged_fails, "FAILED" if staged_fails > 0 else "(all passed)", flush=True)
 
 
 def original(ctx: DeviceContext) raises:

@@ -1,0 +1,388 @@
+"""GPU path of the FFT op for float32 rows longer than the fused kernel's
+(L > 2^FUSED_MAX_LOG): global passes, then one shared-memory chunk kernel,
+written the way fft_gpu_fused.mojo is.
+
+The same transform and spectrum order as the old staged kernels of
+fft_gpu.mojo (global DIF passes of radix 2^_pass_bits(lp - lc, 5, i), then
+chunks of 2^lc points: a head of radix 2^(lc % 4), then radix 16), so with
+lc = GPU_CHUNK_LOG_F32 (12) a spectrum kept by either path serves the other;
+lc = 13 is another order (fewer global bits), kept for measurement.
+
+- _staged_pass: one r-point butterfly per thread, as _gpu_pass, but 32-bit
+  in-row index math (only the row base is 64-bit), each twiddle W_L^u read
+  as two coalescing-free table loads (lo/hi tables of ~sqrt(L) entries, L1
+  resident) and applied as soon as it is read (no r-wide twiddle arrays in
+  registers), registers capped through nvvm.maxntid. The first forward pass
+  reads the signal straight from the caller's rows: consecutive threads read
+  consecutive samples (coalesced), zeros outside the row by one unsigned
+  compare; the last inverse pass writes the outputs.
+- _staged_chunk: the fused kernel's structure for a chunk of 2^lc points of
+  a scratch row (lc a compile-time parameter, 2^(lc-4) threads with 16
+  complex values each, one barrier per shared-memory exchange, the exact
+  per-stage twiddle table of fused_tw_value(lc, .)): stage 0 loads straight
+  from the scratch rows (coalesced) and the last inverse stage stores
+  straight back; the product with the taps' spectrum sits in registers
+  between the last forward and first inverse stage.
+- A call may run the block pairs in batches (`batch_pairs`), reusing one
+  scratch of batch_pairs rows, so that the scratch stays in L2 between the
+  passes of a batch (H200: 50 MB of L2).
+
+The global passes' own twiddles are applied by the passes (DIF: after the
+butterfly, forward; before it, inverse): a chunk is a plain 2^lc-point
+transform.
+"""
+
+from max.gpu import block_dim, block_idx, thread_idx
+from max.gpu.memory import AddressSpace, external_memory
+from max.gpu.sync import barrier
+from std.sys import size_of
+from std.utils import StaticTuple
+
+from .fft_common import _log2
+from .fft_gpu import _bitrev, _reg_dif, _reg_dit
+from .fft_gpu_fused import (
+    XPtr,
+    _fused_center,
+    _fused_middle,
+    _fused_radix_log,
+    _fused_span_log,
+    _fused_stages,
+    _tw_mul_in,
+    _tw_mul_out,
+)
+
+
+# Chunk of 2^STAGED_CHUNK_LOG points (2^(lc-4) threads, 16 values each):
+# the old kernels' chunk size, so the spectrum order is the old one.
+comptime STAGED_CHUNK_LOG = 12
+# Registers: a chunk kernel declared for 1024 threads keeps within 64
+# registers (as _gpu_fused); a global pass of radix up to 32 (64 data
+# registers) declared for 512 threads within 128.
+comptime STAGED_CHUNK_CAP_THREADS = 1024
+comptime STAGED_PASS_CAP_THREADS = 512
+comptime STAGED_PASS_TPB = 256
+comptime STAGED_PASS_BITS = 5
+
+
+@always_inline
+def _lohi_root[dtype: DType](tw: Pointer[Scalar[dtype], MutAnyOrigin], u: Int32, lo_bits: Int32) -> SIMD[dtype, 2]:
+    """W_L^u (0 <= u < L) = hi[u >> lo_bits] * lo[u & mask] from the
+    tables of _gpu_twiddles (lo first, 2^lo_bits entries, then hi)."""
+    var lo = tw.unsafe_load[width=2, alignment=8](Int(2 * (u & ((Int32(1) << lo_bits) - 1))))
+    var hi = tw.unsafe_load[width=2, alignment=8](Int((Int32(2) << lo_bits) + 2 * (u >> lo_bits)))
+    return SIMD[dtype, 2](hi[0] * lo[0] - hi[1] * lo[1], hi[0] * lo[1] + hi[1] * lo[0])
+
+
+@always_inline
+def _staged_pass_body[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool](
+    e: Int32,
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int32,
+    pair0: Int32,
+    log_points: Int32,
+    log_block: Int32,
+    lo_bits: Int32,
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+):
+    """Thread e of _staged_pass: one radix-2^rb DIF butterfly (inverse: its
+    mirror) of a stage over blocks of 2^log_block points of n_rows scratch
+    rows.
+
+    Scratch row i is block pair pair0 + i (spectrum: taps row i, one block
+    from sample 0, pad 0). io: the first forward pass reads the points from
+    the source; the last inverse pass writes the outputs. Rows of up to
+    2^31 points, grids of up to 2^31 threads.
+    """
+    comptime r = 1 << rb
+    var lp = log_points
+    var per_row_log = lp - Int32(rb)
+    var row = e >> per_row_log
+    if row >= n_rows:
+        return
+    var k = e & ((Int32(1) << per_row_log) - 1)
+    var lb = log_block
+    var lm = lb - Int32(rb)
+    var m = Int32(1) << lm
+    var j = k & (m - 1)
+    var offset = ((k >> lm) << lb) + j
+    var row_re = re.unsafe_offset(Int(row) << Int(lp))
+    var row_im = im.unsafe_offset(Int(row) << Int(lp))
+    # W_L^(p * (j << (lp - lb))) for frequency p of this butterfly.
+    var ustep = j << (lp - lb)
+    var vr = SIMD[dtype, r](0)
+    var vi = SIMD[dtype, r](0)
+    comptime if not inverse:
+        comptime if io:
+            var pair = pair0 + row
+            var r_row = pair // pairs
+            var b0 = 2 * (pair - r_row * pairs)
+            var second = b0 + 1 < blocks
+            var t_blk = block_outputs
+            var src = source.unsafe_offset(Int(r_row) * Int(signal_stride))
+            var v0 = b0 * t_blk - pad + offset
+            var n_in = length.cast[DType.uint32]()
+            comptime for q in range(r):
+                var v = v0 + Int32(q) * m
+                if v.cast[DType.uint32]() < n_in:
+                    vr[q] = src[unsafe_offset=Int(v)]
+            comptime if not spectrum:
+                if second:
+                    comptime for q in range(r):
+                        var v = v0 + t_blk + Int32(q) * m
+                        if v.cast[DType.uint32]() < n_in:
+                            vi[q] = src[unsafe_offset=Int(v)]
+        else:
+            comptime for q in range(r):
+                vr[q] = row_re[unsafe_offset=Int(offset + Int32(q) * m)]
+                vi[q] = row_im[unsafe_offset=Int(offset + Int32(q) * m)]
+        _reg_dif[dtype, r](vr, vi)
+        if j != 0:
+            comptime for p in range(1, r):
+                comptime i = _bitrev(p, rb)
+                var w = _lohi_root[dtype](tw, Int32(p) * ustep, lo_bits)
+                var a = vr[i]
+                var b = vi[i]
+                vr[i] = a * w[0] - b * w[1]
+                vi[i] = a * w[1] + b * w[0]
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            row_re[unsafe_offset=Int(offset + Int32(p) * m)] = vr[i]
+            row_im[unsafe_offset=Int(offset + Int32(p) * m)] = vi[i]
+    else:
+        comptime for p in range(r):
+            comptime i = _bitrev(p, rb)
+            vr[i] = row_re[unsafe_offset=Int(offset + Int32(p) * m)]
+            vi[i] = row_im[unsafe_offset=Int(offset + Int32(p) * m)]
+        if j != 0:
+            comptime for p in range(1, r):
+                comptime i = _bitrev(p, rb)
+                var w = _lohi_root[dtype](tw, Int32(p) * ustep, lo_bits)
+                var a = vr[i]
+                var b = vi[i]
+                vr[i] = a * w[0] + b * w[1]
+                vi[i] = b * w[0] - a * w[1]
+        _reg_dit[dtype, r](vr, vi)
+        comptime if io:
+            var pair = pair0 + row
+            var r_row = pair // pairs
+            var b0 = 2 * (pair - r_row * pairs)
+            var second = b0 + 1 < blocks
+            var t_blk = block_outputs
+            var t_out = row_outputs
+            var at = b0 * t_blk
+            var dst = result.unsafe_offset(Int(r_row) * Int(t_out))
+            comptime for q in range(r):
+                var n = offset + Int32(q) * m
+                if n < t_blk and at + n < t_out:
+                    dst[unsafe_offset=Int(at + n)] = vr[q]
+            if second:
+                comptime for q in range(r):
+                    var n = offset + Int32(q) * m
+                    if n < t_blk and at + t_blk + n < t_out:
+                        dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
+        else:
+            comptime for q in range(r):
+                row_re[unsafe_offset=Int(offset + Int32(q) * m)] = vr[q]
+                row_im[unsafe_offset=Int(offset + Int32(q) * m)] = vi[q]
+
+
+@__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
+def _staged_pass[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int32,
+    pair0: Int32,
+    log_points: Int32,
+    log_block: Int32,
+    lo_bits: Int32,
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+):
+    """One radix-2^rb DIF stage (inverse: its mirror) over blocks of
+    2^log_block points of n_rows scratch rows, one butterfly per thread
+    (_staged_pass_body). Scratch row i is block pair pair0 + i (spectrum:
+    taps row pair0 + i). max_threads: see STAGED_PASS_CAP_THREADS."""
+    var e = Int32(Int(block_idx.x)) * Int32(Int(block_dim.x)) + Int32(Int(thread_idx.x))
+    _staged_pass_body[dtype, rb, inverse, io, spectrum](
+        e, re, im, source, result, tw, n_rows, pair0, log_points, log_block, lo_bits, length,
+        signal_stride, pad, row_outputs, block_outputs, blocks, pairs,
+    )
+
+
+@always_inline
+def _staged_chunk_offsets[spectrum: Bool](
+    c: Int32, lp: Int32, lc: Int, pair0: Int32, pairs: Int32, taps_rows: Int32
+) -> Tuple[Int, Int]:
+    """(scratch offset, spectrum offset) of chunk c: 2^lc points of scratch
+    row c >> (lp - lc); the spectrum of channel ch, chunk ci sits at
+    (ch << lp) + (ci << lc)."""
+    var above = lp - Int32(lc)
+    var row = c >> above
+    var ci = c & ((Int32(1) << above) - 1)
+    var channel: Int
+    comptime if spectrum:
+        channel = Int(pair0 + row)
+    else:
+        channel = Int((pair0 + row) // pairs) if taps_rows > 1 else 0
+    return ((Int(row) << Int(lp)) + (Int(ci) << lc), (channel << Int(lp)) + (Int(ci) << lc))
+
+
+@always_inline
+def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
+    t: Int32,
+    xr: XPtr[dtype, space],
+    xi: XPtr[dtype, space],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    src_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    src_im: Pointer[Scalar[dtype], MutAnyOrigin],
+):
+    """Thread t: load points t + T q of the chunk (T = 2^(lc-4)) from the
+    scratch rows (coalesced), run forward stage 0 of the 2^lc-point
+    transform (as _fused_first), store to the exchange rows."""
+    comptime L = 1 << lc
+    comptime T = L >> 4
+    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime r0 = 1 << rl0
+    comptime c0 = 16 // r0
+    comptime lm0 = _fused_span_log(lc, 0)
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime for q in range(16):
+        vr[q] = src_re[unsafe_offset=Int(t + Int32(T * q))]
+        vi[q] = src_im[unsafe_offset=Int(t + Int32(T * q))]
+    comptime for c in range(c0):
+        var ar = SIMD[dtype, r0](0)
+        var ai = SIMD[dtype, r0](0)
+        comptime for p in range(r0):
+            ar[p] = vr[c + c0 * p]
+            ai[p] = vi[c + c0 * p]
+        _reg_dif[dtype, r0](ar, ai)
+        comptime for p in range(1, r0):
+            comptime i = _bitrev(p, rl0)
+            var a = ar[i]
+            var b = ai[i]
+            _tw_mul_out[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
+            ar[i] = a
+            ai[i] = b
+        comptime for p in range(r0):
+            comptime i = _bitrev(p, rl0)
+            vr[c + c0 * p] = ar[i]
+            vi[c + c0 * p] = ai[i]
+    var pt = t + (t >> 4)
+    comptime for q in range(16):
+        comptime o = T * q + ((T * q) >> 4)
+        xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
+        xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
+
+
+@always_inline
+def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
+    t: Int32,
+    xr: XPtr[dtype, space],
+    xi: XPtr[dtype, space],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    dst_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    dst_im: Pointer[Scalar[dtype], MutAnyOrigin],
+):
+    """Thread t: inverse stage 0 (as _fused_last) from slots t + T q, then
+    the points back to the scratch rows (coalesced)."""
+    comptime L = 1 << lc
+    comptime T = L >> 4
+    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime r0 = 1 << rl0
+    comptime c0 = 16 // r0
+    comptime lm0 = _fused_span_log(lc, 0)
+    var pt = t + (t >> 4)
+    var vr = SIMD[dtype, 16](0)
+    var vi = SIMD[dtype, 16](0)
+    comptime for q in range(16):
+        comptime o = T * q + ((T * q) >> 4)
+        vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
+        vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
+    comptime for c in range(c0):
+        var ar = SIMD[dtype, r0](0)
+        var ai = SIMD[dtype, r0](0)
+        comptime for p in range(r0):
+            comptime i = _bitrev(p, rl0)
+            ar[i] = vr[c + c0 * p]
+            ai[i] = vi[c + c0 * p]
+        comptime for p in range(1, r0):
+            comptime i = _bitrev(p, rl0)
+            var a = ar[i]
+            var b = ai[i]
+            _tw_mul_in[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
+            ar[i] = a
+            ai[i] = b
+        _reg_dit[dtype, r0](ar, ai)
+        comptime for q in range(r0):
+            vr[c + c0 * q] = ar[q]
+            vi[c + c0 * q] = ai[q]
+    comptime for q in range(16):
+        dst_re[unsafe_offset=Int(t + Int32(T * q))] = vr[q]
+        dst_im[unsafe_offset=Int(t + Int32(T * q))] = vi[q]
+
+
+@__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
+def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_re: Pointer[Scalar[dtype], MutAnyOrigin],
+    g_im: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    log_points: Int32,
+    pair0: Int32,
+    pairs: Int32,
+    taps_rows: Int32,
+    scale: Scalar[dtype],
+):
+    """Chunk `block_idx.x` (2^lc points of scratch row block_idx.x >> (lp -
+    lc)) through every shared-memory stage, 2^(lc-4) threads: forward,
+    then scale * conj(X) to the spectrum rows (spectrum: scratch row i is
+    taps row pair0 + i) or the product with them (scratch row i is block
+    pair pair0 + i), inverse, back in place.
+
+    The spectrum of channel c, chunk ci sits at (c << lp) + (ci << lc), in
+    the order of the old _gpu_chunk when lc is its chunk log.
+    max_threads: see STAGED_CHUNK_CAP_THREADS.
+    """
+    comptime stages = _fused_stages(lc)
+    comptime PL = (1 << lc) + (1 << (lc - 4))
+    var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var xi = xr.unsafe_offset(PL)
+    var t = Int32(Int(thread_idx.x))
+    var at = _staged_chunk_offsets[spectrum](Int32(Int(block_idx.x)), log_points, lc, pair0, pairs, taps_rows)
+    var row_re = re.unsafe_offset(at[0])
+    var row_im = im.unsafe_offset(at[0])
+    var g_off = at[1]
+    _chunk_first[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+    barrier()
+    comptime for s in range(1, stages - 1):
+        _fused_middle[dtype, lc, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        barrier()
+    _fused_center[dtype, lc, spectrum, AddressSpace.SHARED](
+        t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
+    )
+    comptime if not spectrum:
+        barrier()
+        comptime for s_rev in range(1, stages - 1):
+            _fused_middle[dtype, lc, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            barrier()
+        _chunk_last[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
