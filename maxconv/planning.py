@@ -32,9 +32,10 @@ FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
 # block pair (ops/fft_gpu_fused.mojo), which beats the staged kernels of
 # longer blocks: there L = 2K rounded up, at least FFT_FUSED_MIN_POINTS. On an
 # H200, N = 2^24, ms a call with the taps' spectrum kept
-# (research/fft/results/gpu_h200_fused.txt): K = 1024: L = 4096 0.102, 8192
-# 0.124, staged 16384 0.274; K = 2048: 4096 0.134, 8192 0.139; K = 4096: 8192
-# 0.183, staged 16384 0.262; K = 512: 2048 0.095, 4096 0.095, 8192 0.125.
+# (research/fft/results/gpu_h200_fused.txt, gpu_h200_fused_orig.txt): K = 512:
+# L = 2048 0.095, 4096 0.095, 8192 0.125; K = 1024: 4096 0.102, 8192 0.124
+# (the old whole-row kernel at 4096: 0.274); K = 2048: 4096 0.134, 8192 0.139;
+# K = 4096: 8192 0.183, staged 16384 0.262.
 FFT_FUSED_POINTS = 1 << 13
 FFT_FUSED_MIN_POINTS = 1 << 12
 
