@@ -6,6 +6,9 @@
 Each checkout runs in its own virtual environment (`uv sync` there first), in
 turn, one process per run, the order rotated every round so that a neighbour's
 load falls on each of them alike; prints the median and range of each.
+With --quiet F, each run waits (up to a minute) until the machine's CPUs
+were busy less than F of the last half second: on a shared machine a
+neighbour's job otherwise decides the figure.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,11 +37,35 @@ except SystemExit:
 """
 
 
+def busy_share(seconds: float = 0.5) -> float:
+    """The share of all CPUs' time spent busy over the next `seconds` (Linux)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    return 1 - (idle2 - idle) / max(1, total2 - total)
+
+
+def wait_quiet(limit: float, timeout: float = 60) -> float:
+    """Wait until busy_share() < limit or `timeout` seconds pass; the last share."""
+    start = time.monotonic()
+    share = busy_share()
+    while share >= limit and time.monotonic() - start < timeout:
+        share = busy_share()
+    return share
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("trees", nargs="+", help="name=checkout")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--folder", default="/tmp/reverb-spectrum")
+    parser.add_argument("--quiet", type=float, default=None, help="wait for busy < this")
     args = parser.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,6 +78,7 @@ def main() -> None:
         order = names[run % len(names) :] + names[: run % len(names)]
         for name in order:
             tree = Path(trees[name]).resolve()
+            share = wait_quiet(args.quiet) if args.quiet is not None else float("nan")
             out = subprocess.run(
                 [str(tree / ".venv/bin/python"), "-c", CODE, str(folder), name],
                 capture_output=True,
@@ -62,7 +91,7 @@ def main() -> None:
             compute = report["seconds"]["compute"]
             if run > 0:  # the first round may compile
                 seen[name].append(compute)
-            print(f"round {run} {name:<8} compute {compute:.3f} s", flush=True)
+            print(f"round {run} {name:<8} compute {compute:.3f} s (busy {share:.2f})", flush=True)
     for name in names:
         values = seen[name]
         print(

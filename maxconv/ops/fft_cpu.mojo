@@ -387,6 +387,7 @@ def fft_conv_cpu[dtype: DType](
 
     if full > 0:
         sync_parallelize(work, workers)
+    _ = next_task.load()  # the counter lives until every worker is done
 
     for task in range(full, tasks):
         var r = pair_in(task, re, im)
