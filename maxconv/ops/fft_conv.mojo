@@ -36,9 +36,11 @@ the frequency domain"):
   compile-time twiddles. Forward tail, product with the taps' spectrum and
   inverse head are fused into one pass over each V x V block.
 - Radix 4 (one radix-2 stage when log2(M) is odd) halves the passes over
-  memory against radix 2; twiddles come from tables built once per call in
-  float64 from two small exact tables (w^t = hi[t / S] * lo[t % S]), so a
-  call costs O(L) multiplies, not O(L) sin/cos.
+  memory against radix 2; twiddles come from tables built in float64
+  from two small exact tables (w^t = hi[t / S] * lo[t % S]), so they cost
+  O(L) multiplies, not O(L) sin/cos. On the CPU they are built once beside
+  the kept taps' spectra (a stream's later chunks read them back), else
+  once per call.
 
 The GPU path uses the same ordering and pairing tricks with radix-16
 stages: a row of up to 2^GPU_ROW_LOG points is transformed by one thread
@@ -74,8 +76,11 @@ struct FFTConv1D:
         signal: [R, N] or [1, N] signal rows.
         taps: [R, K] or [1, K] taps rows.
         spectrum: [S, W]: with S > 0, where the taps' spectra are kept
-            between calls (S = the taps rows, W >= 2L; see fft_conv_cpu);
-            [0, 0] for scratch of this call only.
+            between calls (S = the taps rows, W >= 2L; see fft_conv_cpu),
+            and on the CPU the twiddle tables too where S * W leaves room
+            for them behind the spectra (2L + 2L/V elements, V the SIMD
+            width: 3L always suffices); [0, 0] for scratch of this call
+            only.
         window: [P, B, F, 0]: P zeros precede the signal; B the block
             length asked for (rounded up to a power of two >= K); F = 1 when
             `spectrum` already holds these taps' spectra.
@@ -129,7 +134,8 @@ struct FFTConv1D:
                 raise Error("fft_conv1d: the spectrum buffer is too narrow")
             fft_conv_cpu[output.dtype](
                 out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
-                spectrum_ptr, spectrum_given, spectrum_ready, 0,
+                spectrum_ptr, spectrum_given, spectrum_ready,
+                spectrum.dim_size(0) * spectrum.dim_size(1), 0,
             )
         else:
             raise Error("fft_conv1d: no implementation for target ", target)

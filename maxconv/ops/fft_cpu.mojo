@@ -6,6 +6,7 @@ reads overlap-save blocks straight from the caller's rows.
 """
 
 from max.algorithm import sync_parallelize
+from std.atomic import Atomic
 from std.math import ceildiv
 from std.sys import simd_width_of, num_physical_cores, size_of
 
@@ -92,6 +93,19 @@ def _transform_block[dtype: DType, lanes: Int, spectrum_only: Bool](
 # ---------------------------------------------------------------------------
 # CPU: driver
 # ---------------------------------------------------------------------------
+
+
+def table_offset(taps_rows: Int, points: Int) -> Int:
+    """Where the twiddle tables start in a spectrum buffer: behind the
+    spectra (taps_rows rows of L re, then as many of L im)."""
+    return 2 * taps_rows * points
+
+
+def table_points[lanes: Int](points: Int) -> Int:
+    """Elements of the twiddle tables for L points: the column twiddles
+    (L/V re, L/V im), then the row twiddles (L re, L im). At most 3L for
+    V >= 2 lanes, which the engine allows for (maxconv/engine.py)."""
+    return 2 * (points // lanes) + 2 * points
 
 
 @always_inline
@@ -226,6 +240,7 @@ def fft_conv_cpu[dtype: DType](
     spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
     spectrum_given: Bool,
     spectrum_ready: Bool,
+    spectrum_size: Int = 0,
     max_workers: Int = 0,
 ):
     """The whole CPU op: tables, one spectrum per taps row, block pairs over cores.
@@ -233,7 +248,11 @@ def fft_conv_cpu[dtype: DType](
     The taps' spectra (S rows of L re, then S rows of L im) go to `spectrum`
     if `spectrum_given`, and are read from it without being computed again
     if `spectrum_ready` (a stream of chunks through the same taps); else
-    they live in scratch for this call.
+    they live in scratch for this call. When the buffer holds
+    `spectrum_size` >= table_offset + table_points elements (see those),
+    the twiddle tables for L are kept behind the spectra the same way:
+    built with them, read back with them (the buffer belongs to one L and
+    one dtype, so they cannot go stale); else built in scratch every call.
 
     Row r's outputs are cut into blocks of T = L - K + 1; block b reads the
     L signal samples from b * T - pad (zero outside the row) and writes
@@ -252,15 +271,22 @@ def fft_conv_cpu[dtype: DType](
     var rows_l = points // lanes
     var workers = num_physical_cores() if max_workers <= 0 else min(max_workers, num_physical_cores())
     workers = max(1, workers)
-    var col_re = _alloc[dtype](rows_l)
-    var col_im = _alloc[dtype](rows_l)
-    var row_re = _alloc[dtype](points)
-    var row_im = _alloc[dtype](points)
+    # Tables: kept in the spectrum buffer behind the spectra when it has room.
+    var tables_kept = spectrum_given and spectrum_size >= table_offset(
+        taps_rows, points
+    ) + table_points[lanes](points)
+    var col_re = spectrum.unsafe_offset(table_offset(taps_rows, points)) if tables_kept else _alloc[
+        dtype
+    ](table_points[lanes](points))
+    var col_im = col_re.unsafe_offset(rows_l)
+    var row_re = col_im.unsafe_offset(rows_l)
+    var row_im = row_re.unsafe_offset(points)
 
     def tables(part: Int) {var col_re, var col_im, var row_re, var row_im, var points, var workers}:
         _build_tables[dtype, lanes](points, col_re, col_im, row_re, row_im, part, workers)
 
-    sync_parallelize(tables, workers)
+    if not (tables_kept and spectrum_ready):
+        sync_parallelize(tables, workers)
 
     var g_re = spectrum if spectrum_given else _alloc[dtype](2 * taps_rows * points)
     var g_im = g_re.unsafe_offset(taps_rows * points)
@@ -334,14 +360,22 @@ def fft_conv_cpu[dtype: DType](
         if b + 1 < blocks:
             _store_row[dtype, lanes](result, at + t, im, min(t, row_outputs - (b + 1) * t))
 
+    # Tasks are taken from a shared counter, not dealt in turn: when another
+    # thread (the file writer, a neighbour) takes part of one core, the other
+    # worker takes more of the pairs instead of waiting for it at the end.
+    var next_task = Atomic[Int64](0)
+    var counter = Pointer(to=next_task).unsafe_origin_cast[MutAnyOrigin]()
+
     def work(worker: Int) {
         var g_re, var g_im, var col_re, var col_im, var row_re, var row_im, var points,
-        var rows_l, var full, var workers, var scale, var taps_rows, var pair_in, var pair_out
+        var rows_l, var full, var scale, var taps_rows, var pair_in, var pair_out, var counter
     }:
         var re = _alloc[dtype](2 * points + CPU_SKEW)
         var im = re.unsafe_offset(points + CPU_SKEW)
-        var task = worker
-        while task < full:
+        while True:
+            var task = Int(counter[].fetch_add(1))
+            if task >= full:
+                break
             var r = pair_in(task, re, im)
             var c = r if taps_rows > 1 else 0
             _transform_block[dtype, lanes, False](
@@ -349,11 +383,11 @@ def fft_conv_cpu[dtype: DType](
                 rows_l, col_re, col_im, row_re, row_im, scale,
             )
             pair_out(task, re, im)
-            task += workers
         re.unsafe_free()
 
     if full > 0:
         sync_parallelize(work, workers)
+    _ = next_task.load()  # the counter lives until every worker is done
 
     for task in range(full, tasks):
         var r = pair_in(task, re, im)
@@ -365,9 +399,7 @@ def fft_conv_cpu[dtype: DType](
         pair_out(task, re, im)
 
     re.unsafe_free()
-    col_re.unsafe_free()
-    col_im.unsafe_free()
-    row_re.unsafe_free()
-    row_im.unsafe_free()
+    if not tables_kept:
+        col_re.unsafe_free()
     if not spectrum_given:
         g_re.unsafe_free()
