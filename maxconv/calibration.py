@@ -51,34 +51,19 @@ def measure_crossover(
     """Time both ops (float32, data on the device) at each K, CALIBRATION_ROUNDS
     times over; the crossover is choose_crossover's.
     """
-<<<<<<< HEAD
-    from .bench import bench_inputs, crossovers, measure_ops
-=======
     from .bench import bench_inputs, measure_ops
-    from .engine import get_engine
->>>>>>> fftcpu
 
     n = signal_length or CALIBRATION_SIGNAL[engine.spec.kind]
-<<<<<<< HEAD
-    rows = []
-    for k in taps:
-        rows += measure_ops(engine, *bench_inputs(np.dtype(np.float32), n, k), 1, repeat)
-    (found,) = crossovers(rows).values()
-    seconds = {
-        name: {r.k: r.seconds for r in rows if r.name == name} for name in {r.name for r in rows}
-    }
-=======
     inputs = {k: bench_inputs(np.dtype(np.float32), n, k) for k in taps}
     rounds = []
     for _ in range(CALIBRATION_ROUNDS):
         rows = []
         for k in taps:
-            rows += measure_ops(device, *inputs[k], 1, repeat)
+            rows += measure_ops(engine, *inputs[k], 1, repeat)
         rounds.append(rows)
     seconds = _median_seconds(rounds)
     speedups = fft_speedups(seconds["maxconv op"], seconds["maxconv fft op"])
     found = choose_crossover(speedups, FFT_FROM_TAPS[engine.spec.kind], 2 * max(taps))
->>>>>>> fftcpu
     return Calibration(
         fft_from_taps=found,
         device=engine.label,
