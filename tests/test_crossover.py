@@ -75,17 +75,18 @@ def test_skipped_direct_op_counts_as_an_fft_win():
 def _fake_device(
     monkeypatch: pytest.MonkeyPatch, kind: str, crossover: float, noise: float, seed: int
 ):
-    """measure_ops on a device whose ops cross at `crossover` taps, each timing
-    off by up to +-`noise` (uniform) at random: direct ~ K, FFT ~ constant."""
+    """A stand-in engine and measure_ops on a device whose ops cross at
+    `crossover` taps, each timing off by up to +-`noise` (uniform) at random:
+    direct ~ K, FFT ~ constant. Returns the engine and the K timed, in order."""
     rng = np.random.default_rng(seed)
     engine = SimpleNamespace(label=f"{kind}:fake", spec=SimpleNamespace(kind=kind))
-    monkeypatch.setattr(maxconv.engine, "get_engine", lambda device="auto": engine)
     monkeypatch.setattr(
         maxconv.bench, "bench_inputs", lambda dtype, n, k: (np.zeros((1, 1)), np.zeros((1, k)))
     )
     calls = []
 
-    def measure_ops(device, signal, taps, warmup, repeat, stream=False):
+    def measure_ops(engine_given, signal, taps, warmup, repeat, stream=False):
+        assert engine_given is engine
         k = taps.shape[1]
         calls.append(k)
         direct = 1e-3 * k / crossover * (1 + rng.uniform(-noise, noise))
@@ -99,7 +100,7 @@ def _fake_device(
         ]
 
     monkeypatch.setattr(maxconv.bench, "measure_ops", measure_ops)
-    return calls
+    return engine, calls
 
 
 @pytest.mark.parametrize(("kind", "crossover"), [("gpu", 260.0), ("gpu", 512.0), ("cpu", 128.0)])
@@ -111,8 +112,8 @@ def test_noisy_calibrations_near_the_crossover_agree(monkeypatch, kind, crossove
     medians, gave several."""
     answers, old_answers = set(), set()
     for seed in range(50):
-        calls = _fake_device(monkeypatch, kind, crossover, noise=0.06, seed=seed)
-        record = measure_crossover(kind)
+        engine, calls = _fake_device(monkeypatch, kind, crossover, noise=0.06, seed=seed)
+        record = measure_crossover(engine)
         answers.add(record.fft_from_taps)
         rows = [
             Measurement(name, "x", "float32", 1, k, seconds[k])
@@ -135,7 +136,7 @@ def test_a_device_far_from_the_default_still_moves_it(monkeypatch):
     a GPU whose FFT op wins clearly from 128 taps gets 128 every time."""
     answers = set()
     for seed in range(20):
-        _fake_device(monkeypatch, "gpu", 90.0, noise=0.05, seed=seed)
-        answers.add(measure_crossover("gpu").fft_from_taps)
+        engine, _ = _fake_device(monkeypatch, "gpu", 90.0, noise=0.05, seed=seed)
+        answers.add(measure_crossover(engine).fft_from_taps)
     assert answers == {128}
     assert 1 + CROSSOVER_MARGIN < 128 / 90  # the FFT op's speedup at 128: a clear win
