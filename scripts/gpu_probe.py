@@ -6,6 +6,8 @@ python3 scripts/gpu_probe.py tensors       what a call on torch CUDA tensors spe
                                            the op: each step of the path timed alone
 python3 scripts/gpu_probe.py exchange      ways to hand CUDA memory to MAX and back, stream
                                            waits without host syncs, Model.capture/replay
+python3 scripts/gpu_probe.py order         maxconv.correlate on torch tensors (K = 64, N = 2^24)
+                                           per way of keeping the caller's stream order
 python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
                                            taps each) per GPU chunk size and copy threads
 """
@@ -285,6 +287,59 @@ def chunks() -> None:
     rows.parallel_copy = plain
 
 
+def order() -> None:
+    """Median microseconds of maxconv.correlate(x, w, 'valid') on torch tensors
+    (one call then torch.cuda.synchronize, 200 times) per way of ordering."""
+    import statistics
+    import time
+
+    import torch
+
+    import maxconv
+    from maxconv.device_arrays import StreamOrder
+
+    x = torch.randn(1 << 24, device="cuda")
+    w = torch.randn(64, device="cuda")
+    kept_before, kept_after = StreamOrder.before, StreamOrder.after
+
+    def streams_before(self) -> None:  # noqa: ANN001
+        self.queue.wait_stream(self._current())
+
+    def streams_after(self) -> None:  # noqa: ANN001
+        self._current().wait_stream(self.queue)
+
+    def host_before(self) -> None:  # noqa: ANN001
+        self._current().synchronize()
+
+    def host_after(self) -> None:  # noqa: ANN001
+        self.engine.device.synchronize()
+
+    ways = {
+        "kept events (the code)": (kept_before, kept_after),
+        "wait_stream (new event a call)": (streams_before, streams_after),
+        "host synchronize both sides": (host_before, host_after),
+    }
+    for _ in range(2):
+        for name, (before, after) in ways.items():
+            StreamOrder.before, StreamOrder.after = before, after
+            times = []
+            for _ in range(200):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                maxconv.correlate(x, w, "valid")
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+            print(f"{name:<34} {statistics.median(times) * 1e6:8.1f} us")
+    times = []
+    for _ in range(200):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1))
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    print(f"{'torch conv1d':<34} {statistics.median(times) * 1e6:8.1f} us")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory"]:
         memory()
@@ -292,6 +347,8 @@ if __name__ == "__main__":
         tensors()
     elif sys.argv[1:2] == ["exchange"]:
         exchange()
+    elif sys.argv[1:2] == ["order"]:
+        order()
     elif sys.argv[1:2] == ["chunks"]:
         chunks()
     else:
