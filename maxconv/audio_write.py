@@ -6,7 +6,7 @@ interrupted or failed run never leaves a half-written file that looks
 finished; standard output is assembled in a spooled temp file, because
 finishing a WAV header needs a seek. Integer PCM is rounded here with the
 scale it is read with. Which format and subtype an output gets from its input
-is decided here too (`output_format`, `output_subtype`, `large_wav_as_rf64`).
+is decided in maxconv.audio_format.
 Unwritable output surfaces as :class:`~maxconv.errors.OutputError` with a
 one-line message.
 """
@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from maxconv.atomic import commit, create_temp, discard, new_file_mode
-from maxconv.audio_read import PathArg, SignalInfo, is_stdio, label_of, reason
+from maxconv.audio_format import checked_subtype, resolve_format
+from maxconv.audio_read import PathArg, is_stdio, label_of, reason
 from maxconv.errors import OutputError
 
 # Subtypes that store floating-point samples, so values beyond +-1 survive and are not clipped.
@@ -45,20 +46,9 @@ _PCM_LAYOUT = {
     "PCM_32": (32, 0, np.int32),
 }
 
-# File suffixes whose format name differs from the suffix itself.
-_SUFFIX_FORMATS = {"AIF": "AIFF", "OGA": "OGG"}
 
 # Standard output is assembled in memory up to this size, then in an anonymous temp file.
 _STDOUT_SPOOL_BYTES = 64 * 2**20
-
-_NPY_DTYPES = ("float16", "float32", "float64")
-
-# The float subtype that holds a float .npy input's samples.
-_FLOAT_SUBTYPE_FOR = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
-# Bytes per sample of the subtypes a WAV can hold; others count as 4.
-_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "DOUBLE": 8}
-# A WAV's 32-bit sizes cap its data chunk just under 4 GiB.
-_WAV_LIMIT = 0xFFFFFFFF - (1 << 20)
 
 
 def _to_pcm(block: np.ndarray, subtype: str) -> np.ndarray:
@@ -116,8 +106,8 @@ class SignalWriter:
     ) -> None:
         self.label = label_of(path, writing=True)
         self.one_dimensional = one_dimensional and channels == 1
-        self.format = _output_format(path, format, self.label)
-        self.subtype = _checked_subtype(self.format, subtype, self.label)
+        self.format = resolve_format(path, format, self.label)
+        self.subtype = checked_subtype(self.format, subtype, self.label)
         self.channels = channels
         self.frames = 0
         self.clipped = 0
@@ -400,69 +390,3 @@ class _StdoutSpool:
 
     def discard(self) -> None:
         self.file.close()
-
-
-def output_format(path: PathArg, format: str | None = None) -> str:
-    """The format a writer for `path` will use: `format`, else the suffix ('-': WAV).
-
-    Raises
-    ------
-    OutputError
-        If the format is unknown to libsndfile and is not ``NPY``.
-    """
-    return _output_format(path, format, label_of(path, writing=True))
-
-
-def _output_format(path: PathArg, format: str | None, label: str) -> str:
-    if format is not None:
-        name = format.upper()
-    elif is_stdio(path):
-        name = "WAV"
-    else:
-        suffix = Path(path).suffix.lstrip(".").upper()
-        name = _SUFFIX_FORMATS.get(suffix, suffix)
-    if name != "NPY" and name not in sf.available_formats():
-        raise OutputError(
-            f"cannot write {label}: unknown format '{format or name}'; use .npy or one of "
-            f"{', '.join(sorted(sf.available_formats()))}"
-        )
-    return name
-
-
-def _checked_subtype(format: str, subtype: str | None, label: str) -> str:
-    if format == "NPY":
-        name = subtype or "float32"
-        if name not in _NPY_DTYPES:
-            raise OutputError(
-                f"cannot write {label}: .npy output stores {', '.join(_NPY_DTYPES)}, not '{name}'"
-            )
-        return name
-    name = (subtype or sf.default_subtype(format)).upper()
-    if not sf.check_format(format, name):
-        raise OutputError(
-            f"cannot write {label}: subtype '{name}' does not fit {format}; use one of "
-            f"{', '.join(sf.available_subtypes(format))}"
-        )
-    return name
-
-
-def output_subtype(info: SignalInfo, out_format: str, subtype: str | None = None) -> str | None:
-    """An output's subtype: `subtype` if given, else the input's where `out_format` holds it.
-
-    None lets the writer take the format's default.
-    """
-    if subtype is not None:
-        return subtype
-    if out_format == "NPY":
-        return info.subtype if info.format == "NPY" else "float32"
-    kept = _FLOAT_SUBTYPE_FOR.get(info.subtype or "", info.subtype)
-    if kept and sf.check_format(out_format, kept):
-        return kept
-    return None
-
-
-def large_wav_as_rf64(out_format: str, subtype: str | None, samples: int) -> str:
-    """RF64 (the 64-bit WAV, as ffmpeg's `-rf64 auto` writes) when a WAV would overflow 4 GiB."""
-    if out_format == "WAV" and samples * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
-        return "RF64"
-    return out_format

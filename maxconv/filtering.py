@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio_format import large_wav_as_rf64, output_format, output_subtype
 from .audio_read import STDIO, RawFormat, SignalInfo, iter_blocks, read_info
-from .audio_write import large_wav_as_rf64, open_writer, output_format, output_subtype
+from .audio_write import open_writer
 from .convolution import full_slice
 from .engine import Engine
 from .errors import InputError, OutputError

@@ -240,7 +240,7 @@ def test_pcm16_target_counts_clipped_samples(tmp_path, cpu_engine):
 
 
 def test_a_wav_past_4_gib_is_written_as_rf64():
-    from maxconv.audio_write import large_wav_as_rf64
+    from maxconv.audio_format import large_wav_as_rf64
 
     quarter_billion = 2**28  # float32 samples: exactly 1 GiB
     assert large_wav_as_rf64("WAV", "FLOAT", 3 * quarter_billion) == "WAV"

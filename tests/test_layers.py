@@ -19,7 +19,17 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runtime", {"atomic", "cache", "calibration_record", "devices", "engine", "transfer"}),
     (
         "core",
-        {"arrays", "audio_read", "audio_write", "fir", "layout", "pipeline", "rows", "stream"},
+        {
+            "arrays",
+            "audio_format",
+            "audio_read",
+            "audio_write",
+            "fir",
+            "layout",
+            "pipeline",
+            "rows",
+            "stream",
+        },
     ),
     ("api", {"maxconv", "batch", "convolution", "device_arrays"}),
     (

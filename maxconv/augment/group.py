@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..audio_format import output_format, output_subtype
 from ..audio_read import SignalInfo
-from ..audio_write import SignalWriter, open_writer, output_format, output_subtype
+from ..audio_write import SignalWriter, open_writer
 from ..errors import InputError, MaxconvError
 from .clipio import SFC_SET_ADD_PEAK_CHUNK, OutputFiles, read_clip, wav_bytes
 from .plan import AugmentOptions, Task
