@@ -63,12 +63,14 @@ class StreamOrder:
     host synchronization instead: `after()` waits for MAX's queue.
     """
 
-    _made: dict[tuple[str, int], StreamOrder] = {}
+    _made: dict[tuple[str, int, int], StreamOrder] = {}
 
     @classmethod
     def of(cls, library, engine: Engine, index: int) -> StreamOrder:  # noqa: ANN001
-        """The order object of `library` on GPU `index` (made once)."""
-        key = (getattr(library, "__name__", ""), index)
+        """The order object of `library` and the engine's queue on GPU `index`
+        (made once per queue: a new engine may bring a new queue)."""
+        handle = engine.device.default_queue.native_stream_handle
+        key = (getattr(library, "__name__", ""), index, handle)
         if key not in cls._made:
             cls._made[key] = cls(library, engine, index)
         return cls._made[key]

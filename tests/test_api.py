@@ -474,3 +474,56 @@ def test_dtype_names_of_other_libraries():
     assert _numpy_dtype(np.ones(2)) == np.float64
     assert _numpy_dtype(Tensor("torch.bfloat16")) is None  # numpy has no such dtype
     assert _numpy_dtype([1.0]) == np.dtype("O")
+
+
+def test_stream_order_logic_with_stand_ins():
+    """StreamOrder on the CPU with a stand-in torch: MAX's queue waits for an event
+    recorded on the caller's current stream before the op, the caller's stream for
+    one recorded on MAX's queue after it; one order object per engine queue; a
+    library without a stream API gets a host synchronize after the op."""
+    from types import ModuleType, SimpleNamespace
+
+    from maxconv.device_arrays import StreamOrder
+
+    log = []
+
+    class Stream:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def wait_event(self, event) -> None:
+            log.append((self.name, "waits for", event.recorded_on))
+
+    class Event:
+        recorded_on = None
+
+        def record(self, stream) -> None:
+            self.recorded_on = stream.name
+
+    torch = ModuleType("torch")
+    torch.cuda = SimpleNamespace(
+        ExternalStream=lambda handle, device=None: Stream(f"max queue {handle}"),
+        Event=Event,
+        current_stream=lambda index: Stream("caller"),
+    )
+
+    def engine(handle: int):
+        return SimpleNamespace(
+            device=SimpleNamespace(
+                default_queue=SimpleNamespace(native_stream_handle=handle),
+                synchronize=lambda: log.append("host synchronize"),
+            )
+        )
+
+    first = engine(7)
+    order = StreamOrder.of(torch, first, 0)
+    order.before()
+    order.after()
+    assert log == [("max queue 7", "waits for", "caller"), ("caller", "waits for", "max queue 7")]
+    assert StreamOrder.of(torch, first, 0) is order
+    assert StreamOrder.of(torch, engine(8), 0).queue.name == "max queue 8"
+    log.clear()
+    other = StreamOrder.of(ModuleType("jax"), first, 0)
+    other.before()
+    other.after()
+    assert log == ["host synchronize"]
