@@ -257,12 +257,12 @@ def fft_conv_cpu[dtype: DType](
     Row r's outputs are cut into blocks of T = L - K + 1; block b reads the
     L signal samples from b * T - pad (zero outside the row) and writes
     outputs [b * T, b * T + T). Blocks 2p and 2p + 1 of a row share one
-    complex transform. Tasks (a taps row, or a block pair) are dealt to
-    `workers` (all cores, or max_workers) in full rounds, each worker
-    reusing one pair of L-point scratch arrays; the tasks left over after
-    the last full round run one at a time with every core inside the
-    transform (_transform_parallel), so 3 pairs on 2 cores do not leave a
-    core idle for a third of the call.
+    complex transform. Tasks (a taps row, or a block pair) go to `workers`
+    (all cores, or max_workers): taps rows in full rounds, block pairs from a
+    shared counter, each worker reusing one pair of L-point scratch arrays;
+    the tasks left over after the last full round run one at a time with
+    every core inside the transform (_transform_parallel), so 3 pairs on 2
+    cores do not leave a core idle for a third of the call.
     """
     comptime lanes = simd_width_of[dtype]()
     var points = fft_points(block, n_taps, lanes)
