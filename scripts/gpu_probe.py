@@ -14,9 +14,32 @@ python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 th
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
+from collections.abc import Callable
 
 import numpy as np
+
+
+def timings(step: Callable[[], object], repeat: int, before: Callable[[], object] = lambda: None):
+    """Seconds of `repeat` calls of `step`, each after an untimed `before` (a
+    device synchronize, say), following one untimed warm-up call."""
+    step()
+    times = []
+    for _ in range(repeat):
+        before()
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def micros(step: Callable[[], object], repeat: int = 50) -> float:
+    """Median microseconds of `step` alone, the CUDA device idle before each call."""
+    import torch
+
+    return statistics.median(timings(step, repeat, torch.cuda.synchronize)) * 1e6
 
 
 def memory_report(step: str) -> None:
@@ -57,9 +80,6 @@ def memory() -> None:
 
 def tensors() -> None:
     """Median microseconds of each step of maxconv.correlate on CUDA tensors."""
-    import statistics
-    import time
-
     import torch
     from max import driver
 
@@ -73,16 +93,6 @@ def tensors() -> None:
     signal = driver.Buffer.from_dlpack(x).view(driver.Buffer.from_dlpack(x).dtype, (1, 1 << 24))
     taps = driver.Buffer.from_dlpack(w).view(signal.dtype, (1, 64))
     result = driver.Buffer.from_dlpack(out).view(signal.dtype, (1, (1 << 24) - 63))
-
-    def micros(step, repeat: int = 50) -> float:
-        step()
-        times = []
-        for _ in range(repeat):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e6
 
     steps = {
         "torch stream synchronize": lambda: torch.cuda.current_stream().synchronize(),
@@ -107,9 +117,6 @@ def tensors() -> None:
 
 def exchange() -> None:
     """Median microseconds of each way to exchange CUDA memory with MAX."""
-    import statistics
-    import time
-
     import torch
     from max import driver
 
@@ -120,16 +127,6 @@ def exchange() -> None:
     n = 1 << 24
     x = torch.randn(n, device="cuda")
     w = torch.randn(64, device="cuda")
-
-    def micros(step, repeat: int = 50) -> float:
-        step()
-        times = []
-        for _ in range(repeat):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e6
 
     class Capsule:
         """A DLPack producer handing out torch's capsule without stream handling."""
@@ -230,9 +227,6 @@ def exchange() -> None:
 
 def chunks() -> None:
     """Seconds of the numpy augment batch per GPU chunk size and copy threads."""
-    import statistics
-    import time
-
     import maxconv
     from maxconv import rows, transfer
 
@@ -243,11 +237,7 @@ def chunks() -> None:
     print("copy threads default", getattr(transfer, "COPY_THREADS", None))
     for log_chunk in (20, 21, 22, 23, 24):
         rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            maxconv.convolve(x, h, device="gpu")
-            times.append(time.perf_counter() - start)
+        times = timings(lambda: maxconv.convolve(x, h, device="gpu"), 5)
         median, low = statistics.median(times) * 1e3, min(times) * 1e3
         print(f"chunk 2^{log_chunk}: median {median:.1f} ms, min {low:.1f}")
     # One long row (N = 2^24) cut along its outputs, per chunk length.
@@ -256,12 +246,7 @@ def chunks() -> None:
         taps = rng.standard_normal(k).astype(np.float32)
         for log_chunk in (21, 22, 23, 24):
             rows.GPU_CHUNK_SAMPLES = 1 << log_chunk
-            maxconv.convolve(long_row, taps, device="gpu")
-            times = []
-            for _ in range(7):
-                start = time.perf_counter()
-                maxconv.convolve(long_row, taps, device="gpu")
-                times.append(time.perf_counter() - start)
+            times = timings(lambda: maxconv.convolve(long_row, taps, device="gpu"), 7)  # noqa: B023
             median = statistics.median(times) * 1e3
             print(f"one row 2^24, K={k}, chunk 2^{log_chunk}: median {median:.1f} ms")
     # Where the batch's time goes: host copies (fill and drain) vs the rest.
@@ -290,9 +275,6 @@ def chunks() -> None:
 def order() -> None:
     """Median microseconds of maxconv.correlate(x, w, 'valid') on torch tensors
     (one call then torch.cuda.synchronize, 200 times) per way of ordering."""
-    import statistics
-    import time
-
     import torch
 
     import maxconv
@@ -322,21 +304,14 @@ def order() -> None:
     for _ in range(2):
         for name, (before, after) in ways.items():
             StreamOrder.before, StreamOrder.after = before, after
-            times = []
-            for _ in range(200):
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                maxconv.correlate(x, w, "valid")
-                torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
+            call = lambda: (maxconv.correlate(x, w, "valid"), torch.cuda.synchronize())  # noqa: E731
+            times = timings(call, 200, torch.cuda.synchronize)
             print(f"{name:<34} {statistics.median(times) * 1e6:8.1f} us")
-    times = []
-    for _ in range(200):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1))
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    conv1d = lambda: (  # noqa: E731
+        torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),
+        torch.cuda.synchronize(),
+    )
+    times = timings(conv1d, 200, torch.cuda.synchronize)
     print(f"{'torch conv1d':<34} {statistics.median(times) * 1e6:8.1f} us")
 
 
