@@ -72,16 +72,16 @@ class StreamOrder:
         handle = engine.device.default_queue.native_stream_handle
         key = (getattr(library, "__name__", ""), index, handle)
         if key not in cls._made:
-            cls._made[key] = cls(library, engine, index)
+            cls._made[key] = cls(library, engine, index, handle)
         return cls._made[key]
 
-    def __init__(self, library, engine: Engine, index: int) -> None:  # noqa: ANN001
+    def __init__(self, library, engine: Engine, index: int, handle: int) -> None:  # noqa: ANN001
+        """`handle`: the CUDA stream of the engine's queue."""
         self.name = getattr(library, "__name__", "")
         self.library = library
         self.engine = engine
         self.index = index
         self.queue = None
-        handle = engine.device.default_queue.native_stream_handle
         if self.name == "torch":
             self.queue = library.cuda.ExternalStream(handle, device=f"cuda:{index}")
             self.events = (library.cuda.Event(), library.cuda.Event())
