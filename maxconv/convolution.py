@@ -187,8 +187,9 @@ def _filter(
     `fft_dtypes`: scipy.signal.fftconvolve's result dtypes (see fftconvolve)."""
     check_mode(mode)
     check_method(method)
-    if cuda_index(in1) is not None or cuda_index(in2) is not None:
-        return _filter_cuda(in1, in2, mode, axis, device, method, out, flip)
+    index = cuda_index(in1)
+    if index is not None or cuda_index(in2) is not None:
+        return _filter_cuda(in1, in2, mode, axis, device, method, out, flip, index)
     give_back = returner(in1 if is_dlpack(in1) else in2)
     x, h = as_numpy(in1), as_numpy(in2)
     check_numeric(x, h)
@@ -327,8 +328,10 @@ def _correlate_parts(
     return result
 
 
-def _filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
-    """CUDA arrays: the op reads and writes the caller's device memory."""
+def _filter_cuda(
+    in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool, index: int | None
+):
+    """CUDA arrays: the op reads and writes the caller's device memory (in1 on GPU `index`)."""
     from .device_arrays import filter_cuda
 
-    return filter_cuda(in1, in2, mode, axis, device, method, out, flip)
+    return filter_cuda(in1, in2, mode, axis, device, method, out, flip, index)

@@ -18,8 +18,10 @@ TypeError that says how to convert.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from max import driver
@@ -27,6 +29,8 @@ from max import driver
 from .arrays import cuda_index, library_of
 from .engine import SUPPORTED_DTYPES, Engine, get_engine
 from .planning import full_slice
+
+CU_STREAM_NON_BLOCKING = 0x1  # cuda.h: a stream that does not order with the legacy stream
 
 
 def _engine_for(index: int, device: str) -> Engine:
@@ -40,16 +44,30 @@ def _engine_for(index: int, device: str) -> Engine:
 class _Capsule:
     """`array` as a DLPack producer without the stream handshake (see the module doc)."""
 
-    __slots__ = ("array",)
+    __slots__ = ("array", "export")
 
-    def __init__(self, array) -> None:  # noqa: ANN001
+    def __init__(self, array, export) -> None:  # noqa: ANN001
         self.array = array
+        self.export = export
 
     def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
-        return self.array.__dlpack__()
+        return self.export(self.array)
 
     def __dlpack_device__(self):  # noqa: ANN204
         return self.array.__dlpack_device__()
+
+
+def _exporter(library):  # noqa: ANN001, ANN202
+    """How to take a DLPack capsule from `library`'s arrays: torch's own
+    `to_dlpack` (0.6 us on the H200 host) rather than `Tensor.__dlpack__`
+    (3.2 us: argument and stream checks in Python), else `__dlpack__()`."""
+    if getattr(library, "__name__", "") == "torch":
+        return library.utils.dlpack.to_dlpack
+    return _plain_dlpack
+
+
+def _plain_dlpack(array):  # noqa: ANN001, ANN202
+    return array.__dlpack__()
 
 
 class StreamOrder:
@@ -59,8 +77,12 @@ class StreamOrder:
     `after()` makes the caller's stream wait for the op; neither blocks the
     host. Each direction records one event kept for the process (re-recording
     an event is safe: a wait takes its latest record) instead of a new one
-    per call. Libraries without a known stream API (not torch or cupy) get
-    host synchronization instead: `after()` waits for MAX's queue.
+    per call. Nothing at all is needed when the caller is on the legacy
+    default stream (torch's and cupy's default) and MAX's queue is a
+    blocking stream of the same (primary) context: CUDA then orders the two
+    both ways itself (`legacy_orders`). Libraries without a known stream
+    API (not torch or cupy) get host synchronization instead: `after()`
+    waits for MAX's queue.
     """
 
     _made: dict[tuple[str, int, int], StreamOrder] = {}
@@ -72,16 +94,26 @@ class StreamOrder:
         handle = engine.device.default_queue.native_stream_handle
         key = (getattr(library, "__name__", ""), index, handle)
         if key not in cls._made:
-            cls._made[key] = cls(library, engine, index, handle)
+            cls._made[key] = cls(library, engine, index, handle, legacy_orders(handle, index))
         return cls._made[key]
 
-    def __init__(self, library, engine: Engine, index: int, handle: int) -> None:  # noqa: ANN001
-        """`handle`: the CUDA stream of the engine's queue."""
+    def __init__(
+        self,
+        library,
+        engine: Engine,
+        index: int,
+        handle: int,
+        implicit: bool,  # noqa: ANN001
+    ) -> None:
+        """`handle`: the CUDA stream of the engine's queue; `implicit`: whether
+        CUDA orders it with the legacy default stream (see legacy_orders)."""
         self.name = getattr(library, "__name__", "")
         self.library = library
         self.engine = engine
         self.index = index
+        self.implicit = implicit
         self.queue = None
+        self._stream = (None, None)  # (raw handle, stream object) of the caller's last stream
         if self.name == "torch":
             self.queue = library.cuda.ExternalStream(handle, device=f"cuda:{index}")
             self.events = (library.cuda.Event(), library.cuda.Event())
@@ -93,24 +125,63 @@ class StreamOrder:
                 self.events = (library.cuda.Event(), library.cuda.Event())
 
     def _current(self):  # noqa: ANN202
+        """The caller's current stream, or None where CUDA orders it with MAX's queue."""
         if self.name == "torch":
-            return self.library.cuda.current_stream(self.index)
-        with self.library.cuda.Device(self.index):
-            return self.library.cuda.get_current_stream()
+            raw = self.library._C._cuda_getCurrentRawStream(self.index)  # noqa: SLF001
+            if raw != self._stream[0]:  # torch.cuda.current_stream costs 3 us a call
+                self._stream = (raw, self.library.cuda.current_stream(self.index))
+            stream = self._stream[1]
+        else:
+            with self.library.cuda.Device(self.index):
+                stream = self.library.cuda.get_current_stream()
+            raw = stream.ptr
+        return None if raw == 0 and self.implicit else stream
 
     def before(self) -> None:
         if self.queue is not None:
-            event = self.events[0]
-            event.record(self._current())
-            self.queue.wait_event(event)
+            current = self._current()
+            if current is not None:
+                event = self.events[0]
+                event.record(current)
+                self.queue.wait_event(event)
 
     def after(self) -> None:
         if self.queue is None:
             self.engine.device.synchronize()
         else:
-            event = self.events[1]
-            event.record(self.queue)
-            self._current().wait_event(event)
+            current = self._current()
+            if current is not None:
+                event = self.events[1]
+                event.record(self.queue)
+                current.wait_event(event)
+
+
+def legacy_orders(handle: int, index: int) -> bool:
+    """Whether CUDA itself orders the stream `handle` with the legacy default stream of GPU `index`.
+
+    True when the stream is blocking (created without
+    CU_STREAM_NON_BLOCKING) and belongs to the device's primary context
+    (torch's and cupy's): then work on the legacy default stream waits for
+    the stream's earlier work and the stream's work waits for the legacy
+    stream's earlier work, so no events are needed. Asked of the CUDA
+    driver once per queue; any failure answers False (events are used).
+    """
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        stream = ctypes.c_void_p(handle)
+        flags, context = ctypes.c_uint(), ctypes.c_void_p()
+        ordinal, primary = ctypes.c_int(), ctypes.c_void_p()
+        if (
+            cuda.cuStreamGetFlags(stream, ctypes.byref(flags))
+            or cuda.cuStreamGetCtx(stream, ctypes.byref(context))
+            or cuda.cuDeviceGet(ctypes.byref(ordinal), index)
+            or cuda.cuDevicePrimaryCtxRetain(ctypes.byref(primary), ordinal)
+        ):
+            return False
+        cuda.cuDevicePrimaryCtxRelease_v2(ordinal)
+    except (OSError, AttributeError):
+        return False
+    return flags.value & CU_STREAM_NON_BLOCKING == 0 and context.value == primary.value
 
 
 def _host_copy(value) -> np.ndarray:
@@ -134,8 +205,9 @@ def _numpy_dtype(array) -> np.dtype | None:
     return _DTYPES[key]
 
 
-def _device_rows(value, rows: int, length: int) -> driver.Buffer:
-    """A contiguous float CUDA array as a [rows, length] MAX buffer (shared memory)."""
+def _device_rows(value, rows: int, length: int, export=_plain_dlpack) -> driver.Buffer:  # noqa: ANN001
+    """A contiguous float CUDA array as a [rows, length] MAX buffer (shared
+    memory); `export` takes its DLPack capsule (see _exporter)."""
     dtype = _numpy_dtype(value)
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(
@@ -144,7 +216,7 @@ def _device_rows(value, rows: int, length: int) -> driver.Buffer:
     if not _contiguous(value):
         raise ValueError("CUDA arrays must be contiguous; call .contiguous() first")
     try:
-        buffer = driver.Buffer._from_dlpack(_Capsule(value))  # noqa: SLF001 (see module doc)
+        buffer = driver.Buffer._from_dlpack(_Capsule(value, export))  # noqa: SLF001 (module doc)
     except Exception as exc:  # MAX refuses DLPack tensors it cannot view
         raise ValueError(
             f"CUDA arrays must be contiguous ({exc}); call .contiguous() first"
@@ -176,31 +248,67 @@ def _empty(library, like, shape: tuple[int, ...]):
         return library.empty(shape, dtype=like.dtype)
 
 
-def _taps_rows(engine: Engine, library, kernel, flip: bool, dtype: np.dtype) -> driver.Buffer:
+def _taps_rows(
+    engine: Engine,
+    library,
+    kernel,
+    flip: bool,
+    dtype: np.dtype,
+    export,  # noqa: ANN001
+) -> driver.Buffer:
     """The taps as [rows, K] on the engine's GPU: a CUDA kernel of the signal's
     library stays there (flipped there for convolve); anything else goes
     through the host."""
     n_taps = int(kernel.shape[-1])
     same_dtype = _numpy_dtype(kernel) == dtype
-    if cuda_index(kernel) is not None and library_of(kernel) is library and same_dtype:
+    if same_dtype and library_of(kernel) is library and cuda_index(kernel) is not None:
         rows = math.prod(kernel.shape[:-1])
         on_device = _flip_last(library, kernel) if flip else kernel
-        return _device_rows(on_device, rows, n_taps)
+        return _device_rows(on_device, rows, n_taps, export)
     host = _host_copy(kernel)
     taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
     return engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
 
 
-def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool):
-    """correlate / convolve where in1 (the signal) is a CUDA array."""
-    index = cuda_index(in1)
+@dataclass(frozen=True)
+class _Target:
+    """What a call on one library's arrays on one GPU needs beyond the arrays."""
+
+    library: object
+    engine: Engine
+    order: StreamOrder
+    export: object
+
+
+_TARGETS: dict[tuple[type, int, str], _Target] = {}
+
+
+def _target(array, index: int, device: str) -> _Target:  # noqa: ANN001
+    """The library, engine, stream order and exporter of `array`'s kind on GPU
+    `index`, looked up once per (type, GPU, device asked): a call on CUDA
+    tensors queues a ~70 us kernel, so every microsecond in front of it shows."""
+    key = (type(array), index, device)
+    found = _TARGETS.get(key)
+    if found is None:
+        library = library_of(array)
+        engine = _engine_for(index, device)
+        order = StreamOrder.of(library, engine, index)
+        found = _TARGETS[key] = _Target(library, engine, order, _exporter(library))
+    return found
+
+
+def filter_cuda(
+    in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool, index: int | None
+):
+    """correlate / convolve where in1 (the signal) is a CUDA array on GPU `index`
+    (None: in1 is not a CUDA array)."""
     if index is None:
         raise TypeError("with a CUDA kernel, the signal must be a CUDA array of the same GPU too")
     shape = tuple(in1.shape)
     if len(shape) == 0 or (axis % len(shape)) != len(shape) - 1:
         raise ValueError("CUDA arrays are filtered along their last axis; move it there first")
-    library = library_of(in1)
-    engine = _engine_for(index, device)
+    target = _target(in1, index, device)
+    engine = target.engine
     kernel_shape = tuple(in2.shape)
     lead, length = shape[:-1], shape[-1]
     if len(kernel_shape) not in (1, len(shape)):
@@ -212,7 +320,7 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     n_taps = kernel_shape[-1]
     if length == 0 or n_taps == 0:
         raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
-    signal = _device_rows(in1, rows, length)
+    signal = _device_rows(in1, rows, length, target.export)
     dtype = _numpy_dtype(in1)
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
@@ -223,15 +331,15 @@ def filter_cuda(in1, in2, mode: str, axis: int, device: str, method: str, out, f
     if out is not None:
         if cuda_index(out) != index or tuple(out.shape) != (*lead, count):
             raise ValueError(f"out must be a CUDA array of shape {(*lead, count)} on gpu:{index}")
-        target = out
+        result = out
     else:
-        target = _empty(library, in1, (*lead, count))
-    taps = _taps_rows(engine, library, in2, flip, dtype)
-    order = StreamOrder.of(library, engine, index)
-    order.before()
-    engine.correlate(_device_rows(target, rows, count), signal, taps, pad, method, block)
-    order.after()
-    return target
+        result = _empty(target.library, in1, (*lead, count))
+    taps = _taps_rows(engine, target.library, in2, flip, dtype, target.export)
+    output = _device_rows(result, rows, count, target.export)
+    target.order.before()
+    engine.correlate(output, signal, taps, pad, method, block)
+    target.order.after()
+    return result
 
 
 def convolve_batch_cuda(
@@ -266,7 +374,8 @@ def convolve_batch_cuda(
         taps = np.zeros((len(host), longest_taps), _numpy_dtype(padded))
         for row, kernel in enumerate(host):
             taps[row, : kernel.size] = kernel[::-1]
-    full = filter_cuda(padded, taps[0] if shared else taps, "full", -1, device, method, None, False)
+    kernel = taps[0] if shared else taps
+    full = filter_cuda(padded, kernel, "full", -1, device, method, None, False, index)
     results = []
     for row, length in enumerate(lengths):
         n_taps = taps_lengths[0 if shared else row]

@@ -8,6 +8,8 @@ python3 scripts/gpu_probe.py exchange      ways to hand CUDA memory to MAX and b
                                            waits without host syncs, Model.capture/replay
 python3 scripts/gpu_probe.py order         maxconv.correlate on torch tensors (K = 64, N = 2^24)
                                            per way of keeping the caller's stream order
+python3 scripts/gpu_probe.py breakdown     the torch-tensor call (K = 64, N = 2^24) built up
+                                           step by step from the bare op, each with a sync
 python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
                                            taps each) per GPU chunk size and copy threads
 """
@@ -315,6 +317,114 @@ def order() -> None:
     print(f"{'torch conv1d':<34} {statistics.median(times) * 1e6:8.1f} us")
 
 
+def breakdown() -> None:
+    """Median microseconds (call + synchronize, 200 times) of the torch-tensor
+    call built up from the bare op one step at a time, the host's share of
+    each (the call alone, device idle before it) and the op's GPU time from
+    CUDA events on MAX's queue."""
+    import torch
+    from max import driver
+
+    import maxconv
+    from maxconv.device_arrays import (
+        StreamOrder,
+        _Capsule,
+        _device_rows,
+        _exporter,
+        filter_cuda,
+        legacy_orders,
+    )
+    from maxconv.engine import get_engine
+
+    n, k = 1 << 24, 64
+    engine = get_engine("gpu")
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(k, device="cuda")
+    out = torch.empty(n - k + 1, device="cuda")
+    export = _exporter(torch)
+    dtype = driver.Buffer._from_dlpack(_Capsule(x, export)).dtype
+    signal = driver.Buffer._from_dlpack(_Capsule(x, export)).view(dtype, (1, n))
+    taps = driver.Buffer._from_dlpack(_Capsule(w, export)).view(dtype, (1, k))
+    result = driver.Buffer._from_dlpack(_Capsule(out, export)).view(dtype, (1, n - k + 1))
+    order = StreamOrder.of(torch, engine, 0)
+    handle = engine.device.default_queue.native_stream_handle
+    queue = torch.cuda.ExternalStream(handle)
+    print("MAX queue ordered with the legacy stream by CUDA:", legacy_orders(handle, 0))
+
+    def fresh_wrappers() -> None:
+        engine.correlate(
+            _device_rows(out, 1, n - k + 1, export),
+            _device_rows(x, 1, n, export),
+            _device_rows(w, 1, k, export),
+            0,
+        )
+
+    def fresh_output() -> None:
+        target = torch.empty(n - k + 1, device="cuda")
+        engine.correlate(_device_rows(target, 1, n - k + 1, export), signal, taps, 0)
+
+    def ordered() -> None:
+        order.before()
+        engine.correlate(result, signal, taps, 0)
+        order.after()
+
+    with_events = StreamOrder(torch, engine, 0, handle, implicit=False)
+
+    def evented() -> None:
+        with_events.before()
+        engine.correlate(result, signal, taps, 0)
+        with_events.after()
+
+    steps = {
+        "op, fixed buffers": lambda: engine.correlate(result, signal, taps, 0),
+        "op, new wrappers of the tensors": fresh_wrappers,
+        "op, new torch output": fresh_output,
+        "op + StreamOrder (the code)": ordered,
+        "op + kept events": evented,
+        "filter_cuda": lambda: filter_cuda(x, w, "valid", -1, "auto", "auto", None, False, 0),
+        "maxconv.correlate": lambda: maxconv.correlate(x, w, "valid"),
+        "torch conv1d": lambda: torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),
+    }
+    for sync_name, sync in (
+        ("device sync", engine.device.synchronize),
+        ("torch sync", torch.cuda.synchronize),
+    ):
+        for name, step in steps.items():
+            with_sync = timings(lambda s=step, y=sync: (s(), y()), 200, torch.cuda.synchronize)
+            host = timings(step, 200, torch.cuda.synchronize)
+            print(
+                f"{name:<34} {sync_name:<12} call+sync {statistics.median(with_sync) * 1e6:8.1f} us"
+                f"   host {statistics.median(host) * 1e6:8.1f} us"
+            )
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    gpu = []
+    for _ in range(50):
+        start.record(queue)
+        engine.correlate(result, signal, taps, 0)
+        stop.record(queue)
+        torch.cuda.synchronize()
+        gpu.append(start.elapsed_time(stop) * 1e3)
+    print(f"{'op on the GPU (events on its queue)':<47} {statistics.median(gpu):8.1f} us")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        for name in ("maxconv.correlate", "torch conv1d"):
+            step = steps[name]
+            times = timings(
+                lambda s=step: (s(), torch.cuda.synchronize()), 200, torch.cuda.synchronize
+            )
+            print(f"{name + ' on a side stream':<47} {statistics.median(times) * 1e6:8.1f} us")
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(200):
+        maxconv.correlate(x, w, "valid")
+        torch.cuda.synchronize()
+    profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory"]:
         memory()
@@ -324,6 +434,8 @@ if __name__ == "__main__":
         exchange()
     elif sys.argv[1:2] == ["order"]:
         order()
+    elif sys.argv[1:2] == ["breakdown"]:
+        breakdown()
     elif sys.argv[1:2] == ["chunks"]:
         chunks()
     else:

@@ -476,13 +476,15 @@ def test_dtype_names_of_other_libraries():
     assert _numpy_dtype([1.0]) == np.dtype("O")
 
 
-def test_stream_order_logic_with_stand_ins():
+def test_stream_order_logic_with_stand_ins(monkeypatch):
     """StreamOrder on the CPU with a stand-in torch: MAX's queue waits for an event
     recorded on the caller's current stream before the op, the caller's stream for
-    one recorded on MAX's queue after it; one order object per engine queue; a
-    library without a stream API gets a host synchronize after the op."""
+    one recorded on MAX's queue after it; no events where CUDA orders the caller's
+    legacy default stream with MAX's queue itself; one order object per engine
+    queue; a library without a stream API gets a host synchronize after the op."""
     from types import ModuleType, SimpleNamespace
 
+    import maxconv.device_arrays as device_arrays
     from maxconv.device_arrays import StreamOrder
 
     log = []
@@ -500,11 +502,13 @@ def test_stream_order_logic_with_stand_ins():
         def record(self, stream) -> None:
             self.recorded_on = stream.name
 
+    current = {"raw": 5}
     torch = ModuleType("torch")
+    torch._C = SimpleNamespace(_cuda_getCurrentRawStream=lambda index: current["raw"])
     torch.cuda = SimpleNamespace(
         ExternalStream=lambda handle, device=None: Stream(f"max queue {handle}"),
         Event=Event,
-        current_stream=lambda index: Stream("caller"),
+        current_stream=lambda index: Stream(f"caller {current['raw']}"),
     )
 
     def engine(handle: int):
@@ -515,15 +519,45 @@ def test_stream_order_logic_with_stand_ins():
             )
         )
 
+    # Queue 7 is a blocking stream of the primary context, queue 8 is not.
+    monkeypatch.setattr(device_arrays, "legacy_orders", lambda handle, index: handle == 7)
     first = engine(7)
     order = StreamOrder.of(torch, first, 0)
     order.before()
     order.after()
-    assert log == [("max queue 7", "waits for", "caller"), ("caller", "waits for", "max queue 7")]
+    assert log == [
+        ("max queue 7", "waits for", "caller 5"),
+        ("caller 5", "waits for", "max queue 7"),
+    ]
     assert StreamOrder.of(torch, first, 0) is order
-    assert StreamOrder.of(torch, engine(8), 0).queue.name == "max queue 8"
+    log.clear()
+    current["raw"] = 0  # the legacy default stream: CUDA orders it with queue 7
+    order.before()
+    order.after()
+    assert log == []
+    other_queue = StreamOrder.of(torch, engine(8), 0)
+    assert other_queue.queue.name == "max queue 8"
+    other_queue.before()
+    other_queue.after()
+    assert log == [
+        ("max queue 8", "waits for", "caller 0"),
+        ("caller 0", "waits for", "max queue 8"),
+    ]
     log.clear()
     other = StreamOrder.of(ModuleType("jax"), first, 0)
     other.before()
     other.after()
     assert log == ["host synchronize"]
+
+
+def test_legacy_orders_without_a_cuda_driver(monkeypatch):
+    """No CUDA driver to ask (this machine): events are used, never assumed away."""
+    import ctypes
+
+    from maxconv.device_arrays import legacy_orders
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert legacy_orders(1234, 0) is False
