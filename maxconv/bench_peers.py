@@ -20,6 +20,7 @@ from .bench import (
     CONV2D_MAX_MACS_CPU,
     CONV2D_MAX_MACS_GPU,
     NUMPY_MAX_MACS,
+    STREAM_CALLS,
     TORCH_MAX_MACS,
     Measurement,
     measure_maxconv,
@@ -256,15 +257,17 @@ def measure_torch_tensors(
     tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
     x = torch.randn(n + k - 1, device="cuda", dtype=tdtype)
     w = torch.randn(k, device="cuda", dtype=tdtype)
-    sync = torch.cuda.synchronize
-    seconds = median_seconds(
-        lambda: maxconv.correlate(x, w, "valid", device=engine.label), sync, warmup, repeat
-    )
-    rows = [Measurement("maxconv", "gpu", name, n, k, seconds, ground="tensors")]
+    x3, w3 = x.reshape(1, 1, -1), w.reshape(1, 1, -1)
+    runs = [("maxconv", lambda: maxconv.correlate(x, w, "valid", device=engine.label))]
     if n * k <= TORCH_MAX_MACS:
-        x3, w3 = x.reshape(1, 1, -1), w.reshape(1, 1, -1)
-        seconds = median_seconds(lambda: functional.conv1d(x3, w3), sync, warmup, repeat)
-        rows.append(Measurement("torch conv1d", "gpu", name, n, k, seconds, ground="tensors"))
+        runs.append(("torch conv1d", lambda: functional.conv1d(x3, w3)))
+    rows = []
+    for per_sync in (1, STREAM_CALLS):  # one call per synchronize, then a loop of calls
+        for label, run in runs:
+            seconds = median_seconds(run, torch.cuda.synchronize, warmup, repeat, per_sync)
+            rows.append(
+                Measurement(label, "gpu", name, n, k, seconds, per_sync=per_sync, ground="tensors")
+            )
     return rows
 
 

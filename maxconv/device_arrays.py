@@ -21,12 +21,12 @@ from __future__ import annotations
 import ctypes
 import math
 import warnings
-from dataclasses import dataclass
+import weakref
 
 import numpy as np
 from max import driver
 
-from .arrays import cuda_index, library_of
+from .arrays import DLPACK_CUDA, cuda_index, library_of
 from .engine import SUPPORTED_DTYPES, Engine, get_engine
 from .planning import full_slice
 
@@ -42,19 +42,22 @@ def _engine_for(index: int, device: str) -> Engine:
 
 
 class _Capsule:
-    """`array` as a DLPack producer without the stream handshake (see the module doc)."""
+    """`array` as a DLPack producer without the stream handshake (see the module
+    doc); `device` is its DLPack device, known already (torch's
+    `__dlpack_device__` is Python: 1 us)."""
 
-    __slots__ = ("array", "export")
+    __slots__ = ("array", "device", "export")
 
-    def __init__(self, array, export) -> None:  # noqa: ANN001
+    def __init__(self, array, export, device: tuple[int, int]) -> None:  # noqa: ANN001
         self.array = array
         self.export = export
+        self.device = device
 
     def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
         return self.export(self.array)
 
-    def __dlpack_device__(self):  # noqa: ANN204
-        return self.array.__dlpack_device__()
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.device
 
 
 def _exporter(library):  # noqa: ANN001, ANN202
@@ -205,9 +208,9 @@ def _numpy_dtype(array) -> np.dtype | None:
     return _DTYPES[key]
 
 
-def _device_rows(value, rows: int, length: int, export=_plain_dlpack) -> driver.Buffer:  # noqa: ANN001
-    """A contiguous float CUDA array as a [rows, length] MAX buffer (shared
-    memory); `export` takes its DLPack capsule (see _exporter)."""
+def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Buffer:  # noqa: ANN001
+    """A contiguous float CUDA array on GPU `index` as a [rows, length] MAX
+    buffer (shared memory); `export` takes its DLPack capsule (see _exporter)."""
     dtype = _numpy_dtype(value)
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(
@@ -216,12 +219,57 @@ def _device_rows(value, rows: int, length: int, export=_plain_dlpack) -> driver.
     if not _contiguous(value):
         raise ValueError("CUDA arrays must be contiguous; call .contiguous() first")
     try:
-        buffer = driver.Buffer._from_dlpack(_Capsule(value, export))  # noqa: SLF001 (module doc)
+        capsule = _Capsule(value, export, (DLPACK_CUDA, index))
+        buffer = driver.Buffer._from_dlpack(capsule)  # noqa: SLF001 (see the module doc)
     except Exception as exc:  # MAX refuses DLPack tensors it cannot view
         raise ValueError(
             f"CUDA arrays must be contiguous ({exc}); call .contiguous() first"
         ) from exc
     return buffer.view(buffer.dtype, (rows, length))
+
+
+class InputViews:
+    """MAX views of CUDA arrays passed in, reused when the same array comes back.
+
+    A filter bank's taps, a signal run through several kernels: the view
+    (DLPack export, MAX's import, reshape: 6.5 us of a call on the H200
+    host, in front of the kernel) is made once. An entry is reused only for
+    the same live object with the same data pointer, shape and dtype: then
+    it is the same memory (the view holds the array's storage, so no other
+    array can take that address while the entry lives). An entry goes when
+    its array is collected or when VIEWS_KEPT newer ones push it out; arrays
+    without weak references or a known data pointer are viewed every call.
+    """
+
+    VIEWS_KEPT = 8
+
+    def __init__(self, pointer) -> None:  # noqa: ANN001
+        """`pointer(array)`: the address of the array's first element."""
+        self.pointer = pointer
+        self._entries: dict[tuple[int, int, int], tuple] = {}
+
+    def get(self, value, rows: int, length: int, index: int, export) -> driver.Buffer:  # noqa: ANN001
+        """`value` as [rows, length] on GPU `index` (see _device_rows)."""
+        key = (id(value), rows, length)
+        entry = self._entries.get(key)
+        if entry is not None:
+            ref, pointer, shape, dtype, view = entry
+            if (
+                ref() is value
+                and self.pointer(value) == pointer
+                and value.shape == shape
+                and value.dtype == dtype
+            ):
+                return view
+        view = _device_rows(value, rows, length, index, export)
+        try:
+            ref = weakref.ref(value, lambda _, key=key, kept=self._entries: kept.pop(key, None))
+        except TypeError:  # no weak references to these arrays
+            return view
+        if len(self._entries) >= self.VIEWS_KEPT:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (ref, self.pointer(value), value.shape, value.dtype, view)
+        return view
 
 
 def _contiguous(value) -> bool:  # noqa: ANN001
@@ -248,52 +296,64 @@ def _empty(library, like, shape: tuple[int, ...]):
         return library.empty(shape, dtype=like.dtype)
 
 
-def _taps_rows(
-    engine: Engine,
-    library,
-    kernel,
-    flip: bool,
-    dtype: np.dtype,
-    export,  # noqa: ANN001
-) -> driver.Buffer:
-    """The taps as [rows, K] on the engine's GPU: a CUDA kernel of the signal's
-    library stays there (flipped there for convolve); anything else goes
-    through the host."""
+def _taps_rows(target: _Target, kernel, flip: bool, dtype: np.dtype) -> driver.Buffer:  # noqa: ANN001
+    """The taps as [rows, K] on the target's GPU: a CUDA kernel of the signal's
+    library on that GPU stays there (flipped there for convolve); anything
+    else goes through the host."""
     n_taps = int(kernel.shape[-1])
-    same_dtype = _numpy_dtype(kernel) == dtype
-    if same_dtype and library_of(kernel) is library and cuda_index(kernel) is not None:
+    library = target.library
+    if (
+        _numpy_dtype(kernel) == dtype
+        and library_of(kernel) is library
+        and cuda_index(kernel) == target.index
+    ):
         rows = math.prod(kernel.shape[:-1])
-        on_device = _flip_last(library, kernel) if flip else kernel
-        return _device_rows(on_device, rows, n_taps, export)
+        if flip:
+            return target.rows(_flip_last(library, kernel), rows, n_taps)
+        return target.input(kernel, rows, n_taps)
     host = _host_copy(kernel)
     taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
-    return engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
+    return target.engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
 
 
-@dataclass(frozen=True)
+# The address of an array's first element, per library (for InputViews).
+_POINTERS = {"torch": lambda array: array.data_ptr(), "cupy": lambda array: array.data.ptr}
+
+
 class _Target:
     """What a call on one library's arrays on one GPU needs beyond the arrays."""
 
-    library: object
-    engine: Engine
-    order: StreamOrder
-    export: object
+    def __init__(self, library, index: int, engine: Engine) -> None:  # noqa: ANN001
+        self.library = library
+        self.index = index
+        self.engine = engine
+        self.order = StreamOrder.of(library, engine, index)
+        self.export = _exporter(library)
+        pointer = _POINTERS.get(getattr(library, "__name__", ""))
+        self.views = InputViews(pointer) if pointer is not None else None
+
+    def rows(self, value, rows: int, length: int) -> driver.Buffer:  # noqa: ANN001
+        """`value` as a [rows, length] MAX buffer, viewed now (an output, a temporary)."""
+        return _device_rows(value, rows, length, self.index, self.export)
+
+    def input(self, value, rows: int, length: int) -> driver.Buffer:  # noqa: ANN001
+        """`value` as a [rows, length] MAX buffer, the view kept for its next call."""
+        if self.views is None:
+            return self.rows(value, rows, length)
+        return self.views.get(value, rows, length, self.index, self.export)
 
 
 _TARGETS: dict[tuple[type, int, str], _Target] = {}
 
 
 def _target(array, index: int, device: str) -> _Target:  # noqa: ANN001
-    """The library, engine, stream order and exporter of `array`'s kind on GPU
-    `index`, looked up once per (type, GPU, device asked): a call on CUDA
-    tensors queues a ~70 us kernel, so every microsecond in front of it shows."""
+    """The target of `array`'s kind on GPU `index`, made once per (type, GPU,
+    device asked): a call on CUDA tensors queues a ~70 us kernel, so every
+    microsecond in front of it shows."""
     key = (type(array), index, device)
     found = _TARGETS.get(key)
     if found is None:
-        library = library_of(array)
-        engine = _engine_for(index, device)
-        order = StreamOrder.of(library, engine, index)
-        found = _TARGETS[key] = _Target(library, engine, order, _exporter(library))
+        found = _TARGETS[key] = _Target(library_of(array), index, _engine_for(index, device))
     return found
 
 
@@ -320,7 +380,7 @@ def filter_cuda(
     n_taps = kernel_shape[-1]
     if length == 0 or n_taps == 0:
         raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
-    signal = _device_rows(in1, rows, length, target.export)
+    signal = target.input(in1, rows, length)
     dtype = _numpy_dtype(in1)
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
@@ -334,8 +394,8 @@ def filter_cuda(
         result = out
     else:
         result = _empty(target.library, in1, (*lead, count))
-    taps = _taps_rows(engine, target.library, in2, flip, dtype, target.export)
-    output = _device_rows(result, rows, count, target.export)
+    taps = _taps_rows(target, in2, flip, dtype)
+    output = target.rows(result, rows, count)
     target.order.before()
     engine.correlate(output, signal, taps, pad, method, block)
     target.order.after()

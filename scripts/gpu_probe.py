@@ -342,10 +342,10 @@ def breakdown() -> None:
     w = torch.randn(k, device="cuda")
     out = torch.empty(n - k + 1, device="cuda")
     export = _exporter(torch)
-    dtype = driver.Buffer._from_dlpack(_Capsule(x, export)).dtype
-    signal = driver.Buffer._from_dlpack(_Capsule(x, export)).view(dtype, (1, n))
-    taps = driver.Buffer._from_dlpack(_Capsule(w, export)).view(dtype, (1, k))
-    result = driver.Buffer._from_dlpack(_Capsule(out, export)).view(dtype, (1, n - k + 1))
+    dtype = driver.Buffer._from_dlpack(_Capsule(x, export, (2, 0))).dtype
+    signal = driver.Buffer._from_dlpack(_Capsule(x, export, (2, 0))).view(dtype, (1, n))
+    taps = driver.Buffer._from_dlpack(_Capsule(w, export, (2, 0))).view(dtype, (1, k))
+    result = driver.Buffer._from_dlpack(_Capsule(out, export, (2, 0))).view(dtype, (1, n - k + 1))
     order = StreamOrder.of(torch, engine, 0)
     handle = engine.device.default_queue.native_stream_handle
     queue = torch.cuda.ExternalStream(handle)
@@ -353,15 +353,15 @@ def breakdown() -> None:
 
     def fresh_wrappers() -> None:
         engine.correlate(
-            _device_rows(out, 1, n - k + 1, export),
-            _device_rows(x, 1, n, export),
-            _device_rows(w, 1, k, export),
+            _device_rows(out, 1, n - k + 1, 0, export),
+            _device_rows(x, 1, n, 0, export),
+            _device_rows(w, 1, k, 0, export),
             0,
         )
 
     def fresh_output() -> None:
         target = torch.empty(n - k + 1, device="cuda")
-        engine.correlate(_device_rows(target, 1, n - k + 1, export), signal, taps, 0)
+        engine.correlate(_device_rows(target, 1, n - k + 1, 0, export), signal, taps, 0)
 
     def ordered() -> None:
         order.before()

@@ -306,6 +306,34 @@ def test_torch_stream_order_without_host_waits(gpu_device):
 
 
 @pytest.mark.gpu
+def test_torch_default_stream_and_kept_views(gpu_device):
+    """On torch's default stream (which CUDA orders with MAX's queue when that is a
+    blocking stream: no events then): inputs overwritten right after each call
+    leave its result alone, and the same tensors passed again (their views
+    kept) are read afresh every call."""
+    torch = pytest.importorskip("torch")
+    assert torch.cuda.current_stream().cuda_stream == 0
+    x = torch.zeros(1 << 24, device="cuda")
+    h = torch.ones(64, device="cuda")
+    totals = []
+    for step in range(1, 4):
+        x.fill_(float(step))
+        h.fill_(float(step))
+        result = maxconv.correlate(x, h, "valid")
+        x.zero_()
+        h.zero_()
+        totals.append(result.sum())
+    torch.cuda.synchronize()
+    for step, total in enumerate(totals, start=1):
+        assert float(total) == pytest.approx(64.0 * step * step * ((1 << 24) - 63), rel=1e-6)
+    y = torch.ones(1 << 20, device="cuda")
+    x.set_(y)  # new storage under the same tensor object
+    assert float(maxconv.correlate(x, h.fill_(1.0), "valid").sum()) == pytest.approx(
+        64.0 * ((1 << 20) - 63), rel=1e-6
+    )
+
+
+@pytest.mark.gpu
 def test_strided_cuda_tensors_are_refused(gpu_device):
     torch = pytest.importorskip("torch")
     x = torch.randn(64, 1000, device="cuda").t()  # last axis strided
@@ -561,3 +589,59 @@ def test_legacy_orders_without_a_cuda_driver(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", missing)
     assert legacy_orders(1234, 0) is False
+
+
+def test_input_views_reused_only_for_the_same_memory(monkeypatch):
+    """InputViews hands back a kept view only for the same live array with the
+    same data pointer, shape and dtype; a collected array's entry goes with it;
+    at most VIEWS_KEPT entries; arrays without weak references are viewed each call."""
+    import gc
+
+    import maxconv.device_arrays as device_arrays
+    from maxconv.device_arrays import InputViews
+
+    made = []
+
+    def view(value, rows, length, index, export):
+        made.append((id(value), rows, length))
+        return object()
+
+    monkeypatch.setattr(device_arrays, "_device_rows", view)
+
+    class Tensor:
+        def __init__(self, pointer: int, shape=(8,), dtype="float32") -> None:
+            self.pointer, self.shape, self.dtype = pointer, shape, dtype
+
+    views = InputViews(lambda array: array.pointer)
+    a = Tensor(100)
+    first = views.get(a, 1, 8, 0, None)
+    assert views.get(a, 1, 8, 0, None) is first and len(made) == 1
+    assert views.get(a, 2, 4, 0, None) is not first  # another layout of it: another view
+    a.pointer = 200  # new storage (torch's set_, .data = ...)
+    assert views.get(a, 1, 8, 0, None) is not first
+    a.shape = (4, 2)
+    views.get(a, 1, 8, 0, None)
+    a.dtype = "float64"
+    views.get(a, 1, 8, 0, None)
+    assert len(made) == 5
+    del a
+    gc.collect()
+    assert views._entries == {}  # collected: its view (and the storage it holds) let go
+    kept = [Tensor(i) for i in range(InputViews.VIEWS_KEPT + 3)]
+    for tensor in kept:
+        views.get(tensor, 1, 8, 0, None)
+    assert len(views._entries) == InputViews.VIEWS_KEPT
+    made.clear()
+    views.get(kept[-1], 1, 8, 0, None)  # a recent one: kept
+    views.get(kept[0], 1, 8, 0, None)  # pushed out: viewed again
+    assert len(made) == 1
+
+    class Unreferenceable:
+        __slots__ = ("dtype", "pointer", "shape")
+
+    plain = Unreferenceable()
+    plain.pointer, plain.shape, plain.dtype = 1, (8,), "float32"
+    made.clear()
+    views.get(plain, 1, 8, 0, None)
+    views.get(plain, 1, 8, 0, None)
+    assert len(made) == 2
