@@ -23,6 +23,7 @@ from .arrays import (
     is_dlpack,
     returner,
 )
+from .device_arrays import filter_cuda
 from .engine import get_engine
 from .layout import RowShape
 from .planning import check_method, check_mode, full_slice
@@ -189,7 +190,7 @@ def _filter(
     check_method(method)
     index = cuda_index(in1)
     if index is not None or cuda_index(in2) is not None:
-        return _filter_cuda(in1, in2, mode, axis, device, method, out, flip, index)
+        return filter_cuda(in1, in2, mode, axis, device, method, out, flip, index)
     give_back = returner(in1 if is_dlpack(in1) else in2)
     x, h = as_numpy(in1), as_numpy(in2)
     check_numeric(x, h)
@@ -326,12 +327,3 @@ def _correlate_parts(
     result.real = sums.get("ac", zero) - sums.get("bd", zero)
     result.imag = sums.get("ad", zero) + sums.get("bc", zero)
     return result
-
-
-def _filter_cuda(
-    in1, in2, mode: str, axis: int, device: str, method: str, out, flip: bool, index: int | None
-):
-    """CUDA arrays: the op reads and writes the caller's device memory (in1 on GPU `index`)."""
-    from .device_arrays import filter_cuda
-
-    return filter_cuda(in1, in2, mode, axis, device, method, out, flip, index)

@@ -302,11 +302,8 @@ def _taps_rows(target: _Target, kernel, flip: bool, dtype: np.dtype) -> driver.B
     else goes through the host."""
     n_taps = int(kernel.shape[-1])
     library = target.library
-    if (
-        _numpy_dtype(kernel) == dtype
-        and library_of(kernel) is library
-        and cuda_index(kernel) == target.index
-    ):
+    same_library = type(kernel) is target.kind or library_of(kernel) is library
+    if same_library and _numpy_dtype(kernel) == dtype and cuda_index(kernel) == target.index:
         rows = math.prod(kernel.shape[:-1])
         if flip:
             return target.rows(_flip_last(library, kernel), rows, n_taps)
@@ -323,7 +320,9 @@ _POINTERS = {"torch": lambda array: array.data_ptr(), "cupy": lambda array: arra
 class _Target:
     """What a call on one library's arrays on one GPU needs beyond the arrays."""
 
-    def __init__(self, library, index: int, engine: Engine) -> None:  # noqa: ANN001
+    def __init__(self, kind: type, library, index: int, engine: Engine) -> None:  # noqa: ANN001
+        """`kind`: the type of the arrays, of `library`."""
+        self.kind = kind
         self.library = library
         self.index = index
         self.engine = engine
@@ -353,7 +352,8 @@ def _target(array, index: int, device: str) -> _Target:  # noqa: ANN001
     key = (type(array), index, device)
     found = _TARGETS.get(key)
     if found is None:
-        found = _TARGETS[key] = _Target(library_of(array), index, _engine_for(index, device))
+        engine = _engine_for(index, device)
+        found = _TARGETS[key] = _Target(type(array), library_of(array), index, engine)
     return found
 
 
