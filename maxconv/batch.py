@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .arrays import as_numpy, cast_result, check_numeric, compute_dtype, cuda_index, returner
 from .convolution import convolve
+from .devices import gpu_count
 from .engine import Engine, get_engine
 from .planning import check_method, check_mode, full_slice
 from .rows import correlate_rows
@@ -33,7 +35,9 @@ def convolve_batch(
     mode)`. Rows of similar length share one op call: each is padded with
     zeros to the longest of its group (within BATCH_LENGTH_SLACK), kernels
     to the longest kernel, and every row's slice is cut from the group's
-    full result. CUDA arrays (torch, cupy) stay on their GPU.
+    full result. CUDA arrays (torch, cupy) stay on their GPU. With
+    ``device="gpu:all"`` the groups are spread over every GPU of the host
+    (one engine and one host thread each; results in input order).
     """
     check_mode(mode)
     check_method(method)
@@ -66,8 +70,18 @@ def convolve_batch(
             for signal, kernel in zip(signal_list, kernel_list, strict=True)
         ]
     give_back = returner(signal_list[0])
-    rows = _batch_rows(get_engine(device), hosts, taps, shared, mode, method)
+    rows = _batch_rows(_engines(device), hosts, taps, shared, mode, method)
     return [give_back(row) for row in rows]
+
+
+def _engines(device: str) -> list[Engine]:
+    """The engine of `device`; for "gpu:all" one per GPU of the host."""
+    if device.strip().lower() != "gpu:all":
+        return [get_engine(device)]
+    count = gpu_count()
+    if count == 0:
+        raise ValueError("device='gpu:all' was asked for, but MAX sees no GPU here")
+    return [get_engine(f"gpu:{index}") for index in range(count)]
 
 
 def convolve_batch_on(
@@ -91,7 +105,7 @@ def convolve_batch_on(
             convolve(signal, kernel, mode, method=method, device=engine.label)
             for signal, kernel in zip(signals, kernels, strict=True)
         ]
-    return _batch_rows(engine, signals, kernels, False, mode, method)
+    return _batch_rows([engine], signals, kernels, False, mode, method)
 
 
 def _op_takes(signals: Sequence[np.ndarray], kernels: Sequence[np.ndarray], shared: bool) -> bool:
@@ -103,23 +117,39 @@ def _op_takes(signals: Sequence[np.ndarray], kernels: Sequence[np.ndarray], shar
 
 
 def _batch_rows(
-    engine: Engine,
+    engines: Sequence[Engine],
     signals: Sequence[np.ndarray],
     kernels: Sequence[np.ndarray],
     shared: bool,
     mode: str,
     method: str,
 ) -> list[np.ndarray]:
-    """Every row's result in the rows' result dtype, from as few op calls as their lengths allow."""
+    """Every row's result in the rows' result dtype, from as few op calls as their
+    lengths allow; with several engines their groups are shared out by samples
+    (largest first, each to the least loaded engine) and run one thread per engine."""
     result_dtype = np.result_type(*signals, *(kernels[:1] if shared else kernels))
     results: list = [None] * len(signals)
-    for group in _length_groups([signal.size for signal in signals], [k.size for k in kernels]):
-        for index, row in zip(
-            group,
-            _convolve_group(engine, signals, kernels, group, shared, mode, method),
-            strict=True,
-        ):
-            results[index] = cast_result(row, result_dtype)
+    groups = _length_groups([signal.size for signal in signals], [k.size for k in kernels])
+    shares: list[list[list[int]]] = [[] for _ in engines]
+    load = [0] * len(engines)
+    for group in sorted(groups, key=lambda g: -sum(signals[i].size for i in g)):
+        least = load.index(min(load))
+        shares[least].append(group)
+        load[least] += sum(signals[i].size for i in group)
+
+    def run(engine: Engine, share: list[list[int]]) -> None:
+        for group in share:
+            rows = _convolve_group(engine, signals, kernels, group, shared, mode, method)
+            for index, row in zip(group, rows, strict=True):
+                results[index] = cast_result(row, result_dtype)
+
+    if len(engines) == 1:
+        run(engines[0], shares[0])
+    else:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            futures = [pool.submit(run, *pair) for pair in zip(engines, shares, strict=True)]
+            for future in futures:
+                future.result()
     return results
 
 

@@ -645,3 +645,32 @@ def test_input_views_reused_only_for_the_same_memory(monkeypatch):
     views.get(plain, 1, 8, 0, None)
     views.get(plain, 1, 8, 0, None)
     assert len(made) == 2
+
+
+def test_ragged_batch_over_every_gpu_with_stand_in_engines(monkeypatch):
+    """device="gpu:all": groups shared out over one engine per GPU (two CPU
+    engines stand in here), results in input order and equal to scipy's."""
+    import maxconv.batch as batch
+    from maxconv.engine import Engine
+
+    stand_ins = {f"gpu:{index}": Engine("cpu") for index in range(2)}
+    used = []
+
+    def engine_of(device: str) -> Engine:
+        used.append(device)
+        return stand_ins[device]
+
+    monkeypatch.setattr(batch, "gpu_count", lambda: 2)
+    monkeypatch.setattr(batch, "get_engine", engine_of)
+    rng = np.random.default_rng(11)
+    lengths = [50, 3000, 51, 3001, 700, 20000, 52, 710]
+    signals = [rng.standard_normal(n) for n in lengths]
+    kernels = [rng.standard_normal(k) for k in (3, 40, 3, 41, 9, 300, 4, 9)]
+    results = maxconv.convolve_batch(signals, kernels, "same", device="gpu:all")
+    assert used == ["gpu:0", "gpu:1"]
+    assert all(engine.stats.calls > 0 for engine in stand_ins.values())
+    for signal, kernel, result in zip(signals, kernels, results, strict=True):
+        np.testing.assert_allclose(result, scipy.signal.convolve(signal, kernel, "same"), atol=1e-9)
+    monkeypatch.setattr(batch, "gpu_count", lambda: 0)
+    with pytest.raises(ValueError, match="no GPU"):
+        maxconv.convolve_batch(signals, kernels, device="gpu:all")
