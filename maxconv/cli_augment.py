@@ -133,7 +133,14 @@ def augment_command(
             raise typer.BadParameter("give the output folder with -o/--output")
         if ray_address is not None and not ray:
             raise ValueError("--ray-address is the cluster of --ray; add --ray")
-        from .augment import AugmentOptions, open_engines, plan_job, run_job
+        from .augment import (
+            AugmentOptions,
+            open_engines,
+            plan_job,
+            resolve_devices,
+            run_job,
+            run_on_devices,
+        )
 
         options = AugmentOptions(
             mix=mix,
@@ -167,6 +174,8 @@ def augment_command(
                 report = run_on_ray(
                     plan, manifest, address=ray_address, workers=ray_workers, progress=progress
                 )
+            elif len(devices := resolve_devices(device)) > 1:
+                report = run_on_devices(plan, manifest, devices, progress=progress)
             else:
                 report = run_job(plan, manifest, open_engines(device), progress=progress)
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,11 @@ class Engine:
     def model(self, dtype: np.dtype, method: str = "direct") -> engine.Model:
         """The loaded model for `dtype` and `method`, from memory, disk or a compile."""
         dtype = np.dtype(dtype)
-        if (dtype, method) not in self._models:
+        if (dtype, method) in self._models:
+            return self._models[dtype, method]
+        with _LOADING:
+            if (dtype, method) in self._models:
+                return self._models[dtype, method]
             max_dtype = SUPPORTED_DTYPES[dtype]
             start = time.perf_counter()
             device_ref = DeviceRef.from_device(self.device)
@@ -307,6 +312,13 @@ class Engine:
 
 
 _ENGINES: dict[str, Engine] = {}
+
+
+# One model load (and compile) at a time in a process: MAX builds the op's Mojo
+# package in a staging folder named by the process id, so two threads loading at
+# once (two GPUs' engines of `convolve_batch(device="gpu:all")`) collide there
+# (FileNotFoundError in mojo/paths.py, seen on a two-H200 host).
+_LOADING = threading.Lock()
 
 
 def _execute(model: engine.Model, buffers: list[driver.Buffer]) -> None:

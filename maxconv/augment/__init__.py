@@ -2,7 +2,8 @@
 
 The work behind `maxconv augment` (and, on a Ray cluster, `maxconv.ray`):
 `plan_job` finds and pairs the clips and responses and opens the manifest,
-`open_engines` opens the devices once and `run_job` runs the plan on them.
+`open_engines` opens the devices once and `run_job` runs the plan on them;
+`run_on_devices` runs it with one worker process per device (``gpu:all``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from .job import JobReport, open_engines, run_job
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
 from .plan import AugmentOptions, JobPlan, Task, plan_job, resolve_devices
+from .processes import run_on_devices
 
 __all__ = [
     "MANIFEST_NAME",
@@ -23,4 +25,5 @@ __all__ = [
     "read_manifest",
     "resolve_devices",
     "run_job",
+    "run_on_devices",
 ]
