@@ -243,7 +243,9 @@ def _host_gpu_peers(dtype: np.dtype, n: int, k: int, warmup: int, repeat: int) -
 def measure_torch_tensors(
     engine: Engine, dtype: np.dtype, n: int, k: int, warmup: int, repeat: int
 ) -> list[Measurement]:
-    """maxconv and torch's conv1d on the same CUDA tensors (correlation, 'valid')."""
+    """maxconv and torch's conv1d on the same CUDA tensors (correlation, 'valid'):
+    maxconv returning a new tensor, and writing the caller's `out` (a loop that
+    does not allocate); one call per synchronize, then STREAM_CALLS."""
     name = np.dtype(dtype).name
     try:
         import torch
@@ -258,7 +260,11 @@ def measure_torch_tensors(
     x = torch.randn(n + k - 1, device="cuda", dtype=tdtype)
     w = torch.randn(k, device="cuda", dtype=tdtype)
     x3, w3 = x.reshape(1, 1, -1), w.reshape(1, 1, -1)
-    runs = [("maxconv", lambda: maxconv.correlate(x, w, "valid", device=engine.label))]
+    out = torch.empty(n, device="cuda", dtype=tdtype)
+    runs = [
+        ("maxconv", lambda: maxconv.correlate(x, w, "valid", device=engine.label)),
+        ("maxconv, out=", lambda: maxconv.correlate(x, w, "valid", device=engine.label, out=out)),
+    ]
     if n * k <= TORCH_MAX_MACS:
         runs.append(("torch conv1d", lambda: functional.conv1d(x3, w3)))
     rows = []

@@ -395,7 +395,9 @@ def filter_cuda(
     else:
         result = _empty(target.library, in1, (*lead, count))
     taps = _taps_rows(target, in2, flip, dtype)
-    output = target.rows(result, rows, count)
+    # A caller's `out` comes back call after call (a loop that does not allocate): view kept.
+    view = target.rows if out is None else target.input
+    output = view(result, rows, count)
     target.order.before()
     engine.correlate(output, signal, taps, pad, method, block)
     target.order.after()
