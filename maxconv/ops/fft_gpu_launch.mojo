@@ -30,8 +30,10 @@ from .fft_gpu_fused import (
     FUSED_MAX_LOG,
     FUSED_MIN_LOG,
     FUSED_TW_TPB,
+    FUSED_VALUES_LOG,
     _gpu_fused,
     _gpu_fused_twiddles,
+    fused_cap_threads,
     fused_smem_bytes,
     fused_threads,
     fused_tw_entries,
@@ -56,6 +58,20 @@ from .fft_gpu_staged import (
 comptime GPU_OLD = 0
 comptime GPU_FUSED = 1
 comptime GPU_FUSED_FREE = 2
+# Trial variants, compiled only into fft_conv_gpu[trials=True] (the
+# harness), for the H200 to decide between (issue 16); elsewhere each runs
+# as GPU_FUSED. GPU_FUSED_16K: the fused kernel (16 values a thread) also
+# at L = 2^14 (1024 threads, 64 registers, 136 KB of shared memory: one
+# block per SM; the staged path's spectrum order at 2^14). GPU_FUSED_V32 /
+# GPU_FUSED_V64: 32 / 64 values a thread at L = 2^TRIAL_MIN_LOG ..
+# 2^TRIAL_MAX_LOG (registers capped at 128 / 255: fused_cap_threads), one
+# shared-memory exchange a direction fewer at 2^13 (V32) or 2^12 (V64);
+# spectrum orders of their own.
+comptime GPU_FUSED_16K = 3
+comptime GPU_FUSED_V32 = 4
+comptime GPU_FUSED_V64 = 5
+comptime TRIAL_MIN_LOG = 12
+comptime TRIAL_MAX_LOG = 14
 
 
 def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
@@ -84,7 +100,7 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
             )
 
 
-def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
+def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int](
     ctx: DeviceContext,
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -96,18 +112,18 @@ def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     scale: Scalar[dtype],
 ) raises:
     """Launch _gpu_fused over n_rows block pairs (spectrum: taps rows)."""
-    var smem = fused_smem_bytes[dtype](lp)
-    ctx.enqueue_function[_gpu_fused[dtype, lp, spectrum, max_threads]](
+    var smem = fused_smem_bytes[dtype](lp, vb)
+    ctx.enqueue_function[_gpu_fused[dtype, lp, vb, spectrum, max_threads]](
         source, result, g_re, g_im, tw,
         Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
         Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs), Int32(geo.taps_rows), scale,
-        grid_dim=n_rows, block_dim=fused_threads(lp),
+        grid_dim=n_rows, block_dim=fused_threads(lp, vb),
         shared_mem_bytes=smem,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
     )
 
 
-def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
+def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -120,24 +136,24 @@ def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
     spectrum_given: Bool,
     spectrum_ready: Bool,
 ) raises:
-    """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo: the twiddle
-    table, the taps' spectra unless ready, then one kernel for every block
-    pair."""
+    """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo (2^vb values a
+    thread): the twiddle table, the taps' spectra unless ready, then one
+    kernel for every block pair."""
     comptime points = 1 << lp
-    comptime n_tw = fused_tw_entries(lp)
+    comptime n_tw = fused_tw_entries(lp, vb)
     var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var scale = Scalar[dtype](1.0 / Float64(points))
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp]](
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
         tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
     )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
-        _fused_rows[dtype, lp, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
-    _fused_rows[dtype, lp, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
+        _fused_rows[dtype, lp, vb, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
+    _fused_rows[dtype, lp, vb, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
 
 
 def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
@@ -205,10 +221,10 @@ def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, 
                 ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
             )
         lb -= bits
-    var smem = fused_smem_bytes[dtype](lc)
+    var smem = fused_smem_bytes[dtype](lc, FUSED_VALUES_LOG)
     ctx.enqueue_function[_staged_chunk[dtype, lc, spectrum, chunk_threads_cap]](
         re, im, g_re, g_im, tw_chunk, Int32(lp), Int32(pair0), Int32(geo.pairs), Int32(geo.taps_rows), scale,
-        grid_dim=n_rows << above, block_dim=fused_threads(lc),
+        grid_dim=n_rows << above, block_dim=fused_threads(lc, FUSED_VALUES_LOG),
         shared_mem_bytes=smem,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
     )
@@ -260,7 +276,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     var scratch_rows = batch if spectrum_ready else max(batch, taps_batch)
     var lo_bits = (lp + 1) // 2
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
-    comptime n_tw_chunk = fused_tw_entries(lc)
+    comptime n_tw_chunk = fused_tw_entries(lc, FUSED_VALUES_LOG)
     var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
     var tw_c = ctx.enqueue_create_buffer[dtype](2 * n_tw_chunk)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
@@ -277,7 +293,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
         tw_p, Int64(lp), Int64(lo_bits),
         grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
     )
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc]](
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, FUSED_VALUES_LOG]](
         tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
     )
     if not spectrum_ready:
@@ -395,7 +411,47 @@ struct Blocks(Copyable):
     var taps_rows: Int
 
 
-def fft_conv_gpu[dtype: DType](
+def _trial_conv[dtype: DType](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    taps_rows: Int,
+    n_taps: Int,
+    lp: Int,
+    geo: Blocks,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    variant: Int,
+) raises -> Bool:
+    """Run trial variant `variant` (GPU_FUSED_16K, GPU_FUSED_V32 or
+    GPU_FUSED_V64) for L = 2^lp where it has a kernel of its own; False
+    (nothing enqueued) elsewhere."""
+    comptime for lpc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
+        if lp == lpc:
+            comptime if lpc > FUSED_MAX_LOG:
+                if variant == GPU_FUSED_16K:
+                    _fused_conv[dtype, lpc, FUSED_VALUES_LOG, fused_threads(lpc, FUSED_VALUES_LOG)](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given,
+                        spectrum_ready,
+                    )
+                    return True
+            if variant == GPU_FUSED_V32:
+                _fused_conv[dtype, lpc, 5, max(fused_threads(lpc, 5), fused_cap_threads(5))](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                )
+                return True
+            if variant == GPU_FUSED_V64:
+                _fused_conv[dtype, lpc, 6, max(fused_threads(lpc, 6), fused_cap_threads(6))](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                )
+                return True
+    return False
+
+
+def fft_conv_gpu[dtype: DType, trials: Bool = False](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -427,6 +483,10 @@ def fft_conv_gpu[dtype: DType](
     see fft_points); block b reads L signal samples from b * T - pad, zero
     outside the row, straight from the caller's buffer.
 
+    trials (the harness's build only) adds the trial variants
+    GPU_FUSED_16K, GPU_FUSED_V32 and GPU_FUSED_V64 (float32; chunk_log 0
+    or >= log2(L)); the op leaves them out of its GPU compile.
+
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
     shapes; a chunk_log of at least log2(L) transforms rows whole.
@@ -451,46 +511,61 @@ def fft_conv_gpu[dtype: DType](
     var blocks = ceildiv(row_outputs, t)
     var pairs = (blocks + 1) // 2
     var lp = _log2(points)
-    if variant != GPU_OLD and variant != GPU_FUSED and variant != GPU_FUSED_FREE:
-        raise Error("fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2), not ", variant)
+    var v = variant
+    comptime if trials:
+        if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_V64:
+            comptime if dtype == DType.float32:
+                if chunk_log == 0 or chunk_log >= lp:
+                    var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+                    if _trial_conv[dtype](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, trial_geo,
+                        spectrum, spectrum_given, spectrum_ready, variant,
+                    ):
+                        return
+            v = GPU_FUSED
+    if v != GPU_OLD and v != GPU_FUSED and v != GPU_FUSED_FREE:
+        raise Error(
+            "fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2)",
+            " (3 .. 5 in trials builds), not ", variant,
+        )
     comptime if dtype == DType.float32:
-        if variant != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
+        if v != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
                 if lp == lpc:
-                    comptime threads = fused_threads(lpc)
-                    if variant == GPU_FUSED:
-                        _fused_conv[dtype, lpc, max(threads, FUSED_CAP_THREADS)](
+                    comptime threads = fused_threads(lpc, FUSED_VALUES_LOG)
+                    if v == GPU_FUSED:
+                        _fused_conv[dtype, lpc, FUSED_VALUES_LOG, max(threads, FUSED_CAP_THREADS)](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready,
                         )
                     else:
-                        _fused_conv[dtype, lpc, threads](
+                        _fused_conv[dtype, lpc, FUSED_VALUES_LOG, threads](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready,
                         )
             return
-        if variant != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
+        if v != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             if chunk_log == 13:
-                if variant == GPU_FUSED:
+                if v == GPU_FUSED:
                     _staged_conv[dtype, 13, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
-                    _staged_conv[dtype, 13, fused_threads(13), STAGED_PASS_TPB](
+                    _staged_conv[dtype, 13, fused_threads(13, FUSED_VALUES_LOG), STAGED_PASS_TPB](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
             else:
-                if variant == GPU_FUSED:
+                if v == GPU_FUSED:
                     _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, fused_threads(STAGED_CHUNK_LOG), STAGED_PASS_TPB](
+                    _staged_conv[dtype, STAGED_CHUNK_LOG, fused_threads(STAGED_CHUNK_LOG, FUSED_VALUES_LOG), STAGED_PASS_TPB](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )

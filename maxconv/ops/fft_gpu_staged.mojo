@@ -41,6 +41,7 @@ from std.utils import StaticTuple
 from .fft_common import _log2
 from .fft_gpu import _bitrev, _reg_dif, _reg_dit
 from .fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     XPtr,
     _fused_center,
     _fused_middle,
@@ -259,10 +260,10 @@ def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
     transform (as _fused_first), store to the exchange rows."""
     comptime L = 1 << lc
     comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime rl0 = _fused_radix_log(lc, 0, FUSED_VALUES_LOG)
     comptime r0 = 1 << rl0
     comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0)
+    comptime lm0 = _fused_span_log(lc, 0, FUSED_VALUES_LOG)
     var vr = SIMD[dtype, 16](0)
     var vi = SIMD[dtype, 16](0)
     comptime for q in range(16):
@@ -306,10 +307,10 @@ def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
     the points back to the scratch rows (coalesced)."""
     comptime L = 1 << lc
     comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime rl0 = _fused_radix_log(lc, 0, FUSED_VALUES_LOG)
     comptime r0 = 1 << rl0
     comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0)
+    comptime lm0 = _fused_span_log(lc, 0, FUSED_VALUES_LOG)
     var pt = t + (t >> 4)
     var vr = SIMD[dtype, 16](0)
     var vi = SIMD[dtype, 16](0)
@@ -363,7 +364,7 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     the order of the old _gpu_chunk when lc is its chunk log.
     max_threads: see STAGED_CHUNK_CAP_THREADS.
     """
-    comptime stages = _fused_stages(lc)
+    comptime stages = _fused_stages(lc, FUSED_VALUES_LOG)
     comptime PL = (1 << lc) + (1 << (lc - 4))
     var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var xi = xr.unsafe_offset(PL)
@@ -375,14 +376,14 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     _chunk_first[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lc, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lc, FUSED_VALUES_LOG, s, False, AddressSpace.SHARED](t, xr, xi, tw)
         barrier()
-    _fused_center[dtype, lc, spectrum, AddressSpace.SHARED](
+    _fused_center[dtype, lc, FUSED_VALUES_LOG, spectrum, AddressSpace.SHARED](
         t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
     )
     comptime if not spectrum:
         barrier()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lc, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lc, FUSED_VALUES_LOG, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
             barrier()
         _chunk_last[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)

@@ -9,11 +9,21 @@
 # per case and a "FUSED CHECKS:" summary, then the same for the new staged
 # kernels of L > 8192 (fft_gpu_staged.mojo, "STAGED CHECKS:"), then the
 # fused timing against the old kernels at N = 2^24 (variant old / fused /
-# fused_free), the staged one (sbench), then the original error list and
-# timings. Sections by name: ./gpu_check staged sbench
+# fused_free), the staged one (sbench), the trial variants' (tbench: the
+# fused kernel at 2^14, 32 and 64 values a thread; built in through
+# fft_conv_gpu[trials=True]), then the original error list and timings.
+# Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
-from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_FUSED_FREE, GPU_OLD, fft_conv_gpu
+from maxconv.ops.fft_gpu_launch import (
+    GPU_FUSED,
+    GPU_FUSED_16K,
+    GPU_FUSED_FREE,
+    GPU_FUSED_V32,
+    GPU_FUSED_V64,
+    GPU_OLD,
+    fft_conv_gpu,
+)
 from max.gpu.host import HostBuffer
 from std.sys import argv
 from std.time import perf_counter_ns
@@ -119,7 +129,7 @@ def check_case[dtype: DType](
     for call in range(3):
         ctx.enqueue_copy(d_out, h_out)  # sentinel everywhere
         if call == 2:
-            fft_conv_gpu[dtype](
+            fft_conv_gpu[dtype, True](
                 ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
@@ -128,7 +138,7 @@ def check_case[dtype: DType](
                 chunk_log, 0, spectrum_variant, batch_pairs,
             )
             ctx.enqueue_copy(d_out, h_out)
-        fft_conv_gpu[dtype](
+        fft_conv_gpu[dtype, True](
             ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
@@ -218,6 +228,29 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_OLD)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
+    # Trial variants. 16K: L = 2^14 in one kernel, the staged / old
+    # kernels' spectrum order (crossed both ways).
+    report[F](ctx, "16K full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED)
+    report[F](ctx, "16K same", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED_16K, GPU_FUSED)
+    report[F](ctx, "16K short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED)
+    report[F](ctx, "16K K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED_16K, GPU_FUSED)
+    report[F](ctx, "staged <- 16K", fails, 2, 2, 40001, 4097, 16384, "same", 2, GPU_FUSED, GPU_FUSED_16K)
+    # V32 / V64: spectrum orders of their own (crossed with themselves),
+    # L = 2^12 .. 2^14; elsewhere they run GPU_FUSED (L2048 cases).
+    for v in [GPU_FUSED_V32, GPU_FUSED_V64]:
+        var tag = String("V32 ") if v == GPU_FUSED_V32 else String("V64 ")
+        report[F](ctx, tag + "L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, v, GPU_OLD)
+        report[F](ctx, tag + "L4096 full", fails, 1, 1, 9288, 1000, 4096, "full", 1, v, v)
+        report[F](ctx, tag + "L4096 same", fails, 2, 2, 20001, 2048, 4096, "same", 2, v, v)
+        report[F](ctx, tag + "L4096 T=1", fails, 1, 1, 50, 4096, 4096, "full", 1, v, v)
+        report[F](ctx, tag + "L4096 K=100", fails, 1, 1, 40000, 100, 4096, "same", 1, v, v)
+        report[F](ctx, tag + "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2, v, v)
+        report[F](ctx, tag + "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, v, v)
+        report[F](ctx, tag + "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1, v, v)
+        report[F](ctx, tag + "L16384 same", fails, 2, 2, 40001, 8192, 16384, "same", 2, v, v)
+        report[F](ctx, tag + "L16384 short", fails, 1, 1, 100, 5000, 16384, "full", 1, v, v)
+        report[F](ctx, tag + "L2^16 staged", fails, 1, 1, 147456, 16384, 65536, "same", 1, v, GPU_OLD)
     print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
@@ -285,6 +318,24 @@ def staged_bench(ctx: DeviceContext) raises:
                 bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20, batch)
 
 
+def trial_bench(ctx: DeviceContext) raises:
+    """The trial variants against the default at N = 2^24 float32: K =
+    512 .. 8192 at every L = 4096 .. 16384 of at least 2K (the default at
+    16384 is the staged path), plus K = 8192 on the staged path at 2^15 and
+    2^16 (the planner's 4K)."""
+    var n24 = 1 << 24
+    for k in [512, 1024, 2048, 4096, 8192]:
+        for points in [4096, 8192, 16384]:
+            if points < 2 * k:
+                continue
+            for variant in [GPU_FUSED, GPU_FUSED_V32, GPU_FUSED_V64, GPU_FUSED_16K]:
+                # Below 2^14, 16K runs what GPU_FUSED does.
+                if variant != GPU_FUSED_16K or points == 16384:
+                    bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    for points in [32768, 65536]:
+        bench[DType.float32](ctx, n24, 8192, points, 0, 0, GPU_FUSED, 20)
+
+
 def bench[dtype: DType](
     ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
     variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0,
@@ -315,19 +366,19 @@ def bench[dtype: DType](
     for kept in [False, True]:
         # Warm-up (module load, first-touch, spectrum for the kept case).
         for _ in range(2):
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
+            fft_conv_gpu[dtype, True](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
                                 chunk_log, chunk_threads, variant, batch_pairs)
         ctx.synchronize()
         var times = List[Int]()
         for _ in range(repeats):
             var s = perf_counter_ns()
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+            fft_conv_gpu[dtype, True](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
                                 chunk_log, chunk_threads, variant, batch_pairs)
             ctx.synchronize()
             times.append(Int(perf_counter_ns() - s))
         var s = perf_counter_ns()
         for _ in range(repeats):
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+            fft_conv_gpu[dtype, True](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
                                 chunk_log, chunk_threads, variant, batch_pairs)
         ctx.synchronize()
         var batched = Float64(Int(perf_counter_ns() - s)) / Float64(repeats)
@@ -336,7 +387,7 @@ def bench[dtype: DType](
         var med = Float64(times[len(times) // 2])
         print(
             "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
-            "variant", "fused" if variant == GPU_FUSED else ("fused_free" if variant == GPU_FUSED_FREE else "old"),
+            "variant", _variant_name(variant),
             "batch", batch_pairs,
             "spectrum kept" if kept else "spectrum each call",
             "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
@@ -345,18 +396,32 @@ def bench[dtype: DType](
         )
 
 
+def _variant_name(variant: Int) -> String:
+    """The bench lines' name of a variant."""
+    if variant == GPU_OLD:
+        return "old"
+    if variant == GPU_FUSED:
+        return "fused"
+    if variant == GPU_FUSED_FREE:
+        return "fused_free"
+    if variant == GPU_FUSED_16K:
+        return "fused16k"
+    return "v32" if variant == GPU_FUSED_V32 else "v64"
+
+
 def main() raises:
     # Sections, all by default or those named on the command line:
     # fused (the fused kernel's PASS/FAIL cases), staged (the new staged
     # kernels' PASS/FAIL cases), bench (old against fused timings at
-    # N = 2^24), sbench (old against new staged timings at N = 2^24), orig
-    # (the original error list and timings).
+    # N = 2^24), sbench (old against new staged timings at N = 2^24), tbench
+    # (the trial variants against the default at N = 2^24), orig (the
+    # original error list and timings).
     var args = argv()
     var want = List[String]()
     for i in range(1, len(args)):
         want.append(String(args[i]))
     if len(want) == 0:
-        want = ["fused", "staged", "bench", "sbench", "orig"]
+        want = ["fused", "staged", "bench", "sbench", "tbench", "orig"]
     var ctx = DeviceContext()
     var fails = -1
     var staged_fails = -1
@@ -373,6 +438,8 @@ def main() raises:
                         bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
     if "sbench" in want:
         staged_bench(ctx)
+    if "tbench" in want:
+        trial_bench(ctx)
     if "orig" in want:
         original(ctx)
     if fails >= 0:

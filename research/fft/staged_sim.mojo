@@ -11,6 +11,7 @@
 from max.gpu.memory import AddressSpace
 from maxconv.ops.fft_gpu import _unit_root
 from maxconv.ops.fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     _fused_center,
     _fused_middle,
     _fused_stages,
@@ -82,7 +83,7 @@ def _chunks[lc: Int, spectrum: Bool](
 ):
     """Every thread block of one _staged_chunk launch, thread by thread."""
     comptime T = 1 << (lc - 4)
-    comptime stages = _fused_stages(lc)
+    comptime stages = _fused_stages(lc, FUSED_VALUES_LOG)
     comptime PL = (1 << lc) + T
     var x = List[Float32](length=2 * PL, fill=0)
     var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
@@ -99,13 +100,13 @@ def _chunks[lc: Int, spectrum: Bool](
             _chunk_first[F, lc, G](Int32(t), xr, xi, twp, row_re, row_im)
         comptime for s in range(1, stages - 1):
             for t in range(T):
-                _fused_middle[F, lc, s, False, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lc, FUSED_VALUES_LOG, s, False, G](Int32(t), xr, xi, twp)
         for t in range(T):
-            _fused_center[F, lc, spectrum, G](Int32(t), xr, xi, g_re, g_im, 0, scale)
+            _fused_center[F, lc, FUSED_VALUES_LOG, spectrum, G](Int32(t), xr, xi, g_re, g_im, 0, scale)
         comptime if not spectrum:
             comptime for s_rev in range(1, stages - 1):
                 for t in range(T):
-                    _fused_middle[F, lc, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
+                    _fused_middle[F, lc, FUSED_VALUES_LOG, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
             for t in range(T):
                 _chunk_last[F, lc, G](Int32(t), xr, xi, twp, row_re, row_im)
 
@@ -159,8 +160,8 @@ def _conv[lc: Int](
         tw.append(Float32(w[0]))
         tw.append(Float32(w[1]))
     var tw_c = List[Float32]()
-    for e in range(fused_tw_entries(lc)):
-        var w = fused_tw_value(lc, e)
+    for e in range(fused_tw_entries(lc, FUSED_VALUES_LOG)):
+        var w = fused_tw_value(lc, e, FUSED_VALUES_LOG)
         tw_c.append(Float32(w[0]))
         tw_c.append(Float32(w[1]))
     # Scratch filled with garbage: every point must be written before it is read.
