@@ -186,7 +186,7 @@ def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, 
             )
 
 
-def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_rows[dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
     ctx: DeviceContext,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -221,10 +221,10 @@ def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, 
                 ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
             )
         lb -= bits
-    var smem = fused_smem_bytes[dtype](lc, FUSED_VALUES_LOG)
-    ctx.enqueue_function[_staged_chunk[dtype, lc, spectrum, chunk_threads_cap]](
+    var smem = fused_smem_bytes[dtype](lc, vb)
+    ctx.enqueue_function[_staged_chunk[dtype, lc, vb, spectrum, chunk_threads_cap]](
         re, im, g_re, g_im, tw_chunk, Int32(lp), Int32(pair0), Int32(geo.pairs), Int32(geo.taps_rows), scale,
-        grid_dim=n_rows << above, block_dim=fused_threads(lc, FUSED_VALUES_LOG),
+        grid_dim=n_rows << above, block_dim=fused_threads(lc, vb),
         shared_mem_bytes=smem,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
     )
@@ -248,7 +248,7 @@ def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, 
 comptime STAGED_MAX_BATCH_POINTS = 1 << 31
 
 
-def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -276,7 +276,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     var scratch_rows = batch if spectrum_ready else max(batch, taps_batch)
     var lo_bits = (lp + 1) // 2
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
-    comptime n_tw_chunk = fused_tw_entries(lc, FUSED_VALUES_LOG)
+    comptime n_tw_chunk = fused_tw_entries(lc, vb)
     var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
     var tw_c = ctx.enqueue_create_buffer[dtype](2 * n_tw_chunk)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
@@ -293,7 +293,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
         tw_p, Int64(lp), Int64(lo_bits),
         grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
     )
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, FUSED_VALUES_LOG]](
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, vb]](
         tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
     )
     if not spectrum_ready:
@@ -302,7 +302,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
         var first = 0
         while first < taps_rows:
             var n = min(taps_batch, taps_rows - first)
-            _staged_rows[dtype, lc, True, chunk_threads_cap, pass_threads_cap](
+            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap](
                 ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
                 spectra, scale,
             )
@@ -310,7 +310,7 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     var first = 0
     while first < total_pairs:
         var n = min(batch, total_pairs - first)
-        _staged_rows[dtype, lc, False, chunk_threads_cap, pass_threads_cap](
+        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap](
             ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
             geo, scale,
         )
@@ -425,10 +425,33 @@ def _trial_conv[dtype: DType](
     spectrum_given: Bool,
     spectrum_ready: Bool,
     variant: Int,
+    chunk_log: Int,
+    batch_pairs: Int,
 ) raises -> Bool:
     """Run trial variant `variant` (GPU_FUSED_16K, GPU_FUSED_V32 or
-    GPU_FUSED_V64) for L = 2^lp where it has a kernel of its own; False
-    (nothing enqueued) elsewhere."""
+    GPU_FUSED_V64) for L = 2^lp where it has kernels of its own; False
+    (nothing enqueued) elsewhere. Fused up to 2^TRIAL_MAX_LOG (chunk_log
+    0 or >= lp); past it V32 / V64 run the staged path with chunks of
+    2^chunk_log (12 .. 14; 0: 13 for V32, 12 for V64) of their own V."""
+    if lp > TRIAL_MAX_LOG:
+        var lc = chunk_log if chunk_log > 0 else (13 if variant == GPU_FUSED_V32 else 12)
+        comptime for lcc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
+            if lc == lcc:
+                if variant == GPU_FUSED_V32:
+                    _staged_conv[dtype, lcc, 5, max(fused_threads(lcc, 5), fused_cap_threads(5)), STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
+                    return True
+                if variant == GPU_FUSED_V64:
+                    _staged_conv[dtype, lcc, 6, max(fused_threads(lcc, 6), fused_cap_threads(6)), STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                    )
+                    return True
+        return False
+    if chunk_log != 0 and chunk_log < lp:
+        return False
     comptime for lpc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
         if lp == lpc:
             comptime if lpc > FUSED_MAX_LOG:
@@ -484,8 +507,8 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     outside the row, straight from the caller's buffer.
 
     trials (the harness's build only) adds the trial variants
-    GPU_FUSED_16K, GPU_FUSED_V32 and GPU_FUSED_V64 (float32; chunk_log 0
-    or >= log2(L)); the op leaves them out of its GPU compile.
+    GPU_FUSED_16K, GPU_FUSED_V32 and GPU_FUSED_V64 (float32; see
+    _trial_conv); the op leaves them out of its GPU compile.
 
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
@@ -515,13 +538,12 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     comptime if trials:
         if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_V64:
             comptime if dtype == DType.float32:
-                if chunk_log == 0 or chunk_log >= lp:
-                    var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
-                    if _trial_conv[dtype](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, trial_geo,
-                        spectrum, spectrum_given, spectrum_ready, variant,
-                    ):
-                        return
+                var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+                if _trial_conv[dtype](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, trial_geo,
+                    spectrum, spectrum_given, spectrum_ready, variant, chunk_log, batch_pairs,
+                ):
+                    return
             v = GPU_FUSED
     if v != GPU_OLD and v != GPU_FUSED and v != GPU_FUSED_FREE:
         raise Error(
@@ -549,23 +571,26 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             if chunk_log == 13:
                 if v == GPU_FUSED:
-                    _staged_conv[dtype, 13, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, 13, FUSED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
-                    _staged_conv[dtype, 13, fused_threads(13, FUSED_VALUES_LOG), STAGED_PASS_TPB](
+                    _staged_conv[dtype, 13, FUSED_VALUES_LOG, fused_threads(13, FUSED_VALUES_LOG), STAGED_PASS_TPB](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
             else:
                 if v == GPU_FUSED:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, STAGED_CHUNK_LOG, FUSED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, fused_threads(STAGED_CHUNK_LOG, FUSED_VALUES_LOG), STAGED_PASS_TPB](
+                    _staged_conv[
+                        dtype, STAGED_CHUNK_LOG, FUSED_VALUES_LOG, fused_threads(STAGED_CHUNK_LOG, FUSED_VALUES_LOG),
+                        STAGED_PASS_TPB,
+                    ](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )

@@ -41,7 +41,6 @@ from std.utils import StaticTuple
 from .fft_common import _log2
 from .fft_gpu import _bitrev, _reg_dif, _reg_dit
 from .fft_gpu_fused import (
-    FUSED_VALUES_LOG,
     XPtr,
     _fused_center,
     _fused_middle,
@@ -247,7 +246,7 @@ def _staged_chunk_offsets[spectrum: Bool](
 
 
 @always_inline
-def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
+def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -255,18 +254,19 @@ def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
     src_re: Pointer[Scalar[dtype], MutAnyOrigin],
     src_im: Pointer[Scalar[dtype], MutAnyOrigin],
 ):
-    """Thread t: load points t + T q of the chunk (T = 2^(lc-4)) from the
+    """Thread t: load points t + T q of the chunk (T = 2^(lc-vb)) from the
     scratch rows (coalesced), run forward stage 0 of the 2^lc-point
     transform (as _fused_first), store to the exchange rows."""
+    comptime V = 1 << vb
     comptime L = 1 << lc
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0, FUSED_VALUES_LOG)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lc, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0, FUSED_VALUES_LOG)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lc, 0, vb)
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
         vr[q] = src_re[unsafe_offset=Int(t + Int32(T * q))]
         vi[q] = src_im[unsafe_offset=Int(t + Int32(T * q))]
     comptime for c in range(c0):
@@ -287,15 +287,15 @@ def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
             comptime i = _bitrev(p, rl0)
             vr[c + c0 * p] = ar[i]
             vi[c + c0 * p] = ai[i]
-    var pt = t + (t >> 4)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    var pt = t + (t >> Int32(vb))
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
         xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
 
 
 @always_inline
-def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
+def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -305,17 +305,18 @@ def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
 ):
     """Thread t: inverse stage 0 (as _fused_last) from slots t + T q, then
     the points back to the scratch rows (coalesced)."""
+    comptime V = 1 << vb
     comptime L = 1 << lc
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0, FUSED_VALUES_LOG)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lc, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0, FUSED_VALUES_LOG)
-    var pt = t + (t >> 4)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lc, 0, vb)
+    var pt = t + (t >> Int32(vb))
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
         vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
     comptime for c in range(c0):
@@ -336,13 +337,13 @@ def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
-    comptime for q in range(16):
+    comptime for q in range(V):
         dst_re[unsafe_offset=Int(t + Int32(T * q))] = vr[q]
         dst_im[unsafe_offset=Int(t + Int32(T * q))] = vi[q]
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
-def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
+def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: Int](
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -355,7 +356,8 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     scale: Scalar[dtype],
 ):
     """Chunk `block_idx.x` (2^lc points of scratch row block_idx.x >> (lp -
-    lc)) through every shared-memory stage, 2^(lc-4) threads: forward,
+    lc)) through every shared-memory stage, 2^(lc-vb) threads of 2^vb
+    values (FUSED_VALUES_LOG but in trials): forward,
     then scale * conj(X) to the spectrum rows (spectrum: scratch row i is
     taps row pair0 + i) or the product with them (scratch row i is block
     pair pair0 + i), inverse, back in place.
@@ -364,8 +366,8 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     the order of the old _gpu_chunk when lc is its chunk log.
     max_threads: see STAGED_CHUNK_CAP_THREADS.
     """
-    comptime stages = _fused_stages(lc, FUSED_VALUES_LOG)
-    comptime PL = (1 << lc) + (1 << (lc - 4))
+    comptime stages = _fused_stages(lc, vb)
+    comptime PL = (1 << lc) + (1 << (lc - vb))
     var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var xi = xr.unsafe_offset(PL)
     var t = Int32(Int(thread_idx.x))
@@ -373,17 +375,17 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     var row_re = re.unsafe_offset(at[0])
     var row_im = im.unsafe_offset(at[0])
     var g_off = at[1]
-    _chunk_first[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+    _chunk_first[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lc, FUSED_VALUES_LOG, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
         barrier()
-    _fused_center[dtype, lc, FUSED_VALUES_LOG, spectrum, AddressSpace.SHARED](
+    _fused_center[dtype, lc, vb, spectrum, AddressSpace.SHARED](
         t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
     )
     comptime if not spectrum:
         barrier()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lc, FUSED_VALUES_LOG, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
             barrier()
-        _chunk_last[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+        _chunk_last[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)

@@ -194,7 +194,9 @@ def report[dtype: DType](
 def fused_checks(ctx: DeviceContext) raises -> Int:
     """The fused float32 kernel at L = 256 .. 8192 against the float64 host
     sum: modes, broadcast signal / taps rows, odd block counts, partial last
-    blocks, K = 1, T = 1, rows shorter than a block. Returns the failures."""
+    blocks, K = 1, T = 1, rows shorter than a block; then the trial
+    variants' fused kernels (16K at 2^14, V32 / V64 at 2^12 .. 2^14).
+    Returns the failures."""
     var fails = 0
     comptime F = DType.float32
     # name, rows, signal rows, n, K, block, mode, taps rows
@@ -260,7 +262,8 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     2^22) against the float64 host sum: modes, broadcast signal / taps rows,
     odd block counts, rows shorter than a block, batches of pairs, chunks of
     2^12 and 2^13, spectra crossing to and from the old kernels (same
-    order at the same chunk log). Returns the failures."""
+    order at the same chunk log); then the trial chunks (32 / 64 values a
+    thread, chunks of 2^12 .. 2^14). Returns the failures."""
     var fails = 0
     comptime F = DType.float32
     # name, rows, signal rows, n, K, block, mode, taps rows, variant,
@@ -294,6 +297,23 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "old L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L2^16", fails, 2, 2, 166608, 10000, 65536, "same", 2, GPU_FUSED, GPU_OLD)
+    # Trial chunks (spectrum orders of their own): 32 values a thread in
+    # chunks of 2^13 (chunk log 0) and 2^14, 64 in 2^12 (0), 2^13, 2^14.
+    for v in [GPU_FUSED_V32, GPU_FUSED_V64]:
+        var tag = String("SV32 ") if v == GPU_FUSED_V32 else String("SV64 ")
+        for c in [0, 13, 14]:
+            var cl = c
+            if v == GPU_FUSED_V64 and c == 0:
+                cl = 12
+            var ctag = tag + String("c", cl, " ")
+            report[F](ctx, ctag + "L2^15 bcast sig", fails, 2, 1, 73728, 8192, 32768, "same", 2, v, v, c)
+            report[F](ctx, ctag + "L2^15 batch 3", fails, 2, 2, 100000, 8192, 32768, "full", 2, v, v, c, 3)
+            report[F](ctx, ctag + "L2^16 short row", fails, 2, 2, 100, 16384, 65536, "full", 2, v, v, c)
+            report[F](ctx, ctag + "L2^16 valid", fails, 3, 1, 300000, 16384, 65536, "valid", 3, v, v, c)
+            report[F](ctx, ctag + "L2^17 full", fails, 1, 1, 303216, 30000, 131072, "full", 1, v, v, c)
+            report[F](ctx, ctag + "L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, v, v, c)
+            report[F](ctx, ctag + "L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, v, v, c)
+            report[F](ctx, ctag + "L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, v, v, c)
     print("STAGED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
@@ -321,8 +341,8 @@ def staged_bench(ctx: DeviceContext) raises:
 def trial_bench(ctx: DeviceContext) raises:
     """The trial variants against the default at N = 2^24 float32: K =
     512 .. 8192 at every L = 4096 .. 16384 of at least 2K (the default at
-    16384 is the staged path), plus K = 8192 on the staged path at 2^15 and
-    2^16 (the planner's 4K)."""
+    16384 is the staged path), then K = 8192 .. 2^20 at L = 2K, 4K, 8K
+    (2^15 .. 2^23) on the staged path with the trial chunks."""
     var n24 = 1 << 24
     for k in [512, 1024, 2048, 4096, 8192]:
         for points in [4096, 8192, 16384]:
@@ -332,8 +352,18 @@ def trial_bench(ctx: DeviceContext) raises:
                 # Below 2^14, 16K runs what GPU_FUSED does.
                 if variant != GPU_FUSED_16K or points == 16384:
                     bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
-    for points in [32768, 65536]:
-        bench[DType.float32](ctx, n24, 8192, points, 0, 0, GPU_FUSED, 20)
+    # The staged path: the default (chunks of 2^12, 16 values a thread)
+    # against 32 values in chunks of 2^13 / 2^14 and 64 in 2^12 .. 2^14.
+    for k in [8192, 16384, 65536, 131072, 1 << 20]:
+        for mult in [2, 4, 8]:
+            var points = mult * k
+            if points <= 1 << 14 or points > 1 << 23:
+                continue
+            bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20)
+            for c in [13, 14]:
+                bench[DType.float32](ctx, n24, k, points, c, 0, GPU_FUSED_V32, 20)
+            for c in [12, 13, 14]:
+                bench[DType.float32](ctx, n24, k, points, c, 0, GPU_FUSED_V64, 20)
 
 
 def bench[dtype: DType](
