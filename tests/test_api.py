@@ -428,7 +428,7 @@ def test_fft_block_length_for_long_rows_and_clips():
     assert fft_block_points(8192, 1 << 24, "gpu", "float32") == 1 << 15
     assert fft_block_points(4096, 1 << 24, "cpu", "float32") == 1 << 14
     assert fft_block_points(1_000_000, 1 << 30, "cpu", "float32") == 1 << 21
-    # A GPU's float32 blocks of up to 8192 points run fused: 2K, at least 4096.
+    # A GPU takes float32 blocks from the measured table: fused 2K, at least 4096.
     assert fft_block_points(4096, 1 << 24, "gpu", "float32") == 1 << 13
     assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 12
     assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 12

@@ -26,7 +26,6 @@ from .fft_gpu import (
     _pad,
 )
 from .fft_gpu_fused import (
-    FUSED_CAP_THREADS,
     FUSED_MAX_LOG,
     FUSED_MIN_LOG,
     FUSED_TW_TPB,
@@ -37,6 +36,7 @@ from .fft_gpu_fused import (
     fused_smem_bytes,
     fused_threads,
     fused_tw_entries,
+    fused_values_log,
 )
 from .fft_gpu_staged import (
     STAGED_CHUNK_CAP_THREADS,
@@ -44,6 +44,7 @@ from .fft_gpu_staged import (
     STAGED_PASS_BITS,
     STAGED_PASS_CAP_THREADS,
     STAGED_PASS_TPB,
+    STAGED_VALUES_LOG,
     _staged_chunk,
     _staged_pass,
 )
@@ -555,14 +556,15 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
                 if lp == lpc:
-                    comptime threads = fused_threads(lpc, FUSED_VALUES_LOG)
+                    comptime vb = fused_values_log(lpc)
+                    comptime threads = fused_threads(lpc, vb)
                     if v == GPU_FUSED:
-                        _fused_conv[dtype, lpc, FUSED_VALUES_LOG, max(threads, FUSED_CAP_THREADS)](
+                        _fused_conv[dtype, lpc, vb, max(threads, fused_cap_threads(vb))](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready,
                         )
                     else:
-                        _fused_conv[dtype, lpc, FUSED_VALUES_LOG, threads](
+                        _fused_conv[dtype, lpc, vb, threads](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready,
                         )
@@ -571,24 +573,24 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             if chunk_log == 13:
                 if v == GPU_FUSED:
-                    _staged_conv[dtype, 13, FUSED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, 13, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
-                    _staged_conv[dtype, 13, FUSED_VALUES_LOG, fused_threads(13, FUSED_VALUES_LOG), STAGED_PASS_TPB](
+                    _staged_conv[dtype, 13, STAGED_VALUES_LOG, fused_threads(13, STAGED_VALUES_LOG), STAGED_PASS_TPB](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
             else:
                 if v == GPU_FUSED:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, FUSED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs,
                     )
                 else:
                     _staged_conv[
-                        dtype, STAGED_CHUNK_LOG, FUSED_VALUES_LOG, fused_threads(STAGED_CHUNK_LOG, FUSED_VALUES_LOG),
+                        dtype, STAGED_CHUNK_LOG, STAGED_VALUES_LOG, fused_threads(STAGED_CHUNK_LOG, STAGED_VALUES_LOG),
                         STAGED_PASS_TPB,
                     ](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,

@@ -41,6 +41,7 @@ from std.utils import StaticTuple
 from .fft_common import _log2
 from .fft_gpu import _bitrev, _reg_dif, _reg_dit
 from .fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     XPtr,
     _fused_center,
     _fused_middle,
@@ -49,16 +50,18 @@ from .fft_gpu_fused import (
     _fused_stages,
     _tw_mul_in,
     _tw_mul_out,
+    fused_cap_threads,
 )
 
 
 # Chunk of 2^STAGED_CHUNK_LOG points (2^(lc-4) threads, 16 values each):
-# the old kernels' chunk size, so the spectrum order is the old one.
+# the old kernels' chunk size and V, so the spectrum order is the old one.
 comptime STAGED_CHUNK_LOG = 12
+comptime STAGED_VALUES_LOG = FUSED_VALUES_LOG
 # Registers: a chunk kernel declared for 1024 threads keeps within 64
 # registers (as _gpu_fused); a global pass of radix up to 32 (64 data
 # registers) declared for 512 threads within 128.
-comptime STAGED_CHUNK_CAP_THREADS = 1024
+comptime STAGED_CHUNK_CAP_THREADS = fused_cap_threads(STAGED_VALUES_LOG)
 comptime STAGED_PASS_CAP_THREADS = 512
 comptime STAGED_PASS_TPB = 256
 comptime STAGED_PASS_BITS = 5
