@@ -118,15 +118,15 @@ def fused_smem_bytes[dtype: DType](lp: Int, vb: Int) -> Int:
     return 2 * (n + (n >> vb)) * size_of[dtype]()
 
 
-def fused_tw_value(lp: Int, e: Int, vb: Int) -> SIMD[DType.float64, 2]:
+def fused_tw_value[lp: Int, vb: Int](e: Int) -> SIMD[DType.float64, 2]:
     """Entry e of the twiddle table: off_s + (p - 1) * m + j holds
     W_{r m}^(p j) for stage s (radix r, stride m), 1 <= p < r, j < m, in
-    float64 (_unit_root)."""
+    float64 (_unit_root). Stage bounds are compile-time constants."""
     var w = SIMD[DType.float64, 2](1, 0)
-    for s in range(_fused_stages(lp, vb)):
-        var rl = _fused_radix_log(lp, s, vb)
-        var lm = _fused_span_log(lp, s, vb)
-        var off = _fused_tw_offset(lp, s, vb)
+    comptime for s in range(_fused_stages(lp, vb)):
+        comptime rl = _fused_radix_log(lp, s, vb)
+        comptime lm = _fused_span_log(lp, s, vb)
+        comptime off = _fused_tw_offset(lp, s, vb)
         if e >= off and e < off + (((1 << rl) - 1) << lm):
             var k = e - off
             var p = (k >> lm) + 1
@@ -140,7 +140,7 @@ def _gpu_fused_twiddles[dtype: DType, lp: Int, vb: Int](tw: Pointer[Scalar[dtype
     """Fill the twiddle table (fused_tw_value), as (re, im) pairs rounded once."""
     var e = Int(block_idx.x) * Int(block_dim.x) + Int(thread_idx.x)
     if e < fused_tw_entries(lp, vb):
-        var w = fused_tw_value(lp, e, vb)
+        var w = fused_tw_value[lp, vb](e)
         tw[unsafe_offset=2 * e] = Scalar[dtype](w[0])
         tw[unsafe_offset=2 * e + 1] = Scalar[dtype](w[1])
 

@@ -19,7 +19,7 @@ lc = 13 is another order (fewer global bits), kept for measurement.
 - _staged_chunk: the fused kernel's structure for a chunk of 2^lc points of
   a scratch row (lc a compile-time parameter, 2^(lc-4) threads with 16
   complex values each, one barrier per shared-memory exchange, the exact
-  per-stage twiddle table of fused_tw_value(lc, .)): stage 0 loads straight
+  per-stage twiddle table of fused_tw_value[lc, vb]): stage 0 loads straight
   from the scratch rows (coalesced) and the last inverse stage stores
   straight back; the product with the taps' spectrum sits in registers
   between the last forward and first inverse stage.

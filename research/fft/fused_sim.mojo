@@ -90,7 +90,7 @@ def _conv[lp: Int, vb: Int](
     var sig_stride = n if signal_rows > 1 else 0
     var tw = List[Float32]()
     for e in range(fused_tw_entries(lp, vb)):
-        var w = fused_tw_value(lp, e, vb)
+        var w = fused_tw_value[lp, vb](e)
         tw.append(Float32(w[0]))
         tw.append(Float32(w[1]))
     var x = List[Float32](length=2 * (L + (L >> vb)), fill=0)

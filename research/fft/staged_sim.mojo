@@ -161,7 +161,7 @@ def _conv[lc: Int, vb: Int](
         tw.append(Float32(w[1]))
     var tw_c = List[Float32]()
     for e in range(fused_tw_entries(lc, vb)):
-        var w = fused_tw_value(lc, e, vb)
+        var w = fused_tw_value[lc, vb](e)
         tw_c.append(Float32(w[0]))
         tw_c.append(Float32(w[1]))
     # Scratch filled with garbage: every point must be written before it is read.
