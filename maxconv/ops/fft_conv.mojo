@@ -77,10 +77,10 @@ struct FFTConv1D:
         taps: [R, K] or [1, K] taps rows.
         spectrum: [S, W]: with S > 0, where the taps' spectra are kept
             between calls (S = the taps rows, W >= 2L; see fft_conv_cpu),
-            and on the CPU the twiddle tables too where S * W leaves room
-            for them behind the spectra (2L + 2L/V elements, V the SIMD
-            width: 3L always suffices); [0, 0] for scratch of this call
-            only.
+            and the twiddle tables too where S * W leaves room for them
+            behind the spectra (CPU: 2L + 2L/V elements, V the SIMD width;
+            GPU: at most 2L; 3L always suffices); [0, 0] for scratch of
+            this call only.
         window: [P, B, F, 0]: P zeros precede the signal; B the block
             length asked for (rounded up to a power of two >= K); F = 1 when
             `spectrum` already holds these taps' spectra.
@@ -127,6 +127,7 @@ struct FFTConv1D:
             fft_conv_gpu[output.dtype](
                 ctx, out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
                 spectrum_ptr, spectrum_given, spectrum_ready,
+                spectrum_elements=spectrum.dim_size(0) * spectrum.dim_size(1),
             )
         elif target == "cpu":
             comptime lanes = simd_width_of[output.dtype]()

@@ -59,7 +59,7 @@ comptime FUSED_VALUES_LOG = 4
 
 
 def fused_values_log(lp: Int) -> Int:
-    """log2 of the values a thread of the default fused kernel at
+    """The log2 of the values a thread of the default fused kernel at
     L = 2^lp: FUSED_VALUES_LOG at every L until the H200 figures of the
     trial variants (V = 32, 64; research/fft/README.md) say otherwise. Its
     spectrum order is that of the old kernels only at 16."""
@@ -67,7 +67,7 @@ def fused_values_log(lp: Int) -> Int:
 
 
 def fused_cap_threads(vb: Int) -> Int:
-    """nvvm.maxntid of a capped kernel with 2^vb values a thread: 4
+    """The nvvm.maxntid of a capped kernel with 2^vb values a thread: 4
     registers a value (64 at V = 16, 128 at 32, 255 at 64)."""
     return FUSED_CAP_THREADS >> (vb - FUSED_VALUES_LOG)
 

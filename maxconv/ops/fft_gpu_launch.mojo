@@ -9,7 +9,7 @@ from max.gpu.host import DeviceContext, FuncAttribute
 from std.math import ceildiv
 from std.sys import size_of
 
-from .fft_common import _log2, fft_points
+from .fft_common import _log2, fft_points, table_offset
 from .fft_gpu import (
     GPU_CHUNK_LOG_F32,
     GPU_CHUNK_LOG_F64,
@@ -136,21 +136,26 @@ def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int](
     spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
     spectrum_given: Bool,
     spectrum_ready: Bool,
+    spectrum_elements: Int,
 ) raises:
     """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo (2^vb values a
-    thread): the twiddle table, the taps' spectra unless ready, then one
-    kernel for every block pair."""
+    thread): the twiddle table (unless kept and ready, _tables_kept), the
+    taps' spectra unless ready, then one kernel for every block pair."""
     comptime points = 1 << lp
     comptime n_tw = fused_tw_entries(lp, vb)
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * n_tw)
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var scale = Scalar[dtype](1.0 / Float64(points))
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
-        tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
+            tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+        )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
         _fused_rows[dtype, lp, vb, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
@@ -263,12 +268,14 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
     spectrum_given: Bool,
     spectrum_ready: Bool,
     batch_pairs: Int,
+    spectrum_elements: Int,
 ) raises:
     """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG through
     fft_gpu_staged.mojo: the twiddle tables (lo/hi for the passes, the
-    fused kernel's per-stage table of 2^lc points for the chunks), the
-    taps' spectra unless ready, then the block pairs, batch_pairs at a time
-    (0: all at once) through one scratch of that many rows."""
+    fused kernel's per-stage table of 2^lc points for the chunks; unless
+    kept and ready, _tables_kept), the taps' spectra unless ready, then the
+    block pairs, batch_pairs at a time (0: all at once) through one scratch
+    of that many rows."""
     var points = 1 << lp
     var total_pairs = rows * geo.pairs
     var limit = max(1, STAGED_MAX_BATCH_POINTS >> lp)
@@ -278,25 +285,29 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
     var lo_bits = (lp + 1) // 2
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
     comptime n_tw_chunk = fused_tw_entries(lc, vb)
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
-    var tw_c = ctx.enqueue_create_buffer[dtype](2 * n_tw_chunk)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * (n_tw + n_tw_chunk))
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
+    var tw_c = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw_chunk)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var x_re = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
     var x_im = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var tw_c_p = tw_c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
+    var tw_c_p = tw_p.unsafe_offset(2 * n_tw) if kept else tw_c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var scale = Scalar[dtype](1.0 / Float64(points))
-    ctx.enqueue_function[_gpu_twiddles[dtype]](
-        tw_p, Int64(lp), Int64(lo_bits),
-        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-    )
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, vb]](
-        tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_twiddles[dtype]](
+            tw_p, Int64(lp), Int64(lo_bits),
+            grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+        )
+        ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, vb]](
+            tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+        )
     if not spectrum_ready:
         # Each taps row is one block of its own: K samples from 0, no pairing.
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
@@ -316,6 +327,16 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
             geo, scale,
         )
         first += n
+
+
+def _tables_kept(spectrum_given: Bool, spectrum_elements: Int, taps_rows: Int, points: Int, n: Int) -> Bool:
+    """Whether a call's n twiddle-table elements fit behind the spectra
+    (table_offset) in a spectrum buffer of spectrum_elements. There they
+    are built with the spectra and read back with them, as on the CPU (the
+    buffer belongs to one L, dtype and kernel choice, so they cannot go
+    stale): a call with the spectra ready then runs no table kernel and
+    allocates no table; else they are built in scratch every call."""
+    return spectrum_given and spectrum_elements >= table_offset(taps_rows, points) + n
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
@@ -428,6 +449,7 @@ def _trial_conv[dtype: DType](
     variant: Int,
     chunk_log: Int,
     batch_pairs: Int,
+    spectrum_elements: Int,
 ) raises -> Bool:
     """Run trial variant `variant` (GPU_FUSED_16K, GPU_FUSED_V32 or
     GPU_FUSED_V64) for L = 2^lp where it has kernels of its own; False
@@ -441,13 +463,13 @@ def _trial_conv[dtype: DType](
                 if variant == GPU_FUSED_V32:
                     _staged_conv[dtype, lcc, 5, max(fused_threads(lcc, 5), fused_cap_threads(5)), STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
                     return True
                 if variant == GPU_FUSED_V64:
                     _staged_conv[dtype, lcc, 6, max(fused_threads(lcc, 6), fused_cap_threads(6)), STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
                     return True
         return False
@@ -459,17 +481,19 @@ def _trial_conv[dtype: DType](
                 if variant == GPU_FUSED_16K:
                     _fused_conv[dtype, lpc, FUSED_VALUES_LOG, fused_threads(lpc, FUSED_VALUES_LOG)](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given,
-                        spectrum_ready,
+                        spectrum_ready, spectrum_elements,
                     )
                     return True
             if variant == GPU_FUSED_V32:
                 _fused_conv[dtype, lpc, 5, max(fused_threads(lpc, 5), fused_cap_threads(5))](
                     ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                    spectrum_elements,
                 )
                 return True
             if variant == GPU_FUSED_V64:
                 _fused_conv[dtype, lpc, 6, max(fused_threads(lpc, 6), fused_cap_threads(6))](
                     ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                    spectrum_elements,
                 )
                 return True
     return False
@@ -495,13 +519,16 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     chunk_threads: Int = 0,
     variant: Int = GPU_FUSED,
     batch_pairs: Int = 0,
+    spectrum_elements: Int = 0,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
 
     The taps' spectra (S rows of L re, then S rows of L im) go to device
     memory `spectrum` if `spectrum_given`, and are read from it without
     being computed again if `spectrum_ready`; else they live in scratch for
-    this call.
+    this call. When the buffer holds spectrum_elements (0: just the
+    spectra) >= table_offset + the tables' elements (at most 3L), the
+    twiddle tables are kept behind the spectra the same way (_tables_kept).
 
     Row r's outputs are cut into blocks of T = L - K + 1 (L from `block`,
     see fft_points); block b reads L signal samples from b * T - pad, zero
@@ -543,6 +570,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                 if _trial_conv[dtype](
                     ctx, result, signal, taps, rows, taps_rows, n_taps, lp, trial_geo,
                     spectrum, spectrum_given, spectrum_ready, variant, chunk_log, batch_pairs,
+                    spectrum_elements,
                 ):
                     return
             v = GPU_FUSED
@@ -561,12 +589,12 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                     if v == GPU_FUSED:
                         _fused_conv[dtype, lpc, vb, max(threads, fused_cap_threads(vb))](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
-                            spectrum, spectrum_given, spectrum_ready,
+                            spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )
                     else:
                         _fused_conv[dtype, lpc, vb, threads](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
-                            spectrum, spectrum_given, spectrum_ready,
+                            spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )
             return
         if v != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
@@ -575,18 +603,18 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                 if v == GPU_FUSED:
                     _staged_conv[dtype, 13, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
                 else:
                     _staged_conv[dtype, 13, STAGED_VALUES_LOG, fused_threads(13, STAGED_VALUES_LOG), STAGED_PASS_TPB](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
             else:
                 if v == GPU_FUSED:
                     _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
                 else:
                     _staged_conv[
@@ -594,7 +622,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                         STAGED_PASS_TPB,
                     ](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
             return
     var whole = lp <= row_log
@@ -603,22 +631,26 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     var lo_bits = (lp + 1) // 2
     var total_pairs = rows * pairs
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * n_tw)
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var scratch_rows = max(total_pairs, taps_rows) if lp > ls else 0
     var x_re = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var x_im = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var scale = Scalar[dtype](1.0 / Float64(points))
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
 
-    ctx.enqueue_function[_gpu_twiddles[dtype]](
-        tw_p, Int64(lp), Int64(lo_bits),
-        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_twiddles[dtype]](
+            tw_p, Int64(lp), Int64(lo_bits),
+            grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+        )
     # Each taps row is one block of its own: K samples from 0, no pairing.
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, t, 1, 1, taps_rows)

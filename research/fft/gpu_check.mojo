@@ -96,6 +96,7 @@ def _op[dtype: DType](
     chunk_threads: Int,
     variant: Int,
     batch_pairs: Int,
+    spectrum_elements: Int,
 ) raises:
     """fft_conv_gpu as the op builds it for the op's own variants (so they
     run and are timed as in production), its trials build for the trial
@@ -104,11 +105,13 @@ def _op[dtype: DType](
         fft_conv_gpu[dtype, True](
             ctx, result, signal, taps, rows, length, signal_stride, taps_rows, pad, row_outputs, n_taps, block,
             spectrum, spectrum_given, spectrum_ready, chunk_log, chunk_threads, variant, batch_pairs,
+            spectrum_elements,
         )
     else:
         fft_conv_gpu[dtype](
             ctx, result, signal, taps, rows, length, signal_stride, taps_rows, pad, row_outputs, n_taps, block,
             spectrum, spectrum_given, spectrum_ready, chunk_log, chunk_threads, variant, batch_pairs,
+            spectrum_elements,
         )
 
 
@@ -131,6 +134,7 @@ comptime SENTINEL = 12345.0
 def check_case[dtype: DType](
     ctx: DeviceContext, rows: Int, signal_rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int,
     taps_rows: Int, variant: Int, spectrum_variant: Int, chunk_log: Int = 0, batch_pairs: Int = 0,
+    table_room: Int = 0,
 ) raises -> Tuple[Float64, Float64, Float64, Bool]:
     """One geometry, three calls into a kept spectrum buffer: (1) `variant`
     computes the taps' spectrum and the outputs; (2) `variant` again with the
@@ -138,7 +142,9 @@ def check_case[dtype: DType](
     (its outputs dropped), then `variant` reads it as ready (the two
     variants must store spectra in the same order). Returns the three
     worst errors and whether the GUARD words past the output (and the
-    spectrum's unused tail) kept their sentinel."""
+    spectrum's unused tail) kept their sentinel. table_room > 0: the
+    spectrum buffer has that many elements more, where the twiddle tables
+    are kept (built by calls 1 and 3, read back by 2 and 3's second)."""
     var sig_stride = n if signal_rows > 1 else 0
     var points = fft_points(block, k, 8)
     var t_blk = points - k + 1
@@ -149,7 +155,8 @@ def check_case[dtype: DType](
     var d_sig = ctx.enqueue_create_buffer[dtype](max(1, signal_rows * n))
     var d_taps = ctx.enqueue_create_buffer[dtype](taps_rows * k)
     var d_out = ctx.enqueue_create_buffer[dtype](n_out + GUARD)
-    var spec_len = 2 * taps_rows * points
+    var spec_len = 2 * taps_rows * points + table_room
+    var spec_elements = spec_len if table_room > 0 else 0
     var d_spectrum = ctx.enqueue_create_buffer[dtype](spec_len + GUARD)
     var h_spec = ctx.enqueue_create_host_buffer[dtype](spec_len + GUARD)
     ctx.synchronize()
@@ -171,7 +178,7 @@ def check_case[dtype: DType](
                 d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 rows, n, sig_stride, taps_rows, pad, t, k, block,
                 d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, False,
-                chunk_log, 0, spectrum_variant, batch_pairs,
+                chunk_log, 0, spectrum_variant, batch_pairs, spec_elements,
             )
             ctx.enqueue_copy(d_out, h_out)
         _op[dtype](
@@ -180,7 +187,7 @@ def check_case[dtype: DType](
             d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             rows, n, sig_stride, taps_rows, pad, t, k, block,
             d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, call != 0,
-            chunk_log, 0, variant, batch_pairs,
+            chunk_log, 0, variant, batch_pairs, spec_elements,
         )
         var h_got = ctx.enqueue_create_host_buffer[dtype](n_out + GUARD)
         ctx.enqueue_copy(h_got, d_out)
@@ -200,7 +207,7 @@ def check_case[dtype: DType](
 def report[dtype: DType](
     ctx: DeviceContext, name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int,
     block: Int, mode: String, taps_rows: Int, variant: Int = GPU_FUSED, spectrum_variant: Int = GPU_OLD,
-    chunk_log: Int = 0, batch_pairs: Int = 0,
+    chunk_log: Int = 0, batch_pairs: Int = 0, table_room: Int = 0,
 ) raises:
     """Run check_case for one geometry in 'full', 'same' or 'valid' mode; prints
     PASS/FAIL with the three errors."""
@@ -209,10 +216,11 @@ def report[dtype: DType](
     var tol = 1e-5 if dtype == DType.float32 else 1e-13
     var head = String(name, " ", dtype, " L ", fft_points(block, k, 8), " K ", k, " rows ", rows,
         " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant,
-        " chunk_log ", chunk_log, " batch ", batch_pairs)
+        " chunk_log ", chunk_log, " batch ", batch_pairs, " tables ", "kept" if table_room > 0 else "scratch")
     try:
         var r = check_case[dtype](
-            ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant, chunk_log, batch_pairs
+            ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant, chunk_log, batch_pairs,
+            table_room,
         )
         var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
         if not ok:
@@ -289,6 +297,19 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
         report[F](ctx, tag + "L16384 same", fails, 2, 2, 40001, 8192, 16384, "same", 2, v, v)
         report[F](ctx, tag + "L16384 short", fails, 1, 1, 100, 5000, 16384, "full", 1, v, v)
         report[F](ctx, tag + "L2^16 staged", fails, 1, 1, 147456, 16384, 65536, "same", 1, v, GPU_OLD)
+    # Twiddle tables kept behind the spectra (room for 3L more elements).
+    report[F](ctx, "tables L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 256)
+    report[F](ctx, "tables L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 4096)
+    report[F](ctx, "tables L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 8192)
+    report[F](ctx, "tables old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_OLD, 0, 0, 3 * 4096)
+    report[F](ctx, "tables 16K", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED_16K, 0, 0,
+              3 * 16384)
+    report[F](ctx, "tables V32 L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_V32, GPU_FUSED_V32, 0, 0,
+              3 * 8192)
+    report[F](ctx, "tables V64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_V64, GPU_FUSED_V64, 0, 0,
+              3 * 4096)
+    report[DType.float64](ctx, "tables f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED, GPU_FUSED,
+                          0, 0, 3 * 4096)
     print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
@@ -350,6 +371,15 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
             report[F](ctx, ctag + "L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, v, v, c)
             report[F](ctx, ctag + "L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, v, v, c)
             report[F](ctx, ctag + "L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, v, v, c)
+    # Twiddle tables kept behind the spectra (room for 3L more elements).
+    report[F](ctx, "tables S L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED, GPU_FUSED, 0, 0,
+              3 * 65536)
+    report[F](ctx, "tables S L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_FUSED,
+              0, 1, 3 * 524288)
+    report[F](ctx, "tables SV32 c14 L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_V32,
+              GPU_FUSED_V32, 14, 0, 3 * 524288)
+    report[F](ctx, "tables old L2^16", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_OLD, GPU_OLD, 0, 0,
+              3 * 65536)
     print("STAGED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
@@ -388,6 +418,11 @@ def trial_bench(ctx: DeviceContext) raises:
                 # Below 2^14, 16K runs what GPU_FUSED does.
                 if variant != GPU_FUSED_16K or points == 16384:
                     bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    # Twiddle tables kept behind the spectra (as the engine now allows), the
+    # default kernels at the planner's L and at 2^14.
+    for kl in [(512, 4096), (1024, 4096), (2048, 4096), (4096, 8192), (4096, 16384), (8192, 16384),
+               (8192, 32768), (16384, 65536), (65536, 262144), (131072, 524288), (1 << 20, 1 << 22)]:
+        bench[DType.float32](ctx, n24, kl[0], kl[1], 0, 0, GPU_FUSED, 20, 0, True)
     # The staged path: the default (chunks of 2^12, 16 values a thread)
     # against 32 values in chunks of 2^13 / 2^14 and 64 in 2^12 .. 2^14.
     for k in [8192, 16384, 65536, 131072, 1 << 20]:
@@ -404,12 +439,13 @@ def trial_bench(ctx: DeviceContext) raises:
 
 def bench[dtype: DType](
     ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
-    variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0,
+    variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0, keep_tables: Bool = False,
 ) raises:
     """Device-resident timing of the whole op: n 'same'-style outputs of one
     row in blocks of L = points. Per call (enqueue + synchronize): min and
     median of `repeats`; batched: `repeats` calls enqueued back to back, one
-    synchronize, the mean."""
+    synchronize, the mean. keep_tables: the spectrum buffer has room for
+    the twiddle tables (3L more), as the engine gives it."""
     var h_sig = ctx.enqueue_create_host_buffer[dtype](n)
     var h_taps = ctx.enqueue_create_host_buffer[dtype](k)
     ctx.synchronize()
@@ -420,7 +456,8 @@ def bench[dtype: DType](
     var d_sig = ctx.enqueue_create_buffer[dtype](n)
     var d_taps = ctx.enqueue_create_buffer[dtype](k)
     var d_out = ctx.enqueue_create_buffer[dtype](n)
-    var d_spectrum = ctx.enqueue_create_buffer[dtype](2 * fft_points(points, k, 8))
+    var spec_elements = 5 * fft_points(points, k, 8) if keep_tables else 0
+    var d_spectrum = ctx.enqueue_create_buffer[dtype](max(spec_elements, 2 * fft_points(points, k, 8)))
     ctx.enqueue_copy(d_sig, h_sig)
     ctx.enqueue_copy(d_taps, h_taps)
     ctx.synchronize()
@@ -433,19 +470,19 @@ def bench[dtype: DType](
         # Warm-up (module load, first-touch, spectrum for the kept case).
         for _ in range(2):
             _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
-                       chunk_log, chunk_threads, variant, batch_pairs)
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
         ctx.synchronize()
         var times = List[Int]()
         for _ in range(repeats):
             var s = perf_counter_ns()
             _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                       chunk_log, chunk_threads, variant, batch_pairs)
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
             ctx.synchronize()
             times.append(Int(perf_counter_ns() - s))
         var s = perf_counter_ns()
         for _ in range(repeats):
             _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                       chunk_log, chunk_threads, variant, batch_pairs)
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
         ctx.synchronize()
         var batched = Float64(Int(perf_counter_ns() - s)) / Float64(repeats)
         sort(times)
@@ -454,7 +491,7 @@ def bench[dtype: DType](
         print(
             "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
             "variant", _variant_name(variant),
-            "batch", batch_pairs,
+            "batch", batch_pairs, "tables", "kept" if keep_tables else "scratch",
             "spectrum kept" if kept else "spectrum each call",
             "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
             "| batched ms", batched / 1e6, "GS/s", Float64(n) / batched,
