@@ -38,9 +38,9 @@ the frequency domain"):
 - Radix 4 (one radix-2 stage when log2(M) is odd) halves the passes over
   memory against radix 2; twiddles come from tables built in float64
   from two small exact tables (w^t = hi[t / S] * lo[t % S]), so they cost
-  O(L) multiplies, not O(L) sin/cos. On the CPU they are built once beside
-  the kept taps' spectra (a stream's later chunks read them back), else
-  once per call.
+  O(L) multiplies, not O(L) sin/cos. They are built once beside the kept
+  taps' spectra where the buffer has room (a stream's later chunks read
+  them back; both devices), else once per call.
 
 The GPU path uses the same ordering and pairing tricks with radix-16
 stages: a row of up to 2^GPU_ROW_LOG points is transformed by one thread

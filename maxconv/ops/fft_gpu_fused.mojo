@@ -1,12 +1,22 @@
 """GPU path of the FFT op for float32 rows of up to 2^FUSED_MAX_LOG points:
 one kernel per block pair, everything in registers and shared memory.
 
-V = 2^vb values a thread (FUSED_VALUES_LOG = 4: 16, the default below);
-trial builds (fft_conv_gpu[trials=True], research/fft/gpu_check.mojo) also
-run V = 32 and 64 (stages of radix V, a head of radix 2^(lp % vb), one pad
-word per V points: fewer exchanges at more registers a thread, another
-spectrum order) and V = 16 up to L = 2^14 (1024 threads, the staged path's
-spectrum order there).
+Each thread holds V = 2^vb complex values, vb a compile-time parameter:
+the op's kernels use V = 16 (fused_values_log, FUSED_VALUES_LOG), which
+the text below describes. The harness's trial variants (fft_gpu_launch:
+fft_conv_gpu[trials=True]) run V = 32 and 64 for L = 2^12 .. 2^14, and
+V = 16 at L = 2^14 (1024 threads, 64 registers, 136 KB of shared memory:
+one block per SM), until the H200 says which wins where. With V = 2^vb
+the stages are radix V after a head of radix 2^(lp % vb), lp >= 2 vb, and
+the pad is one word per V points, conflict-free by the same argument as
+for 16 (a middle stage's stride is a multiple of V, so a warp reads 32
+consecutive points; the last stage's slots (V + 1) t + q fall in 32
+different banks). A bigger V needs fewer exchanges (L = 8192: 2 a
+direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2) at
+more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32 128
+registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16 at
+L = 2^14 64, 16-20 bytes) and fewer threads, and its spectrum order is
+its own.
 
 The same transform as _gpu_chunk[direct=True] in fft_gpu.mojo (decimation
 in frequency, stages of radix 2^(lp % 4) first then radix 16, outputs in

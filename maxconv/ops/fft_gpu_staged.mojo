@@ -17,8 +17,12 @@ lc = 13 is another order (fewer global bits), kept for measurement.
   consecutive samples (coalesced), zeros outside the row by one unsigned
   compare; the last inverse pass writes the outputs.
 - _staged_chunk: the fused kernel's structure for a chunk of 2^lc points of
-  a scratch row (lc a compile-time parameter, 2^(lc-4) threads with 16
-  complex values each, one barrier per shared-memory exchange, the exact
+  a scratch row (lc a compile-time parameter, 2^(lc-vb) threads with
+  V = 2^vb complex values each: 16, STAGED_VALUES_LOG, but in the trial
+  variants V32 / V64 with chunks of 2^12 .. 2^14, which save a global pass
+  each way at L = 2^18 (chunk 2^13) and 2^19 (2^14); ptxas -v, sm_90: V = 32
+  chunks 106-128 registers, no spills, V = 64 212-255, spills 0-36 bytes;
+  one barrier per shared-memory exchange, the exact
   per-stage twiddle table of fused_tw_value[lc, vb]): stage 0 loads straight
   from the scratch rows (coalesced) and the last inverse stage stores
   straight back; the product with the taps' spectrum sits in registers
