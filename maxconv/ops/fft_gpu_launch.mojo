@@ -66,8 +66,9 @@ comptime GPU_FUSED_FREE = 2
 # block per SM; the staged path's spectrum order at 2^14). GPU_FUSED_V32 /
 # GPU_FUSED_V64: 32 / 64 values a thread at L = 2^TRIAL_MIN_LOG ..
 # 2^TRIAL_MAX_LOG (registers capped at 128 / 255: fused_cap_threads), one
-# shared-memory exchange a direction fewer at 2^13 (V32) or 2^12 (V64);
-# spectrum orders of their own.
+# shared-memory exchange a direction fewer at 2^13 and 2^14 (V32) or 2^12
+# (V64), and past 2^14 the staged path with chunks of their V
+# (_trial_conv); spectrum orders of their own.
 comptime GPU_FUSED_16K = 3
 comptime GPU_FUSED_V32 = 4
 comptime GPU_FUSED_V64 = 5
