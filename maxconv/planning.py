@@ -31,14 +31,17 @@ FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
 # GPU float32 block lengths, measured: (K at most, L) in rising K, the first
 # that fits K wins; past the last K the 4K rule. Each L is the best one
 # `gpu_check bench` / `tbench` measured for those K with the op's default
-# kernels (ops/fft_gpu_launch.mojo): the fused kernel (one per block pair)
-# up to 8192 beats the staged kernels of longer blocks. On an H200, N = 2^24,
-# ms a call with the taps' spectrum kept (research/fft/results/
-# gpu_h200_fused.txt, gpu_h200_fused_orig.txt): K = 512: L = 2048 0.095, 4096
-# 0.095, 8192 0.125; K = 1024: 4096 0.102, 8192 0.124 (the old whole-row
-# kernel at 4096: 0.274); K = 2048: 4096 0.134, 8192 0.139; K = 4096: 8192
-# 0.183, staged 16384 0.262 (then 0.194, gpu_h200_staged_orig.txt).
-FFT_GPU_F32_POINTS = ((2048, 1 << 12), (4096, 1 << 13))
+# kernels (ops/fft_gpu_launch.mojo): the fused kernel (one per block pair;
+# 16 values a thread up to 4096, 32 at 8192 and 16384) beats the staged
+# kernels of longer blocks up to K = 8192. On an H200, N = 2^24, ms a call
+# with the taps' spectrum kept (research/fft/results/
+# gpu_h200_trials_2026-11-29.txt; "kept": twiddle tables kept too, as the
+# engine runs it): K = 512: L = 4096 0.083 kept, 8192 0.100 (2048: 0.095,
+# gpu_h200_fused.txt); K = 1024: 4096 0.091 kept, 8192 0.103; K = 2048:
+# 8192 0.112, 4096 0.122 kept; K = 4096: 16384 0.138, 8192 0.148; K = 8192:
+# 16384 0.176, staged 32768 0.190 kept, 65536 0.178; K = 16384: the 4K rule,
+# 65536 0.188 kept, 131072 0.208 (V = 32 chunks: 0.203).
+FFT_GPU_F32_POINTS = ((1024, 1 << 12), (2048, 1 << 13), (8192, 1 << 14))
 
 
 def check_mode(mode: str) -> None:
@@ -71,7 +74,7 @@ def fft_block_points(n_taps: int, outputs: int, device_kind: str, dtype: str) ->
 
     4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
     where half of each block is still output); on a GPU in float32, the
-    measured table FFT_GPU_F32_POINTS where it covers K; never longer than
+    measured table FFT_GPU_F32_POINTS where it covers K (K <= 8192); never longer than
     one block covering all the outputs. A short row, a few blocks long, may take
     a shorter L down to 2K where that needs less transform work: blocks go
     in pairs through one complex transform each way, plus one transform for

@@ -50,8 +50,10 @@ stage; longer rows first go through radix-2..32 passes in global memory
 (decimation in frequency leaves independent contiguous sub-DFTs) down to
 chunks of 2^GPU_CHUNK_LOG points, then mirrored passes back (see the GPU
 kernels section). float32 rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points
-take a fused one-kernel path instead (fft_gpu_fused.mojo: same stages and
-spectrum order, compile-time L, 16 values per thread in registers).
+take a fused one-kernel path instead (fft_gpu_fused.mojo: compile-time L,
+16 values per thread in registers up to 4096 points, with the same stages
+and spectrum order; 32 at 8192 and 16384, an order of their own), longer
+ones the staged path of fft_gpu_staged.mojo (chunks by L).
 """
 
 

@@ -1,27 +1,35 @@
 """GPU path of the FFT op for float32 rows of up to 2^FUSED_MAX_LOG points:
 one kernel per block pair, everything in registers and shared memory.
 
-Each thread holds V = 2^vb complex values, vb a compile-time parameter:
-the op's kernels use V = 16 (fused_values_log, FUSED_VALUES_LOG), which
-the text below describes. The harness's trial variants (fft_gpu_launch:
-fft_conv_gpu[trials=True]) run V = 32 and 64 for L = 2^12 .. 2^14, and
-V = 16 at L = 2^14 (1024 threads, 64 registers, 136 KB of shared memory:
-one block per SM), until the H200 says which wins where. With V = 2^vb
-the stages are radix V after a head of radix 2^(lp % vb), lp >= 2 vb, and
-the pad is one word per V points, conflict-free by the same argument as
-for 16 (a middle stage's stride is a multiple of V, so a warp reads 32
-consecutive points; the last stage's slots (V + 1) t + q fall in 32
-different banks). A bigger V needs fewer exchanges (L = 8192: 2 a
-direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2) at
-more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32 128
-registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16 at
-L = 2^14 64, 16-20 bytes) and fewer threads, and its spectrum order is
-its own.
+Each thread holds V = 2^vb complex values, vb a compile-time parameter.
+The op's kernels (fused_values_log) use V = 16 up to L = 4096, which the
+text below describes, and V = 32 at L = 8192 and 16384 (H200, N = 2^24, ms
+a call, taps' spectrum kept, twiddle tables in scratch unless "kept",
+research/fft/results/gpu_h200_trials_2026-11-29.txt: K = 2048 at L = 8192
+0.112 against V = 16 0.131, and 0.122 kept at the former L = 4096; K =
+4096 at 16384 0.138 against V = 16 at 8192 0.172 kept; K = 8192 at 16384
+0.176 against the staged path at 32768 0.190 kept / 65536 0.178; at L =
+4096 V = 16 stays: K = 1024 0.096 against V = 32 0.104). The harness's
+trial variants (fft_gpu_launch: fft_conv_gpu[trials=True]) also run V = 32
+and 64 at L = 2^12 .. 2^14 and V = 16 at 2^13 and 2^14 (at 2^14: 1024
+threads, 64 registers, 136 KB of shared memory, one block per SM). With V
+= 2^vb the stages are radix V after a head of radix 2^(lp % vb), lp >= 2
+vb, and the pad is one word per V points, conflict-free by the same
+argument as for 16 (a middle stage's stride is a multiple of V, so a warp
+reads 32 consecutive points; the last stage's slots (V + 1) t + q fall in
+32 different banks). A bigger V needs fewer exchanges (L = 8192 and 16384:
+2 a direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2)
+at more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32
+128 registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16
+at L = 2^14 64, 16-20 bytes) and fewer threads, and its spectrum order is
+its own: only V = 16 shares the old kernels' (the op keeps one L's spectra
+for one kernel: maxconv/engine.py keys them on the taps and the block
+length).
 
-The same transform as _gpu_chunk[direct=True] in fft_gpu.mojo (decimation
-in frequency, stages of radix 2^(lp % 4) first then radix 16, outputs in
-the same digit-reversed order, so a spectrum kept by either kernel serves
-the other), laid out for speed:
+At V = 16, the same transform as _gpu_chunk[direct=True] in fft_gpu.mojo
+(decimation in frequency, stages of radix 2^(lp % 4) first then radix 16,
+outputs in the same digit-reversed order, so a spectrum kept by either
+kernel serves the other), laid out for speed:
 
 - L = 2^lp is a compile-time parameter: every stride, shift and loop bound
   is a constant, and in-row index math is 32-bit (Int32).
@@ -54,26 +62,35 @@ from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
 
 
 # Rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points run through _gpu_fused
-# with 2^(lp - 4) threads per block (16 .. 512).
+# with 2^(lp - vb) threads per block (V = 16: 16 .. 256 at L <= 4096; V =
+# 32: 256 at 8192, 512 at 16384).
 comptime FUSED_MIN_LOG = 8
-comptime FUSED_MAX_LOG = 13
+comptime FUSED_MAX_LOG = 14
 comptime FUSED_TW_TPB = 256
 # With max_threads = FUSED_CAP_THREADS, ptxas keeps _gpu_fused within 64
 # registers (sm_90, ptxas -v on its PTX: 56-64 registers, spills of 0-16
 # bytes), so 1024 threads fit an SM (L = 8192: two blocks, not one at the
 # 90 registers it takes uncapped; L = 4096: four, not three at 76).
 comptime FUSED_CAP_THREADS = 1024
-# log2 of the values a thread holds (V = 16), the default and the staged
-# chunk kernel's.
+# log2 of the values a thread holds (V = 16), the default up to L = 4096
+# and the staged path's 2^12-point chunks'.
 comptime FUSED_VALUES_LOG = 4
+# From L = 2^FUSED_V32_FROM_LOG on, the op's fused kernel holds 32 values a
+# thread (fused_values_log).
+comptime FUSED_V32_FROM_LOG = 13
 
 
 def fused_values_log(lp: Int) -> Int:
-    """The log2 of the values a thread of the default fused kernel at
-    L = 2^lp: FUSED_VALUES_LOG at every L until the H200 figures of the
-    trial variants (V = 32, 64; research/fft/README.md) say otherwise. Its
-    spectrum order is that of the old kernels only at 16."""
-    return FUSED_VALUES_LOG
+    """The log2 of the values a thread of the op's fused kernel at
+    L = 2^lp: 16 (FUSED_VALUES_LOG) up to 4096, 32 at 8192 and 16384
+    (FUSED_V32_FROM_LOG), where 2 shared-memory exchanges a direction
+    replace 3. H200 (gpu_h200_trials_2026-11-29.txt, ms, N = 2^24, taps'
+    spectrum kept): L = 8192 V = 32 0.112 / V = 16 0.131 (K = 2048), 0.148 /
+    0.176 (K = 4096); L = 16384 V = 32 0.138 (K = 4096) and 0.176 (8192)
+    against V = 16 0.160 / 0.200 (trial fused16k); L = 4096 V = 16 0.086 /
+    V = 32 0.094 (K = 512). Its spectrum order is that of the old kernels
+    only at 16."""
+    return 5 if lp >= FUSED_V32_FROM_LOG else FUSED_VALUES_LOG
 
 
 def fused_cap_threads(vb: Int) -> Int:

@@ -39,31 +39,39 @@ from .fft_gpu_fused import (
     fused_values_log,
 )
 from .fft_gpu_staged import (
-    STAGED_CHUNK_CAP_THREADS,
     STAGED_CHUNK_LOG,
+    STAGED_MIN_LOG,
     STAGED_PASS_BITS,
     STAGED_PASS_CAP_THREADS,
     STAGED_PASS_TPB,
     STAGED_VALUES_LOG,
     _staged_chunk,
     _staged_pass,
+    staged_chunk_cap_threads,
+    staged_chunk_log,
+    staged_values_log,
 )
 
 # fft_conv_gpu's `variant`: GPU_OLD runs the staged kernels of fft_gpu.mojo
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
 # .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
-# with registers capped at 64 (FUSED_CAP_THREADS), and longer float32 rows
-# through the new staged kernels of fft_gpu_staged.mojo (capped registers
-# too); GPU_FUSED_FREE is the same kernels with ptxas free to use more
-# registers (fewer blocks per SM). float64 always takes the old kernels.
+# (fused_values_log(lp) values a thread: 16 up to 4096, 32 at 8192 and
+# 16384) with registers capped (64 at V = 16, 128 at 32: fused_cap_threads),
+# and longer float32 rows through the new staged kernels of
+# fft_gpu_staged.mojo (chunks by L: staged_chunk_log, staged_values_log;
+# capped registers too); GPU_FUSED_FREE is the same kernels with ptxas
+# free to use more registers (fewer blocks per SM). float64 always takes
+# the old kernels.
 comptime GPU_OLD = 0
 comptime GPU_FUSED = 1
 comptime GPU_FUSED_FREE = 2
 # Trial variants, compiled only into fft_conv_gpu[trials=True] (the
-# harness), for the H200 to decide between (issue 16); elsewhere each runs
-# as GPU_FUSED. GPU_FUSED_16K: the fused kernel (16 values a thread) also
-# at L = 2^14 (1024 threads, 64 registers, 136 KB of shared memory: one
-# block per SM; the staged path's spectrum order at 2^14). GPU_FUSED_V32 /
+# harness), measured on the H200 (issue 16; the op's defaults now take
+# their winners: fft_gpu_fused.fused_values_log, fft_gpu_staged.
+# staged_chunk_log); elsewhere each runs as GPU_FUSED. GPU_FUSED_16K: the
+# fused kernel with 16 values a thread at L = 2^13 (the op's kernel there
+# before V = 32) and 2^14 (1024 threads, 64 registers, 136 KB of shared
+# memory: one block per SM), the old kernels' spectrum order. GPU_FUSED_V32 /
 # GPU_FUSED_V64: 32 / 64 values a thread at L = 2^TRIAL_MIN_LOG ..
 # 2^TRIAL_MAX_LOG (registers capped at 128 / 255: fused_cap_threads), one
 # shared-memory exchange a direction fewer at 2^13 and 2^14 (V32) or 2^12
@@ -271,8 +279,9 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
     batch_pairs: Int,
     spectrum_elements: Int,
 ) raises:
-    """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG through
-    fft_gpu_staged.mojo: the twiddle tables (lo/hi for the passes, the
+    """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG (the harness:
+    from 2^STAGED_MIN_LOG) through fft_gpu_staged.mojo, chunks of 2^lc
+    points of 2^vb values: the twiddle tables (lo/hi for the passes, the
     fused kernel's per-stage table of 2^lc points for the chunks; unless
     kept and ready, _tables_kept), the taps' spectra unless ready, then the
     block pairs, batch_pairs at a time (0: all at once) through one scratch
@@ -455,20 +464,22 @@ def _trial_conv[dtype: DType](
     """Run trial variant `variant` (GPU_FUSED_16K, GPU_FUSED_V32 or
     GPU_FUSED_V64) for L = 2^lp where it has kernels of its own; False
     (nothing enqueued) elsewhere. Fused up to 2^TRIAL_MAX_LOG (chunk_log
-    0 or >= lp); past it V32 / V64 run the staged path with chunks of
-    2^chunk_log (12 .. 14; 0: 13 for V32, 12 for V64) of their own V."""
+    0 or >= lp; 16K only where the op's fused kernel is not V = 16); past
+    it V32 / V64 run the staged path with chunks of 2^chunk_log (12 .. 14;
+    0: 13 for V32, 12 for V64) of their own V. V32 at 2^13 / 2^14, and
+    with chunk 2^13 at 2^18 / 2^22 and 2^14 at 2^19, is the op's kernel."""
     if lp > TRIAL_MAX_LOG:
         var lc = chunk_log if chunk_log > 0 else (13 if variant == GPU_FUSED_V32 else 12)
         comptime for lcc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
             if lc == lcc:
                 if variant == GPU_FUSED_V32:
-                    _staged_conv[dtype, lcc, 5, max(fused_threads(lcc, 5), fused_cap_threads(5)), STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, lcc, 5, staged_chunk_cap_threads(lcc, 5), STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
                     return True
                 if variant == GPU_FUSED_V64:
-                    _staged_conv[dtype, lcc, 6, max(fused_threads(lcc, 6), fused_cap_threads(6)), STAGED_PASS_CAP_THREADS](
+                    _staged_conv[dtype, lcc, 6, staged_chunk_cap_threads(lcc, 6), STAGED_PASS_CAP_THREADS](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
                         spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
                     )
@@ -478,9 +489,10 @@ def _trial_conv[dtype: DType](
         return False
     comptime for lpc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
         if lp == lpc:
-            comptime if lpc > FUSED_MAX_LOG:
+            comptime if lpc > FUSED_MAX_LOG or fused_values_log(lpc) != FUSED_VALUES_LOG:
                 if variant == GPU_FUSED_16K:
-                    _fused_conv[dtype, lpc, FUSED_VALUES_LOG, fused_threads(lpc, FUSED_VALUES_LOG)](
+                    comptime cap = max(fused_threads(lpc, FUSED_VALUES_LOG), fused_cap_threads(FUSED_VALUES_LOG))
+                    _fused_conv[dtype, lpc, FUSED_VALUES_LOG, cap](
                         ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given,
                         spectrum_ready, spectrum_elements,
                     )
@@ -497,6 +509,18 @@ def _trial_conv[dtype: DType](
                     spectrum_elements,
                 )
                 return True
+    return False
+
+
+def _staged_compiled(lc: Int, vb: Int) -> Bool:
+    """Whether the op compiles the new staged path with chunks of 2^lc
+    points of 2^vb values: V = 16 in chunks of 2^12 and 2^13 (chunk_log),
+    and every chunk of the per-L table (staged_chunk_log, staged_values_log)."""
+    if vb == STAGED_VALUES_LOG and (lc == 12 or lc == 13):
+        return True
+    for lp in range(FUSED_MAX_LOG + 1, 32):
+        if staged_chunk_log(lp) == lc and staged_values_log(lp) == vb:
+            return True
     return False
 
 
@@ -542,15 +566,20 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
     shapes; a chunk_log of at least log2(L) transforms rows whole.
-    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of float32 rows of
-    2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused path also needs
-    chunk_log 0 or >= log2(L)); both keep the spectra in the same order.
-    Longer float32 rows take the new staged kernels (fft_gpu_staged.mojo)
-    unless variant is GPU_OLD, with chunks of 2^chunk_log points for
-    chunk_log 12 (0: the default, STAGED_CHUNK_LOG = 12; the old path's
-    spectrum order) or 13 (another order); other chunk_log values and
-    chunk_threads take the old kernels. batch_pairs (new staged path only;
-    0: all) runs the block pairs that many at a time through one scratch.
+    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of
+    float32 rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused
+    path also needs chunk_log 0 or >= log2(L); V = fused_values_log(lp):
+    16 up to 4096, the old kernels' spectrum order, 32 at 8192 and 16384,
+    an order of its own). Longer float32 rows take the new staged kernels
+    (fft_gpu_staged.mojo) unless variant is GPU_OLD: for chunk_log 0 with
+    the chunk of staged_chunk_log / staged_values_log (2^12 points of
+    V = 16, the old kernels' order, but V = 32 chunks of 2^13 at L = 2^18
+    and 2^22, 2^14 at 2^19); for chunk_log 12 or 13 (also at L = 2^14)
+    with V = 16 chunks of that size (12: the old order). Other chunk_log
+    values and chunk_threads take the old kernels. GPU_FUSED and
+    GPU_FUSED_FREE keep the spectra in the same order at every L.
+    batch_pairs (new staged path only; 0: all) runs the block pairs that
+    many at a time through one scratch.
 
     Scratch (tables, spectra, and the global passes' rows when L exceeds
     one chunk) is allocated on the op's stream and freed in stream order
@@ -598,33 +627,28 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                             spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )
             return
-        if v != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
+        var staged_default = chunk_log == 0 and lp > FUSED_MAX_LOG
+        var staged_chunk = (chunk_log == 12 or chunk_log == 13) and lp >= STAGED_MIN_LOG
+        if v != GPU_OLD and (staged_default or staged_chunk) and chunk_threads == 0:
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
-            if chunk_log == 13:
-                if v == GPU_FUSED:
-                    _staged_conv[dtype, 13, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                    )
-                else:
-                    _staged_conv[dtype, 13, STAGED_VALUES_LOG, fused_threads(13, STAGED_VALUES_LOG), STAGED_PASS_TPB](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                    )
-            else:
-                if v == GPU_FUSED:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_VALUES_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                    )
-                else:
-                    _staged_conv[
-                        dtype, STAGED_CHUNK_LOG, STAGED_VALUES_LOG, fused_threads(STAGED_CHUNK_LOG, STAGED_VALUES_LOG),
-                        STAGED_PASS_TPB,
-                    ](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                    )
+            # The op: the chunk of the per-L table; chunk_log 12 / 13: V = 16
+            # chunks of that size (the harness's).
+            var lc = staged_chunk_log(lp) if staged_default else chunk_log
+            var vb = staged_values_log(lp) if staged_default else STAGED_VALUES_LOG
+            comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
+                comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
+                    comptime if _staged_compiled(lcc, vbc):
+                        if lc == lcc and vb == vbc:
+                            if v == GPU_FUSED:
+                                _staged_conv[dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS](
+                                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                                    spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                                )
+                            else:
+                                _staged_conv[dtype, lcc, vbc, fused_threads(lcc, vbc), STAGED_PASS_TPB](
+                                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                                    spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                                )
             return
     var whole = lp <= row_log
     var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)

@@ -17,6 +17,7 @@ from maxconv.ops.fft_gpu_fused import (
     _fused_stages,
     fused_tw_entries,
     fused_tw_value,
+    fused_values_log,
 )
 from std.math import ceildiv
 
@@ -157,9 +158,14 @@ def main() raises:
     sim_case[11](String("L2048 full"), fails, 2, 2, 9999, 1000, "full", 1)
     sim_case[12](String("L4096 same"), fails, 2, 2, 12001, 2048, "same", 2)
     sim_case[12](String("L4096 T=1"), fails, 1, 1, 50, 4096, "full", 1)
-    sim_case[13](String("L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
-    sim_case[13](String("L8192 K=1"), fails, 1, 1, 30000, 1, "same", 1)
-    # The trial variants (fft_gpu_launch: GPU_FUSED_16K, _V32, _V64).
+    # The op's kernels at 8192 and 16384: V = fused_values_log(lp) (32).
+    sim_case[13, fused_values_log(13)](String("L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
+    sim_case[13, fused_values_log(13)](String("L8192 K=1"), fails, 1, 1, 30000, 1, "same", 1)
+    sim_case[14, fused_values_log(14)](String("L16384 same"), fails, 2, 2, 30001, 4096, "same", 2)
+    sim_case[14, fused_values_log(14)](String("L16384 K=8192 short row"), fails, 1, 1, 100, 8192, "full", 1)
+    # The trial variants (fft_gpu_launch: GPU_FUSED_16K: V = 16 at 8192 and
+    # 16384; _V32, _V64).
+    sim_case[13](String("16K L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
     sim_case[14](String("16K full"), fails, 2, 2, 20001, 8193, "full", 2)
     sim_case[14](String("16K short row"), fails, 1, 1, 100, 5000, "same", 1)
     sim_case[12, 5](String("V32 L4096 same"), fails, 2, 2, 12001, 2048, "same", 2)

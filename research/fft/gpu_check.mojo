@@ -7,11 +7,17 @@
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
 # First the fused float32 kernel (fft_gpu_fused.mojo), one PASS/FAIL line
 # per case and a "FUSED CHECKS:" summary, then the same for the new staged
-# kernels of L > 8192 (fft_gpu_staged.mojo, "STAGED CHECKS:"), then the
+# kernels of L > 16384 (fft_gpu_staged.mojo, "STAGED CHECKS:"; at 2^14
+# with chunk_log 12 / 13), then the
 # fused timing against the old kernels at N = 2^24 (variant old / fused /
 # fused_free), the staged one (sbench), the trial variants' (tbench: the
-# fused kernel at 2^14, 32 and 64 values a thread; built in through
-# fft_conv_gpu[trials=True]), then the original error list and timings.
+# fused kernel with 16 values a thread at 2^13 and 2^14, 32 and 64 values a
+# thread; built in through fft_conv_gpu[trials=True]), then the original
+# error list and timings. Spectra cross only between kernels of one order:
+# the op's V = 16 kernels (fused up to 4096, staged chunks of 2^12), 16K and
+# the old kernels share one; the op's V = 32 kernels (fused 8192 / 16384,
+# staged chunks at 2^18, 2^19, 2^22) each have their own, which
+# GPU_FUSED_FREE shares (and V32 where it runs the same chunk).
 # Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
@@ -236,10 +242,11 @@ def report[dtype: DType](
 
 
 def fused_checks(ctx: DeviceContext) raises -> Int:
-    """The fused float32 kernel at L = 256 .. 8192 against the float64 host
-    sum: modes, broadcast signal / taps rows, odd block counts, partial last
-    blocks, K = 1, T = 1, rows shorter than a block; then the trial
-    variants' fused kernels (16K at 2^14, V32 / V64 at 2^12 .. 2^14).
+    """The fused float32 kernel at L = 256 .. 16384 (V = 16 up to 4096, 32
+    at 8192 and 16384) against the float64 host sum: modes, broadcast
+    signal / taps rows, odd block counts, partial last blocks, K = 1,
+    T = 1, rows shorter than a block; then the trial variants' fused
+    kernels (16K: V = 16 at 2^13 and 2^14; V32 / V64 at 2^12 .. 2^14).
     Returns the failures."""
     var fails = 0
     comptime F = DType.float32
@@ -259,32 +266,44 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "L4096 same", fails, 2, 2, 20001, 2048, 4096, "same", 2)
     report[F](ctx, "L4096 T=1", fails, 1, 1, 50, 4096, 4096, "full", 1)
     report[F](ctx, "L4096 K=100", fails, 1, 1, 40000, 100, 4096, "same", 1)
-    report[F](ctx, "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2)
-    report[F](ctx, "L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1)
-    report[F](ctx, "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1)
-    report[F](ctx, "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3)
-    # The old kernels on the same geometries, spectra crossing the other way.
+    # 8192 and 16384: V = 32, an order of its own (crossed with the
+    # uncapped build, GPU_FUSED_FREE; at 16384 the same kernel).
+    report[F](ctx, "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 same", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_FUSED_FREE)
+    # The old kernels on the same geometries, spectra crossing the other way
+    # (at 8192 with the V = 16 fused kernel, 16K).
     report[F](ctx, "old L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_FUSED)
-    report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED_16K)
     # Uncapped registers: the same kernel compiled apart.
     report[F](ctx, "free L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "free L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_FREE, GPU_OLD)
-    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_OLD)
+    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_FUSED)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
-    # Trial variants. 16K: L = 2^14 in one kernel, the staged / old
-    # kernels' spectrum order (crossed both ways).
-    report[F](ctx, "16K full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED)
+    # Trial variants. 16K: V = 16 at L = 2^13 (the op's kernel there
+    # before V = 32) and 2^14 (in one kernel), the old kernels' spectrum
+    # order (crossed both ways; old <- 16K above at 2^13).
+    report[F](ctx, "16K L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_OLD)
     report[F](ctx, "16K same", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED_16K, GPU_OLD)
-    report[F](ctx, "16K bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED_16K, GPU_FUSED)
-    report[F](ctx, "16K short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED)
-    report[F](ctx, "16K K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED_16K, GPU_FUSED)
-    report[F](ctx, "staged <- 16K", fails, 2, 2, 40001, 4097, 16384, "same", 2, GPU_FUSED, GPU_FUSED_16K)
+    report[F](ctx, "16K bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "old <- 16K", fails, 2, 2, 40001, 4097, 16384, "same", 2, GPU_OLD, GPU_FUSED_16K)
     # V32 / V64: spectrum orders of their own (crossed with themselves),
-    # fused at L = 2^12 .. 2^14, staged past it; below, GPU_FUSED (L2048,
-    # crossed with GPU_OLD).
+    # fused at L = 2^12 .. 2^14 (V32 at 2^13, 2^14: the op's kernels),
+    # staged past it; below, GPU_FUSED (L2048, crossed with GPU_OLD).
     for v in [GPU_FUSED_V32, GPU_FUSED_V64]:
         var tag = String("V32 ") if v == GPU_FUSED_V32 else String("V64 ")
         report[F](ctx, tag + "L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, v, GPU_OLD)
@@ -302,6 +321,10 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "tables L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 256)
     report[F](ctx, "tables L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 4096)
     report[F](ctx, "tables L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 8192)
+    report[F](ctx, "tables L16384", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE, 0, 0,
+              3 * 16384)
+    report[F](ctx, "tables 16K L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED_16K, GPU_FUSED_16K, 0,
+              0, 3 * 8192)
     report[F](ctx, "tables old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_OLD, 0, 0, 3 * 4096)
     report[F](ctx, "tables 16K", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED_16K, 0, 0,
               3 * 16384)
@@ -317,31 +340,44 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
 
 def staged_checks(ctx: DeviceContext) raises -> Int:
     """The new staged float32 kernels (fft_gpu_staged.mojo, L = 2^14 ..
-    2^22) against the float64 host sum: modes, broadcast signal / taps rows,
-    odd block counts, rows shorter than a block, batches of pairs, chunks of
-    2^12 and 2^13, spectra crossing to and from the old kernels (same
-    order at the same chunk log); then the trial chunks (32 / 64 values a
-    thread, chunks of 2^12 .. 2^14). Returns the failures."""
+    2^22; 2^14 with chunk_log 12 / 13) against the float64 host sum:
+    modes, broadcast signal / taps rows, odd block counts, rows shorter
+    than a block, batches of pairs, the op's chunks (V = 16 chunks of 2^12;
+    V = 32 chunks of 2^13 at 2^18 and 2^22, of 2^14 at 2^19), V = 16 chunks
+    of 2^12 and 2^13 (chunk_log), spectra crossing to and from the old
+    kernels (same order for V = 16 at the same chunk log) or the uncapped
+    build (V = 32); then the trial chunks (32 / 64 values a thread, chunks
+    of 2^12 .. 2^14). Returns the failures."""
     var fails = 0
     comptime F = DType.float32
     # name, rows, signal rows, n, K, block, mode, taps rows, variant,
     # spectrum variant, chunk log, batch pairs
-    report[F](ctx, "S L2^14 full", fails, 1, 1, 24573, 4097, 16384, "full", 1, GPU_FUSED, GPU_FUSED)
-    report[F](ctx, "S L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^14 K=1", fails, 1, 1, 50000, 1, 16384, "same", 1, GPU_FUSED, GPU_OLD)
+    # L = 2^14 runs the fused kernel by default: chunk_log 12 for these.
+    report[F](ctx, "S c12 L2^14 full", fails, 1, 1, 24573, 4097, 16384, "full", 1, GPU_FUSED, GPU_FUSED, 12)
+    report[F](ctx, "S c12 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 12)
+    report[F](ctx, "S c12 L2^14 K=1", fails, 1, 1, 50000, 1, 16384, "same", 1, GPU_FUSED, GPU_OLD, 12)
     report[F](ctx, "S L2^15 bcast sig", fails, 2, 1, 73728, 8192, 32768, "same", 2, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^15 batch 3", fails, 2, 2, 100000, 8192, 32768, "full", 2, GPU_FUSED, GPU_OLD, 0, 3)
     report[F](ctx, "S L2^16 short row", fails, 2, 2, 100, 16384, 65536, "full", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^14 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S c12 L2^14 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_OLD, 12)
     report[F](ctx, "S L2^16 valid", fails, 3, 1, 300000, 16384, 65536, "valid", 3, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^16 same", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^16 batch 1", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED, GPU_OLD, 0, 1)
     report[F](ctx, "S L2^17 full", fails, 1, 1, 303216, 30000, 131072, "full", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD)
+    # 2^18, 2^19, 2^22: the op's V = 32 chunks (2^13, 2^14, 2^13), orders
+    # of their own: crossed with the uncapped build.
+    report[F](ctx, "S L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^18 bcast batch 1", fails, 2, 1, 400000, 65536, 262144, "full", 2, GPU_FUSED, GPU_FUSED_FREE,
+              0, 1)
+    report[F](ctx, "S L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^19 valid", fails, 3, 1, 1000000, 131072, 524288, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
     report[F](ctx, "S L2^20 full", fails, 2, 2, 948574, 100000, 1048576, "full", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^22 batch 1", fails, 1, 1, 9000000, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD, 0, 1)
+    report[F](ctx, "S L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^22 batch 1", fails, 1, 1, 9000000, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED_FREE,
+              0, 1)
+    # The same Ls with V = 16 chunks of 2^12 (chunk_log 12), the old order.
+    report[F](ctx, "S c12 L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_OLD, 12)
+    report[F](ctx, "S c12 L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD, 12)
     # Chunks of 2^13 (another spectrum order, which the old kernels share
     # at chunk log 13).
     report[F](ctx, "S13 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 13)
@@ -349,10 +385,12 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "S13 L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD, 13, 1)
     # Uncapped registers.
     report[F](ctx, "Sfree L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
-    report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_OLD)
-    # The old kernels reading spectra the new ones computed.
+    report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_FUSED)
+    report[F](ctx, "Sfree L2^17 same", fails, 1, 1, 303216, 30000, 131072, "same", 1, GPU_FUSED_FREE, GPU_OLD)
+    # The old kernels reading spectra the new ones computed (V = 16 chunks
+    # of 2^12: the op's at 2^16, chunk_log 12 at 2^19).
     report[F](ctx, "old L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_OLD, GPU_FUSED)
-    report[F](ctx, "old L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old c12 L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED, 12)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L2^16", fails, 2, 2, 166608, 10000, 65536, "same", 2, GPU_FUSED, GPU_OLD)
     # Trial chunks (spectrum orders of their own): 32 values a thread in
@@ -377,6 +415,10 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
               3 * 65536)
     report[F](ctx, "tables S L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_FUSED,
               0, 1, 3 * 524288)
+    report[F](ctx, "tables S L2^18", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_FUSED_FREE, 0, 0,
+              3 * 262144)
+    report[F](ctx, "tables S L2^22", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED, 0, 0,
+              3 * 4194304)
     report[F](ctx, "tables SV32 c14 L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_V32,
               GPU_FUSED_V32, 14, 0, 3 * 524288)
     report[F](ctx, "tables old L2^16", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_OLD, GPU_OLD, 0, 0,
@@ -407,25 +449,27 @@ def staged_bench(ctx: DeviceContext) raises:
 
 def trial_bench(ctx: DeviceContext) raises:
     """The trial variants against the default at N = 2^24 float32: K =
-    512 .. 8192 at every L = 4096 .. 16384 of at least 2K (the default at
-    16384 is the staged path), then K = 8192 .. 2^20 at L = 2K, 4K, 8K
-    (2^15 .. 2^23) on the staged path with the trial chunks."""
+    512 .. 8192 at every L = 4096 .. 16384 of at least 2K (the default is
+    V = 32 at 8192 and 16384, 16K V = 16 there), then K = 8192 .. 2^20 at
+    L = 2K, 4K, 8K (2^15 .. 2^23) on the staged path with the trial
+    chunks."""
     var n24 = 1 << 24
     for k in [512, 1024, 2048, 4096, 8192]:
         for points in [4096, 8192, 16384]:
             if points < 2 * k:
                 continue
             for variant in [GPU_FUSED, GPU_FUSED_V32, GPU_FUSED_V64, GPU_FUSED_16K]:
-                # Below 2^14, 16K runs what GPU_FUSED does.
-                if variant != GPU_FUSED_16K or points == 16384:
+                # Below 2^13, 16K runs what GPU_FUSED does.
+                if variant != GPU_FUSED_16K or points >= 8192:
                     bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
     # Twiddle tables kept behind the spectra (as the engine now allows), the
-    # default kernels at the planner's L and at 2^14.
-    for kl in [(512, 4096), (1024, 4096), (2048, 4096), (4096, 8192), (4096, 16384), (8192, 16384),
-               (8192, 32768), (16384, 65536), (65536, 262144), (131072, 524288), (1 << 20, 1 << 22)]:
+    # default kernels at the planner's L and beside it.
+    for kl in [(512, 4096), (1024, 4096), (2048, 4096), (2048, 8192), (4096, 8192), (4096, 16384),
+               (8192, 16384), (8192, 32768), (16384, 65536), (65536, 262144), (131072, 524288),
+               (1 << 20, 1 << 22)]:
         bench[DType.float32](ctx, n24, kl[0], kl[1], 0, 0, GPU_FUSED, 20, 0, True)
-    # The staged path: the default (chunks of 2^12, 16 values a thread)
-    # against 32 values in chunks of 2^13 / 2^14 and 64 in 2^12 .. 2^14.
+    # The staged path: the default (chunks by L: staged_chunk_log) against
+    # 32 values in chunks of 2^13 / 2^14 and 64 in 2^12 .. 2^14.
     for k in [8192, 16384, 65536, 131072, 1 << 20]:
         for mult in [2, 4, 8]:
             var points = mult * k

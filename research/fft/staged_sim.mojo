@@ -25,6 +25,8 @@ from maxconv.ops.fft_gpu_staged import (
     _chunk_last,
     _staged_chunk_offsets,
     _staged_pass_body,
+    staged_chunk_log,
+    staged_values_log,
 )
 from std.math import ceildiv
 
@@ -241,7 +243,14 @@ def main() raises:
     sim_case[12](String("L2^16 valid"), fails, 16, 1, 1, 200000, 16384, "valid", 1, 0)
     sim_case[13](String("L2^16 c13 same"), fails, 16, 1, 1, 100000, 16384, "same", 1, 1)
     sim_case[12](String("L2^17 full"), fails, 17, 1, 1, 70000, 30000, "full", 1, 0)
-    sim_case[12](String("L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 2)
+    sim_case[12](String("c12 L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 2)
+    # The op's chunks at L = 2^18, 2^19, 2^22 (staged_chunk_log,
+    # staged_values_log: V = 32 chunks of 2^13, 2^14, 2^13).
+    sim_case[staged_chunk_log(18), staged_values_log(18)](String("op L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 0)
+    sim_case[staged_chunk_log(18), staged_values_log(18)](String("op L2^18 bcast batch 1"), fails, 18, 2, 1, 200000, 30000, "full", 2, 1)
+    sim_case[staged_chunk_log(19), staged_values_log(19)](String("op L2^19 full"), fails, 19, 1, 1, 600000, 131072, "full", 1, 0)
+    sim_case[staged_chunk_log(22), staged_values_log(22)](String("op L2^22 same"), fails, 22, 1, 1, 3000000, 1000, "same", 1, 0)
+    sim_case[staged_chunk_log(16), staged_values_log(16)](String("op L2^16 full"), fails, 16, 1, 1, 100000, 16384, "full", 1, 0)
     # Trial chunks (fft_gpu_launch._trial_conv): 32 values a thread in
     # chunks of 2^13 / 2^14, 64 in chunks of 2^12 .. 2^14.
     sim_case[13, 5](String("V32 c13 L2^15 same"), fails, 15, 2, 2, 50000, 8192, "same", 2, 0)
