@@ -33,9 +33,10 @@ SUPPORTED_DTYPES = {np.dtype(np.float32): DType.float32, np.dtype(np.float64): D
 # The FFT op's transform is at least this long (the CPU's V x V blocks with
 # V = 16 lanes), so a spectrum buffer of 2 * max(block, K, this) fits it.
 SPECTRUM_MIN_POINTS = 256
-# On the CPU the op also keeps its twiddle tables for L behind the spectra
-# when the buffer has room: 2L + 2L/V elements (V the SIMD width), at most
-# this many L for V >= 2 (see table_points in maxconv/ops/fft_cpu.mojo).
+# The op also keeps its twiddle tables for L behind the spectra when the
+# buffer has room: on the CPU 2L + 2L/V elements (V the SIMD width), at most
+# this many L for V >= 2 (see table_points in maxconv/ops/fft_cpu.mojo); on
+# a GPU at most 2L (_tables_kept in maxconv/ops/fft_gpu_launch.mojo).
 SPECTRUM_TABLE_POINTS = 3
 # Taps spectra kept per engine (a filter run and a few API callers), for
 # taps of at most SPECTRA_MAX_ROWS rows (channels, true-stereo paths).
@@ -260,9 +261,7 @@ class Engine:
         points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
         if len(self._spectra) >= SPECTRA_KEPT:
             self._spectra.pop(next(iter(self._spectra)))
-        width = 2 * points
-        if self.spec.kind == "cpu":
-            width += -(-SPECTRUM_TABLE_POINTS * points // taps.shape[0])
+        width = 2 * points + -(-SPECTRUM_TABLE_POINTS * points // taps.shape[0])
         buffer = driver.Buffer(
             SUPPORTED_DTYPES[np.dtype(taps.dtype)], (taps.shape[0], width), device=self.device
         )

@@ -28,16 +28,20 @@ FFT_MIN_POINTS = 1 << 14
 # (2.1 K) ran 83 MS/s where 2^22 (4.2 K) ran 60 (at K = 16384 and 240,000 the
 # 4K rule stayed best or level).
 FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
-# A GPU runs float32 blocks of up to FFT_FUSED_POINTS as one fused kernel a
-# block pair (ops/fft_gpu_fused.mojo), which beats the staged kernels of
-# longer blocks: there L = 2K rounded up, at least FFT_FUSED_MIN_POINTS. On an
-# H200, N = 2^24, ms a call with the taps' spectrum kept
-# (research/fft/results/gpu_h200_fused.txt, gpu_h200_fused_orig.txt): K = 512:
-# L = 2048 0.095, 4096 0.095, 8192 0.125; K = 1024: 4096 0.102, 8192 0.124
-# (the old whole-row kernel at 4096: 0.274); K = 2048: 4096 0.134, 8192 0.139;
-# K = 4096: 8192 0.183, staged 16384 0.262.
-FFT_FUSED_POINTS = 1 << 13
-FFT_FUSED_MIN_POINTS = 1 << 12
+# GPU float32 block lengths, measured: (K at most, L) in rising K, the first
+# that fits K wins; past the last K the 4K rule. Each L is the best one
+# `gpu_check bench` / `tbench` measured for those K with the op's default
+# kernels (ops/fft_gpu_launch.mojo): the fused kernel (one per block pair;
+# 16 values a thread up to 4096, 32 at 8192 and 16384) beats the staged
+# kernels of longer blocks up to K = 8192. On an H200, N = 2^24, ms a call
+# with the taps' spectrum kept (research/fft/results/
+# gpu_h200_trials_2026-11-29.txt; "kept": twiddle tables kept too, as the
+# engine runs it): K = 512: L = 4096 0.083 kept, 8192 0.100 (2048: 0.095,
+# gpu_h200_fused.txt); K = 1024: 4096 0.091 kept, 8192 0.103; K = 2048:
+# 8192 0.112, 4096 0.122 kept; K = 4096: 16384 0.138, 8192 0.148; K = 8192:
+# 16384 0.176, staged 32768 0.190 kept, 65536 0.178; K = 16384: the 4K rule,
+# 65536 0.188 kept, 131072 0.208 (V = 32 chunks: 0.203).
+FFT_GPU_F32_POINTS = ((1024, 1 << 12), (2048, 1 << 13), (8192, 1 << 14))
 
 
 def check_mode(mode: str) -> None:
@@ -69,19 +73,18 @@ def fft_block_points(n_taps: int, outputs: int, device_kind: str, dtype: str) ->
     of `dtype` ('float32' or 'float64').
 
     4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
-    where half of each block is still output); on a GPU in float32, the fused
-    kernel's 2K where that fits it (FFT_FUSED_POINTS); never longer than one
-    block covering all the outputs. A short row, a few blocks long, may take
+    where half of each block is still output); on a GPU in float32, the
+    measured table FFT_GPU_F32_POINTS where it covers K (K <= 8192); never longer than
+    one block covering all the outputs. A short row, a few blocks long, may take
     a shorter L down to 2K where that needs less transform work: blocks go
     in pairs through one complex transform each way, plus one transform for
     the taps, so a 72,000-output row of a 24,000-tap response is one
     half-empty pair at L = 2^17 but one full pair at 2^16.
     """
     double = 1 << (2 * n_taps - 1).bit_length()
-    if device_kind == "gpu" and dtype == "float32" and double <= FFT_FUSED_POINTS:
-        points = max(double, FFT_FUSED_MIN_POINTS)
-    else:
-        points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    points = max(1 << (4 * n_taps - 1).bit_length(), FFT_MIN_POINTS)
+    if device_kind == "gpu" and dtype == "float32":
+        points = next((p for k, p in FFT_GPU_F32_POINTS if n_taps <= k), points)
     cap = FFT_MAX_POINTS[device_kind]
     if cap is not None:
         points = min(points, max(cap, double))

@@ -455,13 +455,16 @@ def test_fft_block_length_for_long_rows_and_clips():
 
     # Long rows keep 4K rounded up (measured best), capped on a CPU.
     assert fft_block_points(4096, 1 << 24, "gpu", "float64") == 1 << 14
-    assert fft_block_points(8192, 1 << 24, "gpu", "float32") == 1 << 15
+    assert fft_block_points(16384, 1 << 24, "gpu", "float32") == 1 << 16
     assert fft_block_points(4096, 1 << 24, "cpu", "float32") == 1 << 14
     assert fft_block_points(1_000_000, 1 << 30, "cpu", "float32") == 1 << 21
-    # A GPU's float32 blocks of up to 8192 points run fused: 2K, at least 4096.
-    assert fft_block_points(4096, 1 << 24, "gpu", "float32") == 1 << 13
-    assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 12
-    assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 12
+    # A GPU takes float32 blocks from the measured table (the fused kernel,
+    # K <= 8192): 4096 up to K = 1024, 8192 for 2048, 16384 for 4096 and 8192.
+    assert fft_block_points(8192, 1 << 24, "gpu", "float32") == 1 << 14
+    assert fft_block_points(4096, 1 << 24, "gpu", "float32") == 1 << 14
+    assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(1024, 1 << 24, "gpu", "float32") == 1 << 12
     assert fft_block_points(512, 1 << 24, "gpu", "float32") == 1 << 12
     # A clip of a few blocks takes the length with the least transform work:
     # one full pair at 2^16 rather than one half-empty pair at 2^17.

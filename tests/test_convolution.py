@@ -245,18 +245,23 @@ def test_fft_past_the_cpu_transform_cap_matches_scipy(dtype):
     assert_matches(result, scipy.signal.fftconvolve(x64, h64), x64, h64)
 
 
-# Every block-length class of the GPU FFT op: fused blocks of 256-8192 points
-# (float32; short rows choose short blocks), staged blocks with one or more
-# global passes, and kernels up to 2^20 taps. (n, K) and the L they get.
+# Every block-length class of the GPU FFT op: fused blocks of 256-16384
+# points (float32, 16 values a thread up to 4096, 32 above; short rows
+# choose short blocks), staged blocks with one or more global passes and
+# each chunk of the per-L table, and kernels up to 2^20 taps. (n, K) and the
+# float32 L they get.
 FFT_CLASSES = [
-    (200, 60),  # L = 256 (a short row)
+    (200, 60),  # L = 128 (a short row)
     (700, 200),  # 1024
     (5_000, 700),  # 2048-4096, a few blocks
     (300_001, 1_024),  # 4096
-    (300_001, 3_000),  # 8192
-    (400_003, 8_192),  # 32768: staged, one global pass
-    (600_000, 65_536),  # 2^18
-    (1 << 21, 1 << 20),  # 2^22: several global passes
+    (300_001, 2_000),  # 8192 (fused, 32 values a thread)
+    (400_003, 8_192),  # 16384 (fused, 32 values a thread)
+    (600_000, 16_384),  # 2^16: staged, one global pass
+    (600_000, 65_536),  # 2^18: chunks of 2^13, 32 values a thread
+    (1_500_000, 131_072),  # 2^19: chunks of 2^14, 32 values a thread
+    (1 << 21, 1 << 20),  # 2^21: two global passes
+    (1 << 22, 1 << 20),  # 2^22: chunks of 2^13, 32 values a thread, two passes
 ]
 
 

@@ -14,3 +14,9 @@ def fft_points(block: Int, n_taps: Int, lanes: Int) -> Int:
     at least `block`, the taps (L - K + 1 >= 1 outputs a block) and lanes^2
     (the CPU's V x V blocks; the GPU passes lanes = 8)."""
     return 1 << _log2(max(block, n_taps, lanes * lanes))
+
+
+def table_offset(taps_rows: Int, points: Int) -> Int:
+    """Where the twiddle tables start in a spectrum buffer (both devices):
+    behind the spectra (taps_rows rows of L re, then as many of L im)."""
+    return 2 * taps_rows * points

@@ -38,9 +38,9 @@ the frequency domain"):
 - Radix 4 (one radix-2 stage when log2(M) is odd) halves the passes over
   memory against radix 2; twiddles come from tables built in float64
   from two small exact tables (w^t = hi[t / S] * lo[t % S]), so they cost
-  O(L) multiplies, not O(L) sin/cos. On the CPU they are built once beside
-  the kept taps' spectra (a stream's later chunks read them back), else
-  once per call.
+  O(L) multiplies, not O(L) sin/cos. They are built once beside the kept
+  taps' spectra where the buffer has room (a stream's later chunks read
+  them back; both devices), else once per call.
 
 The GPU path uses the same ordering and pairing tricks with radix-16
 stages: a row of up to 2^GPU_ROW_LOG points is transformed by one thread
@@ -50,8 +50,10 @@ stage; longer rows first go through radix-2..32 passes in global memory
 (decimation in frequency leaves independent contiguous sub-DFTs) down to
 chunks of 2^GPU_CHUNK_LOG points, then mirrored passes back (see the GPU
 kernels section). float32 rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points
-take a fused one-kernel path instead (fft_gpu_fused.mojo: same stages and
-spectrum order, compile-time L, 16 values per thread in registers).
+take a fused one-kernel path instead (fft_gpu_fused.mojo: compile-time L,
+16 values per thread in registers up to 4096 points, with the same stages
+and spectrum order; 32 at 8192 and 16384, an order of their own), longer
+ones the staged path of fft_gpu_staged.mojo (chunks by L).
 """
 
 
@@ -77,10 +79,10 @@ struct FFTConv1D:
         taps: [R, K] or [1, K] taps rows.
         spectrum: [S, W]: with S > 0, where the taps' spectra are kept
             between calls (S = the taps rows, W >= 2L; see fft_conv_cpu),
-            and on the CPU the twiddle tables too where S * W leaves room
-            for them behind the spectra (2L + 2L/V elements, V the SIMD
-            width: 3L always suffices); [0, 0] for scratch of this call
-            only.
+            and the twiddle tables too where S * W leaves room for them
+            behind the spectra (CPU: 2L + 2L/V elements, V the SIMD width;
+            GPU: at most 2L; 3L always suffices); [0, 0] for scratch of
+            this call only.
         window: [P, B, F, 0]: P zeros precede the signal; B the block
             length asked for (rounded up to a power of two >= K); F = 1 when
             `spectrum` already holds these taps' spectra.
@@ -127,6 +129,7 @@ struct FFTConv1D:
             fft_conv_gpu[output.dtype](
                 ctx, out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
                 spectrum_ptr, spectrum_given, spectrum_ready,
+                spectrum_elements=spectrum.dim_size(0) * spectrum.dim_size(1),
             )
         elif target == "cpu":
             comptime lanes = simd_width_of[output.dtype]()

@@ -10,7 +10,7 @@ from std.atomic import Atomic
 from std.math import ceildiv
 from std.sys import simd_width_of, num_physical_cores, size_of
 
-from .fft_common import _log2, fft_points
+from .fft_common import _log2, fft_points, table_offset
 from .fft_cpu_stages import (
     _alloc,
     _build_tables,
@@ -93,12 +93,6 @@ def _transform_block[dtype: DType, lanes: Int, spectrum_only: Bool](
 # ---------------------------------------------------------------------------
 # CPU: driver
 # ---------------------------------------------------------------------------
-
-
-def table_offset(taps_rows: Int, points: Int) -> Int:
-    """Where the twiddle tables start in a spectrum buffer: behind the
-    spectra (taps_rows rows of L re, then as many of L im)."""
-    return 2 * taps_rows * points
 
 
 def table_points[lanes: Int](points: Int) -> Int:

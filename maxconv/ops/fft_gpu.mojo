@@ -80,7 +80,9 @@ def _unit_root(t: Int, n: Int) -> SIMD[DType.float64, 2]:
 
     Mojo has no float64 sin/cos on NVIDIA GPUs, so: exact integer reduction
     to an angle of at most pi/4, then Taylor series to x^20 (truncation
-    below 1e-22 there).
+    below 1e-22 there), unrolled, its divisors' reciprocals compile-time
+    constants (a float64 division is a long instruction sequence on a GPU;
+    every call builds its tables with this).
     """
     var half = n // 2
     var negate = t >= half
@@ -96,11 +98,12 @@ def _unit_root(t: Int, n: Int) -> SIMD[DType.float64, 2]:
     var x2 = x * x
     var c = 1.0
     var s = 1.0
-    var k = 20
-    while k > 0:
-        c = 1.0 - x2 / Float64(k * (k - 1)) * c
-        s = 1.0 - x2 / Float64((k + 1) * k) * s
-        k -= 2
+    comptime for i in range(10):
+        comptime k = 20 - 2 * i
+        comptime inv_c = 1.0 / Float64(k * (k - 1))
+        comptime inv_s = 1.0 / Float64((k + 1) * k)
+        c = 1.0 - x2 * inv_c * c
+        s = 1.0 - x2 * inv_s * s
     s *= x
     # W = exp(-i x') with x' the reduced angle: (c, -s).
     var wr = c

@@ -1,10 +1,35 @@
 """GPU path of the FFT op for float32 rows of up to 2^FUSED_MAX_LOG points:
 one kernel per block pair, everything in registers and shared memory.
 
-The same transform as _gpu_chunk[direct=True] in fft_gpu.mojo (decimation
-in frequency, stages of radix 2^(lp % 4) first then radix 16, outputs in
-the same digit-reversed order, so a spectrum kept by either kernel serves
-the other), laid out for speed:
+Each thread holds V = 2^vb complex values, vb a compile-time parameter.
+The op's kernels (fused_values_log) use V = 16 up to L = 4096, which the
+text below describes, and V = 32 at L = 8192 and 16384 (H200, N = 2^24, ms
+a call, taps' spectrum kept, twiddle tables in scratch unless "kept",
+research/fft/results/gpu_h200_trials_2026-11-29.txt: K = 2048 at L = 8192
+0.112 against V = 16 0.131, and 0.122 kept at the former L = 4096; K =
+4096 at 16384 0.138 against V = 16 at 8192 0.172 kept; K = 8192 at 16384
+0.176 against the staged path at 32768 0.190 kept / 65536 0.178; at L =
+4096 V = 16 stays: K = 1024 0.096 against V = 32 0.104). The harness's
+trial variants (fft_gpu_launch: fft_conv_gpu[trials=True]) also run V = 32
+and 64 at L = 2^12 .. 2^14 and V = 16 at 2^13 and 2^14 (at 2^14: 1024
+threads, 64 registers, 136 KB of shared memory, one block per SM). With V
+= 2^vb the stages are radix V after a head of radix 2^(lp % vb), lp >= 2
+vb, and the pad is one word per V points, conflict-free by the same
+argument as for 16 (a middle stage's stride is a multiple of V, so a warp
+reads 32 consecutive points; the last stage's slots (V + 1) t + q fall in
+32 different banks). A bigger V needs fewer exchanges (L = 8192 and 16384:
+2 a direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2)
+at more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32
+128 registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16
+at L = 2^14 64, 16-20 bytes) and fewer threads, and its spectrum order is
+its own: only V = 16 shares the old kernels' (the op keeps one L's spectra
+for one kernel: maxconv/engine.py keys them on the taps and the block
+length).
+
+At V = 16, the same transform as _gpu_chunk[direct=True] in fft_gpu.mojo
+(decimation in frequency, stages of radix 2^(lp % 4) first then radix 16,
+outputs in the same digit-reversed order, so a spectrum kept by either
+kernel serves the other), laid out for speed:
 
 - L = 2^lp is a compile-time parameter: every stride, shift and loop bound
   is a constant, and in-row index math is 32-bit (Int32).
@@ -37,72 +62,98 @@ from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
 
 
 # Rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points run through _gpu_fused
-# with 2^(lp - 4) threads per block (16 .. 512).
+# with 2^(lp - vb) threads per block (V = 16: 16 .. 256 at L <= 4096; V =
+# 32: 256 at 8192, 512 at 16384).
 comptime FUSED_MIN_LOG = 8
-comptime FUSED_MAX_LOG = 13
+comptime FUSED_MAX_LOG = 14
 comptime FUSED_TW_TPB = 256
 # With max_threads = FUSED_CAP_THREADS, ptxas keeps _gpu_fused within 64
 # registers (sm_90, ptxas -v on its PTX: 56-64 registers, spills of 0-16
 # bytes), so 1024 threads fit an SM (L = 8192: two blocks, not one at the
 # 90 registers it takes uncapped; L = 4096: four, not three at 76).
 comptime FUSED_CAP_THREADS = 1024
+# log2 of the values a thread holds (V = 16), the default up to L = 4096
+# and the staged path's 2^12-point chunks'.
+comptime FUSED_VALUES_LOG = 4
+# From L = 2^FUSED_V32_FROM_LOG on, the op's fused kernel holds 32 values a
+# thread (fused_values_log).
+comptime FUSED_V32_FROM_LOG = 13
 
 
-def _fused_stages(lp: Int) -> Int:
-    """Forward stages of an L = 2^lp transform: a head of radix 2^(lp % 4), then radix 16."""
-    return lp // 4 + (1 if lp % 4 != 0 else 0)
+def fused_values_log(lp: Int) -> Int:
+    """The log2 of the values a thread of the op's fused kernel at
+    L = 2^lp: 16 (FUSED_VALUES_LOG) up to 4096, 32 at 8192 and 16384
+    (FUSED_V32_FROM_LOG), where 2 shared-memory exchanges a direction
+    replace 3. H200 (gpu_h200_trials_2026-11-29.txt, ms, N = 2^24, taps'
+    spectrum kept): L = 8192 V = 32 0.112 / V = 16 0.131 (K = 2048), 0.148 /
+    0.176 (K = 4096); L = 16384 V = 32 0.138 (K = 4096) and 0.176 (8192)
+    against V = 16 0.160 / 0.200 (trial fused16k); L = 4096 V = 16 0.086 /
+    V = 32 0.094 (K = 512). Its spectrum order is that of the old kernels
+    only at 16."""
+    return 5 if lp >= FUSED_V32_FROM_LOG else FUSED_VALUES_LOG
 
 
-def _fused_radix_log(lp: Int, s: Int) -> Int:
+def fused_cap_threads(vb: Int) -> Int:
+    """The nvvm.maxntid of a capped kernel with 2^vb values a thread: 4
+    registers a value (64 at V = 16, 128 at 32, 255 at 64)."""
+    return FUSED_CAP_THREADS >> (vb - FUSED_VALUES_LOG)
+
+
+def _fused_stages(lp: Int, vb: Int) -> Int:
+    """Forward stages of an L = 2^lp transform with 2^vb values a thread: a
+    head of radix 2^(lp % vb), then radix 2^vb."""
+    return lp // vb + (1 if lp % vb != 0 else 0)
+
+
+def _fused_radix_log(lp: Int, s: Int, vb: Int) -> Int:
     """log2 of the radix of forward stage s."""
-    if s == 0 and lp % 4 != 0:
-        return lp % 4
-    return 4
+    if s == 0 and lp % vb != 0:
+        return lp % vb
+    return vb
 
 
-def _fused_span_log(lp: Int, s: Int) -> Int:
+def _fused_span_log(lp: Int, s: Int, vb: Int) -> Int:
     """log2 of the stride m of forward stage s (blocks of radix * m points)."""
     var lm = lp
     for i in range(s + 1):
-        lm -= _fused_radix_log(lp, i)
+        lm -= _fused_radix_log(lp, i, vb)
     return lm
 
 
-def _fused_tw_offset(lp: Int, s: Int) -> Int:
+def _fused_tw_offset(lp: Int, s: Int, vb: Int) -> Int:
     """First twiddle-table entry of stage s: stage i holds (r_i - 1) * m_i."""
     var off = 0
     for i in range(s):
-        off += ((1 << _fused_radix_log(lp, i)) - 1) << _fused_span_log(lp, i)
+        off += ((1 << _fused_radix_log(lp, i, vb)) - 1) << _fused_span_log(lp, i, vb)
     return off
 
 
-def fused_tw_entries(lp: Int) -> Int:
+def fused_tw_entries(lp: Int, vb: Int) -> Int:
     """Complex entries of the twiddle table for L = 2^lp (the last stage's
-    15 ones included)."""
-    return _fused_tw_offset(lp, _fused_stages(lp))
+    V - 1 ones included)."""
+    return _fused_tw_offset(lp, _fused_stages(lp, vb), vb)
 
 
-def fused_threads(lp: Int) -> Int:
-    """Threads per block of _gpu_fused: 16 complex values each."""
-    return 1 << (lp - 4)
+def fused_threads(lp: Int, vb: Int) -> Int:
+    """Threads per block of _gpu_fused: 2^vb complex values each."""
+    return 1 << (lp - vb)
 
 
-def fused_smem_bytes[dtype: DType](lp: Int) -> Int:
+def fused_smem_bytes[dtype: DType](lp: Int, vb: Int) -> Int:
     """Dynamic shared memory of _gpu_fused: padded re and im rows."""
     var n = 1 << lp
-    return 2 * (n + (n >> 4)) * size_of[dtype]()
+    return 2 * (n + (n >> vb)) * size_of[dtype]()
 
 
-
-def fused_tw_value(lp: Int, e: Int) -> SIMD[DType.float64, 2]:
+def fused_tw_value[lp: Int, vb: Int](e: Int) -> SIMD[DType.float64, 2]:
     """Entry e of the twiddle table: off_s + (p - 1) * m + j holds
     W_{r m}^(p j) for stage s (radix r, stride m), 1 <= p < r, j < m, in
-    float64 (_unit_root)."""
+    float64 (_unit_root). Stage bounds are compile-time constants."""
     var w = SIMD[DType.float64, 2](1, 0)
-    for s in range(_fused_stages(lp)):
-        var rl = _fused_radix_log(lp, s)
-        var lm = _fused_span_log(lp, s)
-        var off = _fused_tw_offset(lp, s)
+    comptime for s in range(_fused_stages(lp, vb)):
+        comptime rl = _fused_radix_log(lp, s, vb)
+        comptime lm = _fused_span_log(lp, s, vb)
+        comptime off = _fused_tw_offset(lp, s, vb)
         if e >= off and e < off + (((1 << rl) - 1) << lm):
             var k = e - off
             var p = (k >> lm) + 1
@@ -112,11 +163,11 @@ def fused_tw_value(lp: Int, e: Int) -> SIMD[DType.float64, 2]:
     return w
 
 
-def _gpu_fused_twiddles[dtype: DType, lp: Int](tw: Pointer[Scalar[dtype], MutAnyOrigin]):
+def _gpu_fused_twiddles[dtype: DType, lp: Int, vb: Int](tw: Pointer[Scalar[dtype], MutAnyOrigin]):
     """Fill the twiddle table (fused_tw_value), as (re, im) pairs rounded once."""
     var e = Int(block_idx.x) * Int(block_dim.x) + Int(thread_idx.x)
-    if e < fused_tw_entries(lp):
-        var w = fused_tw_value(lp, e)
+    if e < fused_tw_entries(lp, vb):
+        var w = fused_tw_value[lp, vb](e)
         tw[unsafe_offset=2 * e] = Scalar[dtype](w[0])
         tw[unsafe_offset=2 * e + 1] = Scalar[dtype](w[1])
 
@@ -150,7 +201,7 @@ comptime XPtr[dtype: DType, space: AddressSpace] = Pointer[Scalar[dtype], MutUnt
 
 
 @always_inline
-def _fused_first[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
+def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -165,26 +216,27 @@ def _fused_first[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
     and `start + t_blk`, zeros outside [0, n_in); im: the second block,
     zero unless `second`), run forward stage 0, store to the exchange rows.
 
-    Stage 0 has radix r0 and stride m0 = L / r0 = c0 * T: butterfly c
-    (j = t + T c) holds the thread's values q = c + c0 p, and its output p
-    goes back to the same slot.
+    Stage 0 has radix r0 and stride m0 = L / r0 = c0 * T (T = L / V):
+    butterfly c (j = t + T c) holds the thread's values q = c + c0 p, and
+    its output p goes back to the same slot.
     """
+    comptime V = 1 << vb
     comptime L = 1 << lp
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lp, 0)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lp, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lp, 0)
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lp, 0, vb)
     var src0 = start + t
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
         var v = src0 + Int32(T * q)
         if v.cast[DType.uint32]() < n_in:
             vr[q] = src[unsafe_offset=Int(v)]
     comptime if not spectrum:
         if second:
-            comptime for q in range(16):
+            comptime for q in range(V):
                 var v = src0 + t_blk + Int32(T * q)
                 if v.cast[DType.uint32]() < n_in:
                     vi[q] = src[unsafe_offset=Int(v)]
@@ -206,69 +258,70 @@ def _fused_first[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
             comptime i = _bitrev(p, rl0)
             vr[c + c0 * p] = ar[i]
             vi[c + c0 * p] = ai[i]
-    # Slot of point t + T q: padded, (t + T q) + ((t + T q) >> 4).
-    var pt = t + (t >> 4)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    # Slot of point t + T q: padded, (t + T q) + ((t + T q) >> vb).
+    var pt = t + (t >> Int32(vb))
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
         xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
 
 
 @always_inline
-def _fused_middle[dtype: DType, lp: Int, s: Int, inverse: Bool, space: AddressSpace](
+def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: AddressSpace](
     t: Int32, xr: XPtr[dtype, space], xi: XPtr[dtype, space], tw: Pointer[Scalar[dtype], MutAnyOrigin],
 ):
-    """Thread t: radix-16 stage s (stride m >= 16), butterfly t, in place
+    """Thread t: radix-V stage s (stride m >= V), butterfly t, in place
     in the exchange rows; inverse: its mirror."""
-    comptime lm = _fused_span_log(lp, s)
+    comptime V = 1 << vb
+    comptime lm = _fused_span_log(lp, s, vb)
     comptime m = 1 << lm
-    comptime off = _fused_tw_offset(lp, s)
+    comptime off = _fused_tw_offset(lp, s, vb)
     var j = t & Int32(m - 1)
-    var base = ((t >> Int32(lm)) << Int32(lm + 4)) + j
-    # base + m q, padded: m q is a multiple of 16.
-    var pb = base + (base >> 4)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
+    var base = ((t >> Int32(lm)) << Int32(lm + vb)) + j
+    # base + m q, padded: m q is a multiple of V.
+    var pb = base + (base >> Int32(vb))
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
     comptime if not inverse:
-        comptime for q in range(16):
-            comptime o = m * q + ((m * q) >> 4)
+        comptime for q in range(V):
+            comptime o = m * q + ((m * q) >> vb)
             vr[q] = xr[unsafe_offset=Int(pb + Int32(o))]
             vi[q] = xi[unsafe_offset=Int(pb + Int32(o))]
-        _reg_dif[dtype, 16](vr, vi)
-        comptime for p in range(1, 16):
-            comptime i = _bitrev(p, 4)
+        _reg_dif[dtype, V](vr, vi)
+        comptime for p in range(1, V):
+            comptime i = _bitrev(p, vb)
             var a = vr[i]
             var b = vi[i]
             _tw_mul_out[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
             vr[i] = a
             vi[i] = b
-        comptime for p in range(16):
-            comptime i = _bitrev(p, 4)
-            comptime o = m * p + ((m * p) >> 4)
+        comptime for p in range(V):
+            comptime i = _bitrev(p, vb)
+            comptime o = m * p + ((m * p) >> vb)
             xr[unsafe_offset=Int(pb + Int32(o))] = vr[i]
             xi[unsafe_offset=Int(pb + Int32(o))] = vi[i]
     else:
-        comptime for p in range(16):
-            comptime i = _bitrev(p, 4)
-            comptime o = m * p + ((m * p) >> 4)
+        comptime for p in range(V):
+            comptime i = _bitrev(p, vb)
+            comptime o = m * p + ((m * p) >> vb)
             vr[i] = xr[unsafe_offset=Int(pb + Int32(o))]
             vi[i] = xi[unsafe_offset=Int(pb + Int32(o))]
-        comptime for p in range(1, 16):
-            comptime i = _bitrev(p, 4)
+        comptime for p in range(1, V):
+            comptime i = _bitrev(p, vb)
             var a = vr[i]
             var b = vi[i]
             _tw_mul_in[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
             vr[i] = a
             vi[i] = b
-        _reg_dit[dtype, 16](vr, vi)
-        comptime for q in range(16):
-            comptime o = m * q + ((m * q) >> 4)
+        _reg_dit[dtype, V](vr, vi)
+        comptime for q in range(V):
+            comptime o = m * q + ((m * q) >> vb)
             xr[unsafe_offset=Int(pb + Int32(o))] = vr[q]
             xi[unsafe_offset=Int(pb + Int32(o))] = vi[q]
 
 
 @always_inline
-def _fused_center[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
+def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -277,45 +330,46 @@ def _fused_center[dtype: DType, lp: Int, spectrum: Bool, space: AddressSpace](
     g_row: Int,
     scale: Scalar[dtype],
 ):
-    """Thread t: the last forward stage over points 16t + q (slots 17t + q),
-    then either store scale * conj(X) to spectrum row g_row, or multiply by
-    it, run the first inverse stage and store back in place."""
-    var p17 = 17 * t
-    var g_at = (g_row << lp) + Int(16 * t)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
+    """Thread t: the last forward stage over points V t + q (slots
+    (V + 1) t + q), then either store scale * conj(X) to spectrum row g_row,
+    or multiply by it, run the first inverse stage and store back in place."""
+    comptime V = 1 << vb
+    var p17 = Int32(V + 1) * t
+    var g_at = (g_row << lp) + Int(Int32(V) * t)
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
         vr[q] = xr[unsafe_offset=Int(p17 + Int32(q))]
         vi[q] = xi[unsafe_offset=Int(p17 + Int32(q))]
-    _reg_dif[dtype, 16](vr, vi)
+    _reg_dif[dtype, V](vr, vi)
     comptime if spectrum:
-        var sr = SIMD[dtype, 16](0)
-        var si = SIMD[dtype, 16](0)
-        comptime for p in range(16):
-            comptime i = _bitrev(p, 4)
+        var sr = SIMD[dtype, V](0)
+        var si = SIMD[dtype, V](0)
+        comptime for p in range(V):
+            comptime i = _bitrev(p, vb)
             sr[p] = vr[i] * scale
             si[p] = -vi[i] * scale
-        comptime for h in range(4):
+        comptime for h in range(V // 4):
             g_re.unsafe_store[alignment=16](g_at + 4 * h, sr.slice[4, offset=4 * h]())
             g_im.unsafe_store[alignment=16](g_at + 4 * h, si.slice[4, offset=4 * h]())
     else:
-        comptime for h in range(4):
+        comptime for h in range(V // 4):
             var gr = g_re.unsafe_load[width=4, alignment=16](g_at + 4 * h)
             var gi = g_im.unsafe_load[width=4, alignment=16](g_at + 4 * h)
             comptime for e in range(4):
-                comptime i = _bitrev(4 * h + e, 4)
+                comptime i = _bitrev(4 * h + e, vb)
                 var a = vr[i]
                 var c = vi[i]
                 vr[i] = a * gr[e] - c * gi[e]
                 vi[i] = a * gi[e] + c * gr[e]
-        _reg_dit[dtype, 16](vr, vi)
-        comptime for q in range(16):
+        _reg_dit[dtype, V](vr, vi)
+        comptime for q in range(V):
             xr[unsafe_offset=Int(p17 + Int32(q))] = vr[q]
             xi[unsafe_offset=Int(p17 + Int32(q))] = vi[q]
 
 
 @always_inline
-def _fused_last[dtype: DType, lp: Int, space: AddressSpace](
+def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -329,17 +383,18 @@ def _fused_last[dtype: DType, lp: Int, space: AddressSpace](
     """Thread t: inverse stage 0 (the mirror of _fused_first's) from slots
     t + T q, then outputs n = t + T q < t_blk of the first block to
     dst[at + n] and of the second to dst[at + t_blk + n], below t_out."""
+    comptime V = 1 << vb
     comptime L = 1 << lp
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lp, 0)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lp, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lp, 0)
-    var pt = t + (t >> 4)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lp, 0, vb)
+    var pt = t + (t >> Int32(vb))
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
         vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
     comptime for c in range(c0):
@@ -360,19 +415,19 @@ def _fused_last[dtype: DType, lp: Int, space: AddressSpace](
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
-    comptime for q in range(16):
+    comptime for q in range(V):
         var n = t + Int32(T * q)
         if n < t_blk and at + n < t_out:
             dst[unsafe_offset=Int(at + n)] = vr[q]
     if second:
-        comptime for q in range(16):
+        comptime for q in range(V):
             var n = t + Int32(T * q)
             if n < t_blk and at + t_blk + n < t_out:
                 dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
-def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
+def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int](
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -388,7 +443,8 @@ def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     taps_rows: Int32,
     scale: Scalar[dtype],
 ):
-    """One block pair per thread block (2^(lp-4) threads): load, forward
+    """One block pair per thread block (2^(lp-vb) threads, 2^vb values
+    each; lp >= 2 vb): load, forward
     transform, product with the kept spectrum, inverse, store.
 
     Pair `block_idx.x` is blocks b0 = 2 * (p % pairs) and b0 + 1 of signal
@@ -402,8 +458,8 @@ def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     max_threads (nvvm.maxntid, at least the 2^(lp-4) launched) caps the
     registers ptxas may use at 65536 / max_threads: see FUSED_CAP_THREADS.
     """
-    comptime stages = _fused_stages(lp)
-    comptime PL = (1 << lp) + (1 << (lp - 4))
+    comptime stages = _fused_stages(lp, vb)
+    comptime PL = (1 << lp) + (1 << (lp - vb))
     var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var xi = xr.unsafe_offset(PL)
     var t = Int32(Int(thread_idx.x))
@@ -413,21 +469,21 @@ def _gpu_fused[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     var second = b0 + 1 < blocks
     var t_blk = block_outputs
     var src = source.unsafe_offset(Int(r) * Int(signal_stride))
-    _fused_first[dtype, lp, spectrum, AddressSpace.SHARED](
+    _fused_first[dtype, lp, vb, spectrum, AddressSpace.SHARED](
         t, xr, xi, tw, src, b0 * t_blk - pad, t_blk, second, length.cast[DType.uint32]()
     )
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lp, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
         barrier()
     var g_row = Int(pair) if spectrum else (Int(r) if taps_rows > 1 else 0)
-    _fused_center[dtype, lp, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
+    _fused_center[dtype, lp, vb, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
     comptime if not spectrum:
         barrier()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lp, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
             barrier()
-        _fused_last[dtype, lp, AddressSpace.SHARED](
+        _fused_last[dtype, lp, vb, AddressSpace.SHARED](
             t, xr, xi, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
             row_outputs, second,
         )

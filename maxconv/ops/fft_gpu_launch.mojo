@@ -9,7 +9,7 @@ from max.gpu.host import DeviceContext, FuncAttribute
 from std.math import ceildiv
 from std.sys import size_of
 
-from .fft_common import _log2, fft_points
+from .fft_common import _log2, fft_points, table_offset
 from .fft_gpu import (
     GPU_CHUNK_LOG_F32,
     GPU_CHUNK_LOG_F64,
@@ -26,36 +26,62 @@ from .fft_gpu import (
     _pad,
 )
 from .fft_gpu_fused import (
-    FUSED_CAP_THREADS,
     FUSED_MAX_LOG,
     FUSED_MIN_LOG,
     FUSED_TW_TPB,
+    FUSED_VALUES_LOG,
     _gpu_fused,
     _gpu_fused_twiddles,
+    fused_cap_threads,
     fused_smem_bytes,
     fused_threads,
     fused_tw_entries,
+    fused_values_log,
 )
 from .fft_gpu_staged import (
-    STAGED_CHUNK_CAP_THREADS,
     STAGED_CHUNK_LOG,
+    STAGED_MIN_LOG,
     STAGED_PASS_BITS,
     STAGED_PASS_CAP_THREADS,
     STAGED_PASS_TPB,
+    STAGED_VALUES_LOG,
     _staged_chunk,
     _staged_pass,
+    staged_chunk_cap_threads,
+    staged_chunk_log,
+    staged_values_log,
 )
 
 # fft_conv_gpu's `variant`: GPU_OLD runs the staged kernels of fft_gpu.mojo
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
 # .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
-# with registers capped at 64 (FUSED_CAP_THREADS), and longer float32 rows
-# through the new staged kernels of fft_gpu_staged.mojo (capped registers
-# too); GPU_FUSED_FREE is the same kernels with ptxas free to use more
-# registers (fewer blocks per SM). float64 always takes the old kernels.
+# (fused_values_log(lp) values a thread: 16 up to 4096, 32 at 8192 and
+# 16384) with registers capped (64 at V = 16, 128 at 32: fused_cap_threads),
+# and longer float32 rows through the new staged kernels of
+# fft_gpu_staged.mojo (chunks by L: staged_chunk_log, staged_values_log;
+# capped registers too); GPU_FUSED_FREE is the same kernels with ptxas
+# free to use more registers (fewer blocks per SM). float64 always takes
+# the old kernels.
 comptime GPU_OLD = 0
 comptime GPU_FUSED = 1
 comptime GPU_FUSED_FREE = 2
+# Trial variants, compiled only into fft_conv_gpu[trials=True] (the
+# harness), measured on the H200 (issue 16; the op's defaults now take
+# their winners: fft_gpu_fused.fused_values_log, fft_gpu_staged.
+# staged_chunk_log); elsewhere each runs as GPU_FUSED. GPU_FUSED_16K: the
+# fused kernel with 16 values a thread at L = 2^13 (the op's kernel there
+# before V = 32) and 2^14 (1024 threads, 64 registers, 136 KB of shared
+# memory: one block per SM), the old kernels' spectrum order. GPU_FUSED_V32 /
+# GPU_FUSED_V64: 32 / 64 values a thread at L = 2^TRIAL_MIN_LOG ..
+# 2^TRIAL_MAX_LOG (registers capped at 128 / 255: fused_cap_threads), one
+# shared-memory exchange a direction fewer at 2^13 and 2^14 (V32) or 2^12
+# (V64), and past 2^14 the staged path with chunks of their V
+# (_trial_conv); spectrum orders of their own.
+comptime GPU_FUSED_16K = 3
+comptime GPU_FUSED_V32 = 4
+comptime GPU_FUSED_V64 = 5
+comptime TRIAL_MIN_LOG = 12
+comptime TRIAL_MAX_LOG = 14
 
 
 def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
@@ -84,7 +110,7 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
             )
 
 
-def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
+def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int](
     ctx: DeviceContext,
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -96,18 +122,18 @@ def _fused_rows[dtype: DType, lp: Int, spectrum: Bool, max_threads: Int](
     scale: Scalar[dtype],
 ) raises:
     """Launch _gpu_fused over n_rows block pairs (spectrum: taps rows)."""
-    var smem = fused_smem_bytes[dtype](lp)
-    ctx.enqueue_function[_gpu_fused[dtype, lp, spectrum, max_threads]](
+    var smem = fused_smem_bytes[dtype](lp, vb)
+    ctx.enqueue_function[_gpu_fused[dtype, lp, vb, spectrum, max_threads]](
         source, result, g_re, g_im, tw,
         Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
         Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs), Int32(geo.taps_rows), scale,
-        grid_dim=n_rows, block_dim=fused_threads(lp),
+        grid_dim=n_rows, block_dim=fused_threads(lp, vb),
         shared_mem_bytes=smem,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
     )
 
 
-def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
+def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -119,25 +145,30 @@ def _fused_conv[dtype: DType, lp: Int, max_threads: Int](
     spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
     spectrum_given: Bool,
     spectrum_ready: Bool,
+    spectrum_elements: Int,
 ) raises:
-    """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo: the twiddle
-    table, the taps' spectra unless ready, then one kernel for every block
-    pair."""
+    """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo (2^vb values a
+    thread): the twiddle table (unless kept and ready, _tables_kept), the
+    taps' spectra unless ready, then one kernel for every block pair."""
     comptime points = 1 << lp
-    comptime n_tw = fused_tw_entries(lp)
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    comptime n_tw = fused_tw_entries(lp, vb)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * n_tw)
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var scale = Scalar[dtype](1.0 / Float64(points))
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp]](
-        tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
+            tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+        )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
-        _fused_rows[dtype, lp, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
-    _fused_rows[dtype, lp, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
+        _fused_rows[dtype, lp, vb, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
+    _fused_rows[dtype, lp, vb, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
 
 
 def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
@@ -170,7 +201,7 @@ def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, 
             )
 
 
-def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_rows[dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
     ctx: DeviceContext,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -205,10 +236,10 @@ def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, 
                 ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
             )
         lb -= bits
-    var smem = fused_smem_bytes[dtype](lc)
-    ctx.enqueue_function[_staged_chunk[dtype, lc, spectrum, chunk_threads_cap]](
+    var smem = fused_smem_bytes[dtype](lc, vb)
+    ctx.enqueue_function[_staged_chunk[dtype, lc, vb, spectrum, chunk_threads_cap]](
         re, im, g_re, g_im, tw_chunk, Int32(lp), Int32(pair0), Int32(geo.pairs), Int32(geo.taps_rows), scale,
-        grid_dim=n_rows << above, block_dim=fused_threads(lc),
+        grid_dim=n_rows << above, block_dim=fused_threads(lc, vb),
         shared_mem_bytes=smem,
         func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(smem)),
     )
@@ -232,7 +263,7 @@ def _staged_rows[dtype: DType, lc: Int, spectrum: Bool, chunk_threads_cap: Int, 
 comptime STAGED_MAX_BATCH_POINTS = 1 << 31
 
 
-def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -246,12 +277,15 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     spectrum_given: Bool,
     spectrum_ready: Bool,
     batch_pairs: Int,
+    spectrum_elements: Int,
 ) raises:
-    """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG through
-    fft_gpu_staged.mojo: the twiddle tables (lo/hi for the passes, the
-    fused kernel's per-stage table of 2^lc points for the chunks), the
-    taps' spectra unless ready, then the block pairs, batch_pairs at a time
-    (0: all at once) through one scratch of that many rows."""
+    """fft_conv_gpu for float32 L = 2^lp > 2^FUSED_MAX_LOG (the harness:
+    from 2^STAGED_MIN_LOG) through fft_gpu_staged.mojo, chunks of 2^lc
+    points of 2^vb values: the twiddle tables (lo/hi for the passes, the
+    fused kernel's per-stage table of 2^lc points for the chunks; unless
+    kept and ready, _tables_kept), the taps' spectra unless ready, then the
+    block pairs, batch_pairs at a time (0: all at once) through one scratch
+    of that many rows."""
     var points = 1 << lp
     var total_pairs = rows * geo.pairs
     var limit = max(1, STAGED_MAX_BATCH_POINTS >> lp)
@@ -260,33 +294,37 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     var scratch_rows = batch if spectrum_ready else max(batch, taps_batch)
     var lo_bits = (lp + 1) // 2
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
-    comptime n_tw_chunk = fused_tw_entries(lc)
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
-    var tw_c = ctx.enqueue_create_buffer[dtype](2 * n_tw_chunk)
+    comptime n_tw_chunk = fused_tw_entries(lc, vb)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * (n_tw + n_tw_chunk))
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
+    var tw_c = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw_chunk)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var x_re = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
     var x_im = ctx.enqueue_create_buffer[dtype](scratch_rows * points)
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
-    var tw_c_p = tw_c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
+    var tw_c_p = tw_p.unsafe_offset(2 * n_tw) if kept else tw_c.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var scale = Scalar[dtype](1.0 / Float64(points))
-    ctx.enqueue_function[_gpu_twiddles[dtype]](
-        tw_p, Int64(lp), Int64(lo_bits),
-        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-    )
-    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc]](
-        tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_twiddles[dtype]](
+            tw_p, Int64(lp), Int64(lo_bits),
+            grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+        )
+        ctx.enqueue_function[_gpu_fused_twiddles[dtype, lc, vb]](
+            tw_c_p, grid_dim=ceildiv(n_tw_chunk, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+        )
     if not spectrum_ready:
         # Each taps row is one block of its own: K samples from 0, no pairing.
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
         var first = 0
         while first < taps_rows:
             var n = min(taps_batch, taps_rows - first)
-            _staged_rows[dtype, lc, True, chunk_threads_cap, pass_threads_cap](
+            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap](
                 ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
                 spectra, scale,
             )
@@ -294,11 +332,21 @@ def _staged_conv[dtype: DType, lc: Int, chunk_threads_cap: Int, pass_threads_cap
     var first = 0
     while first < total_pairs:
         var n = min(batch, total_pairs - first)
-        _staged_rows[dtype, lc, False, chunk_threads_cap, pass_threads_cap](
+        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap](
             ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
             geo, scale,
         )
         first += n
+
+
+def _tables_kept(spectrum_given: Bool, spectrum_elements: Int, taps_rows: Int, points: Int, n: Int) -> Bool:
+    """Whether a call's n twiddle-table elements fit behind the spectra
+    (table_offset) in a spectrum buffer of spectrum_elements. There they
+    are built with the spectra and read back with them, as on the CPU (the
+    buffer belongs to one L, dtype and kernel choice, so they cannot go
+    stale): a call with the spectra ready then runs no table kernel and
+    allocates no table; else they are built in scratch every call."""
+    return spectrum_given and spectrum_elements >= table_offset(taps_rows, points) + n
 
 
 def _pass_bits(above: Int, max_bits: Int, index: Int) -> Int:
@@ -395,7 +443,88 @@ struct Blocks(Copyable):
     var taps_rows: Int
 
 
-def fft_conv_gpu[dtype: DType](
+def _trial_conv[dtype: DType](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    taps_rows: Int,
+    n_taps: Int,
+    lp: Int,
+    geo: Blocks,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    variant: Int,
+    chunk_log: Int,
+    batch_pairs: Int,
+    spectrum_elements: Int,
+) raises -> Bool:
+    """Run trial variant `variant` (GPU_FUSED_16K, GPU_FUSED_V32 or
+    GPU_FUSED_V64) for L = 2^lp where it has kernels of its own; False
+    (nothing enqueued) elsewhere. Fused up to 2^TRIAL_MAX_LOG (chunk_log
+    0 or >= lp; 16K only where the op's fused kernel is not V = 16); past
+    it V32 / V64 run the staged path with chunks of 2^chunk_log (12 .. 14;
+    0: 13 for V32, 12 for V64) of their own V. V32 at 2^13 / 2^14, and
+    with chunk 2^13 at 2^18 / 2^22 and 2^14 at 2^19, is the op's kernel."""
+    if lp > TRIAL_MAX_LOG:
+        var lc = chunk_log if chunk_log > 0 else (13 if variant == GPU_FUSED_V32 else 12)
+        comptime for lcc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
+            if lc == lcc:
+                if variant == GPU_FUSED_V32:
+                    _staged_conv[dtype, lcc, 5, staged_chunk_cap_threads(lcc, 5), STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                    )
+                    return True
+                if variant == GPU_FUSED_V64:
+                    _staged_conv[dtype, lcc, 6, staged_chunk_cap_threads(lcc, 6), STAGED_PASS_CAP_THREADS](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                    )
+                    return True
+        return False
+    if chunk_log != 0 and chunk_log < lp:
+        return False
+    comptime for lpc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
+        if lp == lpc:
+            comptime if lpc > FUSED_MAX_LOG or fused_values_log(lpc) != FUSED_VALUES_LOG:
+                if variant == GPU_FUSED_16K:
+                    comptime cap = max(fused_threads(lpc, FUSED_VALUES_LOG), fused_cap_threads(FUSED_VALUES_LOG))
+                    _fused_conv[dtype, lpc, FUSED_VALUES_LOG, cap](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given,
+                        spectrum_ready, spectrum_elements,
+                    )
+                    return True
+            if variant == GPU_FUSED_V32:
+                _fused_conv[dtype, lpc, 5, max(fused_threads(lpc, 5), fused_cap_threads(5))](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                    spectrum_elements,
+                )
+                return True
+            if variant == GPU_FUSED_V64:
+                _fused_conv[dtype, lpc, 6, max(fused_threads(lpc, 6), fused_cap_threads(6))](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given, spectrum_ready,
+                    spectrum_elements,
+                )
+                return True
+    return False
+
+
+def _staged_compiled(lc: Int, vb: Int) -> Bool:
+    """Whether the op compiles the new staged path with chunks of 2^lc
+    points of 2^vb values: V = 16 in chunks of 2^12 and 2^13 (chunk_log),
+    and every chunk of the per-L table (staged_chunk_log, staged_values_log)."""
+    if vb == STAGED_VALUES_LOG and (lc == 12 or lc == 13):
+        return True
+    for lp in range(FUSED_MAX_LOG + 1, 32):
+        if staged_chunk_log(lp) == lc and staged_values_log(lp) == vb:
+            return True
+    return False
+
+
+def fft_conv_gpu[dtype: DType, trials: Bool = False](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -415,30 +544,42 @@ def fft_conv_gpu[dtype: DType](
     chunk_threads: Int = 0,
     variant: Int = GPU_FUSED,
     batch_pairs: Int = 0,
+    spectrum_elements: Int = 0,
 ) raises:
     """Enqueue the whole GPU op: twiddle tables, taps spectra, correlations.
 
     The taps' spectra (S rows of L re, then S rows of L im) go to device
     memory `spectrum` if `spectrum_given`, and are read from it without
     being computed again if `spectrum_ready`; else they live in scratch for
-    this call.
+    this call. When the buffer holds spectrum_elements (0: just the
+    spectra) >= table_offset + the tables' elements (at most 3L), the
+    twiddle tables are kept behind the spectra the same way (_tables_kept).
 
     Row r's outputs are cut into blocks of T = L - K + 1 (L from `block`,
     see fft_points); block b reads L signal samples from b * T - pad, zero
     outside the row, straight from the caller's buffer.
 
+    trials (the harness's build only) adds the trial variants
+    GPU_FUSED_16K, GPU_FUSED_V32 and GPU_FUSED_V64 (float32; see
+    _trial_conv); the op leaves them out of its GPU compile.
+
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
     shapes; a chunk_log of at least log2(L) transforms rows whole.
-    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of float32 rows of
-    2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused path also needs
-    chunk_log 0 or >= log2(L)); both keep the spectra in the same order.
-    Longer float32 rows take the new staged kernels (fft_gpu_staged.mojo)
-    unless variant is GPU_OLD, with chunks of 2^chunk_log points for
-    chunk_log 12 (0: the default, STAGED_CHUNK_LOG = 12; the old path's
-    spectrum order) or 13 (another order); other chunk_log values and
-    chunk_threads take the old kernels. batch_pairs (new staged path only;
-    0: all) runs the block pairs that many at a time through one scratch.
+    `variant` (GPU_FUSED, GPU_FUSED_FREE or GPU_OLD) picks the kernels of
+    float32 rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points (the fused
+    path also needs chunk_log 0 or >= log2(L); V = fused_values_log(lp):
+    16 up to 4096, the old kernels' spectrum order, 32 at 8192 and 16384,
+    an order of its own). Longer float32 rows take the new staged kernels
+    (fft_gpu_staged.mojo) unless variant is GPU_OLD: for chunk_log 0 with
+    the chunk of staged_chunk_log / staged_values_log (2^12 points of
+    V = 16, the old kernels' order, but V = 32 chunks of 2^13 at L = 2^18
+    and 2^22, 2^14 at 2^19); for chunk_log 12 or 13 (also at L = 2^14)
+    with V = 16 chunks of that size (12: the old order). Other chunk_log
+    values and chunk_threads take the old kernels. GPU_FUSED and
+    GPU_FUSED_FREE keep the spectra in the same order at every L.
+    batch_pairs (new staged path only; 0: all) runs the block pairs that
+    many at a time through one scratch.
 
     Scratch (tables, spectra, and the global passes' rows when L exceeds
     one chunk) is allocated on the op's stream and freed in stream order
@@ -451,49 +592,63 @@ def fft_conv_gpu[dtype: DType](
     var blocks = ceildiv(row_outputs, t)
     var pairs = (blocks + 1) // 2
     var lp = _log2(points)
-    if variant != GPU_OLD and variant != GPU_FUSED and variant != GPU_FUSED_FREE:
-        raise Error("fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2), not ", variant)
+    var v = variant
+    comptime if trials:
+        if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_V64:
+            comptime if dtype == DType.float32:
+                var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
+                if _trial_conv[dtype](
+                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, trial_geo,
+                    spectrum, spectrum_given, spectrum_ready, variant, chunk_log, batch_pairs,
+                    spectrum_elements,
+                ):
+                    return
+            v = GPU_FUSED
+    if v != GPU_OLD and v != GPU_FUSED and v != GPU_FUSED_FREE:
+        raise Error(
+            "fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2)",
+            " (3 .. 5 in trials builds), not ", variant,
+        )
     comptime if dtype == DType.float32:
-        if variant != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
+        if v != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
             comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
                 if lp == lpc:
-                    comptime threads = fused_threads(lpc)
-                    if variant == GPU_FUSED:
-                        _fused_conv[dtype, lpc, max(threads, FUSED_CAP_THREADS)](
+                    comptime vb = fused_values_log(lpc)
+                    comptime threads = fused_threads(lpc, vb)
+                    if v == GPU_FUSED:
+                        _fused_conv[dtype, lpc, vb, max(threads, fused_cap_threads(vb))](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
-                            spectrum, spectrum_given, spectrum_ready,
+                            spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )
                     else:
-                        _fused_conv[dtype, lpc, threads](
+                        _fused_conv[dtype, lpc, vb, threads](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
-                            spectrum, spectrum_given, spectrum_ready,
+                            spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )
             return
-        if variant != GPU_OLD and lp > FUSED_MAX_LOG and (chunk_log == 0 or chunk_log == 12 or chunk_log == 13) and chunk_threads == 0:
+        var staged_default = chunk_log == 0 and lp > FUSED_MAX_LOG
+        var staged_chunk = (chunk_log == 12 or chunk_log == 13) and lp >= STAGED_MIN_LOG
+        if v != GPU_OLD and (staged_default or staged_chunk) and chunk_threads == 0:
             var rows_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
-            if chunk_log == 13:
-                if variant == GPU_FUSED:
-                    _staged_conv[dtype, 13, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
-                    )
-                else:
-                    _staged_conv[dtype, 13, fused_threads(13), STAGED_PASS_TPB](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
-                    )
-            else:
-                if variant == GPU_FUSED:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, STAGED_CHUNK_CAP_THREADS, STAGED_PASS_CAP_THREADS](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
-                    )
-                else:
-                    _staged_conv[dtype, STAGED_CHUNK_LOG, fused_threads(STAGED_CHUNK_LOG), STAGED_PASS_TPB](
-                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
-                        spectrum, spectrum_given, spectrum_ready, batch_pairs,
-                    )
+            # The op: the chunk of the per-L table; chunk_log 12 / 13: V = 16
+            # chunks of that size (the harness's).
+            var lc = staged_chunk_log(lp) if staged_default else chunk_log
+            var vb = staged_values_log(lp) if staged_default else STAGED_VALUES_LOG
+            comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
+                comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
+                    comptime if _staged_compiled(lcc, vbc):
+                        if lc == lcc and vb == vbc:
+                            if v == GPU_FUSED:
+                                _staged_conv[dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS](
+                                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                                    spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                                )
+                            else:
+                                _staged_conv[dtype, lcc, vbc, fused_threads(lcc, vbc), STAGED_PASS_TPB](
+                                    ctx, result, signal, taps, rows, taps_rows, n_taps, lp, rows_geo,
+                                    spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                                )
             return
     var whole = lp <= row_log
     var ls = min(lp, chunk_log) if chunk_log > 0 else (lp if whole else default_chunk_log)
@@ -501,22 +656,26 @@ def fft_conv_gpu[dtype: DType](
     var lo_bits = (lp + 1) // 2
     var total_pairs = rows * pairs
     var n_tw = (1 << lo_bits) + (1 << (lp - lo_bits))
-    var tw = ctx.enqueue_create_buffer[dtype](2 * n_tw)
+    var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * n_tw)
+    var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var scratch_rows = max(total_pairs, taps_rows) if lp > ls else 0
     var x_re = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var x_im = ctx.enqueue_create_buffer[dtype](max(1, scratch_rows * points))
     var scale = Scalar[dtype](1.0 / Float64(points))
-    var tw_p = tw.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
+    var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
+        MutAnyOrigin
+    ]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
     var x_re_p = x_re.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var x_im_p = x_im.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
 
-    ctx.enqueue_function[_gpu_twiddles[dtype]](
-        tw_p, Int64(lp), Int64(lo_bits),
-        grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
-    )
+    if not (kept and spectrum_ready):
+        ctx.enqueue_function[_gpu_twiddles[dtype]](
+            tw_p, Int64(lp), Int64(lo_bits),
+            grid_dim=ceildiv(n_tw, GPU_PASS_TPB), block_dim=GPU_PASS_TPB,
+        )
     # Each taps row is one block of its own: K samples from 0, no pairing.
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, t, 1, 1, taps_rows)

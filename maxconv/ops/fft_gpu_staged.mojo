@@ -2,11 +2,17 @@
 (L > 2^FUSED_MAX_LOG): global passes, then one shared-memory chunk kernel,
 written the way fft_gpu_fused.mojo is.
 
-The same transform and spectrum order as the old staged kernels of
-fft_gpu.mojo (global DIF passes of radix 2^_pass_bits(lp - lc, 5, i), then
-chunks of 2^lc points: a head of radix 2^(lc % 4), then radix 16), so with
-lc = GPU_CHUNK_LOG_F32 (12) a spectrum kept by either path serves the other;
-lc = 13 is another order (fewer global bits), kept for measurement.
+Global DIF passes of radix 2^_pass_bits(lp - lc, 5, i), then chunks of
+2^lc points (a head of radix 2^(lc % vb), then radix V = 2^vb). The op's
+chunk is a per-L table (staged_chunk_log, staged_values_log: H200
+figures): 2^12 points of V = 16 (STAGED_CHUNK_LOG, STAGED_VALUES_LOG), the
+old staged kernels' transform and spectrum order, so a spectrum kept by
+either path serves the other; but V = 32 chunks of 2^13 at L = 2^18 and
+2^22 and of 2^14 at 2^19, orders of their own. The op keeps one L's
+spectra for one kernel (maxconv/engine.py keys them on the taps and the
+block length). chunk_log = 13 (V = 16) is one more order, kept for
+measurement; the harness's trial variants run V = 32 / 64 chunks of
+2^12 .. 2^14 at any L.
 
 - _staged_pass: one r-point butterfly per thread, as _gpu_pass, but 32-bit
   in-row index math (only the row base is 64-bit), each twiddle W_L^u read
@@ -17,11 +23,15 @@ lc = 13 is another order (fewer global bits), kept for measurement.
   consecutive samples (coalesced), zeros outside the row by one unsigned
   compare; the last inverse pass writes the outputs.
 - _staged_chunk: the fused kernel's structure for a chunk of 2^lc points of
-  a scratch row (lc a compile-time parameter, 2^(lc-4) threads with 16
-  complex values each, one barrier per shared-memory exchange, the exact
-  per-stage twiddle table of fused_tw_value(lc, .)): stage 0 loads straight
-  from the scratch rows (coalesced) and the last inverse stage stores
-  straight back; the product with the taps' spectrum sits in registers
+  a scratch row (lc a compile-time parameter, 2^(lc-vb) threads with
+  V = 2^vb complex values each: 16, or 32 in the op's chunks of 2^13 and
+  2^14, which save a global pass each way at L = 2^18 (chunk 2^13) and
+  2^19 (2^14); V = 32 / 64 with chunks of 2^12 .. 2^14 in the trial
+  variants; ptxas -v, sm_90: V = 32 chunks 106-128 registers, no spills,
+  V = 64 212-255, spills 0-36 bytes; one barrier per shared-memory
+  exchange, the exact per-stage twiddle table of fused_tw_value[lc, vb]):
+  stage 0 loads straight from the scratch rows (coalesced) and the last
+  inverse stage stores straight back; the product with the taps' spectrum sits in registers
   between the last forward and first inverse stage.
 - A call may run the block pairs in batches (`batch_pairs`), reusing one
   scratch of batch_pairs rows, so that the scratch stays in L2 between the
@@ -41,6 +51,7 @@ from std.utils import StaticTuple
 from .fft_common import _log2
 from .fft_gpu import _bitrev, _reg_dif, _reg_dit
 from .fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     XPtr,
     _fused_center,
     _fused_middle,
@@ -49,16 +60,68 @@ from .fft_gpu_fused import (
     _fused_stages,
     _tw_mul_in,
     _tw_mul_out,
+    fused_cap_threads,
+    fused_threads,
 )
 
 
-# Chunk of 2^STAGED_CHUNK_LOG points (2^(lc-4) threads, 16 values each):
-# the old kernels' chunk size, so the spectrum order is the old one.
+# The op's chunk at most L's: 2^STAGED_CHUNK_LOG points (2^(lc-4) threads, 16
+# values each), the old kernels' chunk size and V, so the spectrum order
+# is the old one; staged_chunk_log / staged_values_log say where not.
 comptime STAGED_CHUNK_LOG = 12
-# Registers: a chunk kernel declared for 1024 threads keeps within 64
-# registers (as _gpu_fused); a global pass of radix up to 32 (64 data
-# registers) declared for 512 threads within 128.
-comptime STAGED_CHUNK_CAP_THREADS = 1024
+comptime STAGED_VALUES_LOG = FUSED_VALUES_LOG
+# The op runs this path for L > 2^FUSED_MAX_LOG; the harness reaches it
+# from 2^STAGED_MIN_LOG with chunk_log 12 or 13.
+comptime STAGED_MIN_LOG = 14
+
+
+def staged_chunk_log(lp: Int) -> Int:
+    """The log2 of the op's staged chunk at L = 2^lp (L > 2^FUSED_MAX_LOG).
+
+    A table by L from the H200 figures (research/fft/results/
+    gpu_h200_trials_2026-11-29.txt; ms a call at N = 2^24, taps' spectrum
+    kept, twiddle tables in scratch, this chunk against 2^12 of V = 16):
+
+        L     chunk, V   K: ms
+        2^18  2^13, 32   65536: 0.254 / 0.307; 131072: 0.340 / 0.421
+        2^19  2^14, 32   131072: 0.292 / 0.331; 65536: 0.260 / 0.299
+        2^22  2^13, 32   2^20: 0.446 / 0.464
+        other 2^12, 16   2^15, 2^16: V = 32 chunks lost (K = 16384, 2^16:
+                         0.227 / 0.197); 2^20, 2^21 within 1 %
+
+    At 2^18 and 2^19 the bigger chunk leaves 5 bits to the global passes,
+    one pass each way instead of two; at 2^22 (two either way) V = 32's
+    fewer shared-memory exchanges still gain 4 %. Not taken: 2^17 (V = 32
+    chunks of 2^13 2.5-3 % faster at K = 16384 and 65536, neither of
+    which the planner runs there) and 2^23 (2^14 chunks 8 % faster at
+    K = 2^20, planned at 2^22): unmeasured at their planned K.
+    """
+    if lp == 18 or lp == 22:
+        return 13
+    if lp == 19:
+        return 14
+    return STAGED_CHUNK_LOG
+
+
+def staged_values_log(lp: Int) -> Int:
+    """The log2 of the values a thread of the op's staged chunk at L = 2^lp.
+
+    32 in the chunks of 2^13 / 2^14 that staged_chunk_log picks, else 16.
+    """
+    return STAGED_VALUES_LOG if staged_chunk_log(lp) == STAGED_CHUNK_LOG else 5
+
+
+def staged_chunk_cap_threads(lc: Int, vb: Int) -> Int:
+    """The nvvm.maxntid of the op's (capped) chunk kernel.
+
+    Chunks of V = 16 keep within 64 registers (1024), of V = 32 within 128
+    (512).
+    """
+    return max(fused_threads(lc, vb), fused_cap_threads(vb))
+
+
+# Registers: a global pass of radix up to 32 (64 data registers) declared
+# for 512 threads keeps within 128 (chunks: staged_chunk_cap_threads).
 comptime STAGED_PASS_CAP_THREADS = 512
 comptime STAGED_PASS_TPB = 256
 comptime STAGED_PASS_BITS = 5
@@ -246,7 +309,7 @@ def _staged_chunk_offsets[spectrum: Bool](
 
 
 @always_inline
-def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
+def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -254,18 +317,19 @@ def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
     src_re: Pointer[Scalar[dtype], MutAnyOrigin],
     src_im: Pointer[Scalar[dtype], MutAnyOrigin],
 ):
-    """Thread t: load points t + T q of the chunk (T = 2^(lc-4)) from the
+    """Thread t: load points t + T q of the chunk (T = 2^(lc-vb)) from the
     scratch rows (coalesced), run forward stage 0 of the 2^lc-point
     transform (as _fused_first), store to the exchange rows."""
+    comptime V = 1 << vb
     comptime L = 1 << lc
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lc, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lc, 0, vb)
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
         vr[q] = src_re[unsafe_offset=Int(t + Int32(T * q))]
         vi[q] = src_im[unsafe_offset=Int(t + Int32(T * q))]
     comptime for c in range(c0):
@@ -286,15 +350,15 @@ def _chunk_first[dtype: DType, lc: Int, space: AddressSpace](
             comptime i = _bitrev(p, rl0)
             vr[c + c0 * p] = ar[i]
             vi[c + c0 * p] = ai[i]
-    var pt = t + (t >> 4)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    var pt = t + (t >> Int32(vb))
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
         xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
 
 
 @always_inline
-def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
+def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -304,17 +368,18 @@ def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
 ):
     """Thread t: inverse stage 0 (as _fused_last) from slots t + T q, then
     the points back to the scratch rows (coalesced)."""
+    comptime V = 1 << vb
     comptime L = 1 << lc
-    comptime T = L >> 4
-    comptime rl0 = _fused_radix_log(lc, 0)
+    comptime T = L >> vb
+    comptime rl0 = _fused_radix_log(lc, 0, vb)
     comptime r0 = 1 << rl0
-    comptime c0 = 16 // r0
-    comptime lm0 = _fused_span_log(lc, 0)
-    var pt = t + (t >> 4)
-    var vr = SIMD[dtype, 16](0)
-    var vi = SIMD[dtype, 16](0)
-    comptime for q in range(16):
-        comptime o = T * q + ((T * q) >> 4)
+    comptime c0 = V // r0
+    comptime lm0 = _fused_span_log(lc, 0, vb)
+    var pt = t + (t >> Int32(vb))
+    var vr = SIMD[dtype, V](0)
+    var vi = SIMD[dtype, V](0)
+    comptime for q in range(V):
+        comptime o = T * q + ((T * q) >> vb)
         vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
         vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
     comptime for c in range(c0):
@@ -335,13 +400,13 @@ def _chunk_last[dtype: DType, lc: Int, space: AddressSpace](
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
-    comptime for q in range(16):
+    comptime for q in range(V):
         dst_re[unsafe_offset=Int(t + Int32(T * q))] = vr[q]
         dst_im[unsafe_offset=Int(t + Int32(T * q))] = vi[q]
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
-def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
+def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: Int](
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -354,17 +419,17 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     scale: Scalar[dtype],
 ):
     """Chunk `block_idx.x` (2^lc points of scratch row block_idx.x >> (lp -
-    lc)) through every shared-memory stage, 2^(lc-4) threads: forward,
-    then scale * conj(X) to the spectrum rows (spectrum: scratch row i is
+    lc)) through every shared-memory stage, 2^(lc-vb) threads of 2^vb
+    values (staged_values_log for the op): forward, then scale * conj(X) to the spectrum rows (spectrum: scratch row i is
     taps row pair0 + i) or the product with them (scratch row i is block
     pair pair0 + i), inverse, back in place.
 
     The spectrum of channel c, chunk ci sits at (c << lp) + (ci << lc), in
-    the order of the old _gpu_chunk when lc is its chunk log.
-    max_threads: see STAGED_CHUNK_CAP_THREADS.
+    the order of the old _gpu_chunk when lc is its chunk log and V = 16.
+    max_threads: see staged_chunk_cap_threads.
     """
-    comptime stages = _fused_stages(lc)
-    comptime PL = (1 << lc) + (1 << (lc - 4))
+    comptime stages = _fused_stages(lc, vb)
+    comptime PL = (1 << lc) + (1 << (lc - vb))
     var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var xi = xr.unsafe_offset(PL)
     var t = Int32(Int(thread_idx.x))
@@ -372,17 +437,17 @@ def _staged_chunk[dtype: DType, lc: Int, spectrum: Bool, max_threads: Int](
     var row_re = re.unsafe_offset(at[0])
     var row_im = im.unsafe_offset(at[0])
     var g_off = at[1]
-    _chunk_first[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+    _chunk_first[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lc, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
         barrier()
-    _fused_center[dtype, lc, spectrum, AddressSpace.SHARED](
+    _fused_center[dtype, lc, vb, spectrum, AddressSpace.SHARED](
         t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
     )
     comptime if not spectrum:
         barrier()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lc, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
             barrier()
-        _chunk_last[dtype, lc, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+        _chunk_last[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)

@@ -8,6 +8,7 @@
 from max.gpu.memory import AddressSpace
 from maxconv.ops.fft_common import _log2, fft_points
 from maxconv.ops.fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     XPtr,
     _fused_center,
     _fused_first,
@@ -16,6 +17,7 @@ from maxconv.ops.fft_gpu_fused import (
     _fused_stages,
     fused_tw_entries,
     fused_tw_value,
+    fused_values_log,
 )
 from std.math import ceildiv
 
@@ -32,7 +34,7 @@ def _ptr(mut v: List[Float32]) -> Pointer[Float32, MutAnyOrigin]:
     return v.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
 
 
-def _block[lp: Int, spectrum: Bool](
+def _block[lp: Int, vb: Int, spectrum: Bool](
     mut x: List[Float32],
     mut tw: List[Float32],
     mut src: List[Float32],
@@ -50,8 +52,8 @@ def _block[lp: Int, spectrum: Bool](
     t_out: Int,
 ):
     """One thread block of _gpu_fused, thread by thread."""
-    comptime T = 1 << (lp - 4)
-    comptime stages = _fused_stages(lp)
+    comptime T = 1 << (lp - vb)
+    comptime stages = _fused_stages(lp, vb)
     comptime PL = (1 << lp) + T
     var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
     var xi = xr.unsafe_offset(PL)
@@ -60,24 +62,24 @@ def _block[lp: Int, spectrum: Bool](
     var gp = _ptr(g)
     var scale = Float32(1.0 / Float64(1 << lp))
     for t in range(T):
-        _fused_first[F, lp, spectrum, G](
+        _fused_first[F, lp, vb, spectrum, G](
             Int32(t), xr, xi, twp, s, Int32(start), Int32(t_blk), second, UInt32(n_in)
         )
     comptime for st in range(1, stages - 1):
         for t in range(T):
-            _fused_middle[F, lp, st, False, G](Int32(t), xr, xi, twp)
+            _fused_middle[F, lp, vb, st, False, G](Int32(t), xr, xi, twp)
     for t in range(T):
-        _fused_center[F, lp, spectrum, G](Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale)
+        _fused_center[F, lp, vb, spectrum, G](Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale)
     comptime if not spectrum:
         comptime for s_rev in range(1, stages - 1):
             for t in range(T):
-                _fused_middle[F, lp, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lp, vb, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
         var d = _ptr(dst).unsafe_offset(dst_off)
         for t in range(T):
-            _fused_last[F, lp, G](Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second)
+            _fused_last[F, lp, vb, G](Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second)
 
 
-def _conv[lp: Int](
+def _conv[lp: Int, vb: Int](
     rows: Int, signal_rows: Int, n: Int, k: Int, pad: Int, t_out: Int, taps_rows: Int,
     mut sig: List[Float32], mut taps: List[Float32], mut out: List[Float32],
 ):
@@ -88,25 +90,25 @@ def _conv[lp: Int](
     var pairs = (blocks + 1) // 2
     var sig_stride = n if signal_rows > 1 else 0
     var tw = List[Float32]()
-    for e in range(fused_tw_entries(lp)):
-        var w = fused_tw_value(lp, e)
+    for e in range(fused_tw_entries(lp, vb)):
+        var w = fused_tw_value[lp, vb](e)
         tw.append(Float32(w[0]))
         tw.append(Float32(w[1]))
-    var x = List[Float32](length=2 * (L + L // 16), fill=0)
+    var x = List[Float32](length=2 * (L + (L >> vb)), fill=0)
     var g = List[Float32](length=2 * taps_rows * L, fill=-7)
     for c in range(taps_rows):
-        _block[lp, True](x, tw, taps, c * k, out, 0, g, c, taps_rows * L, 0, t_blk, False, k, 0, 0)
+        _block[lp, vb, True](x, tw, taps, c * k, out, 0, g, c, taps_rows * L, 0, t_blk, False, k, 0, 0)
     for p in range(rows * pairs):
         var r = p // pairs
         var b0 = 2 * (p % pairs)
         var g_row = r if taps_rows > 1 else 0
-        _block[lp, False](
+        _block[lp, vb, False](
             x, tw, sig, r * sig_stride, out, r * t_out, g, g_row, taps_rows * L,
             b0 * t_blk - pad, t_blk, b0 + 1 < blocks, n, b0 * t_blk, t_out,
         )
 
 
-def sim_case[lp: Int](name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int, mode: String, taps_rows: Int) raises:
+def sim_case[lp: Int, vb: Int = FUSED_VALUES_LOG](name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int, mode: String, taps_rows: Int) raises:
     var pad = k - 1 if mode == "full" else ((k - 1) // 2 if mode == "same" else 0)
     var t = n + k - 1 if mode == "full" else (n if mode == "same" else max(1, n - k + 1))
     var state: UInt64 = 99
@@ -117,7 +119,7 @@ def sim_case[lp: Int](name: String, mut fails: Int, rows: Int, signal_rows: Int,
     for _ in range(taps_rows * k):
         taps.append(Float32(_rand(state)))
     var out = List[Float32](length=rows * t + 64, fill=12345)
-    _conv[lp](rows, signal_rows, n, k, pad, t, taps_rows, sig, taps, out)
+    _conv[lp, vb](rows, signal_rows, n, k, pad, t, taps_rows, sig, taps, out)
     var sig_stride = n if signal_rows > 1 else 0
     var worst = 0.0
     for row in range(rows):
@@ -142,7 +144,7 @@ def sim_case[lp: Int](name: String, mut fails: Int, rows: Int, signal_rows: Int,
     var ok = worst < 2e-6 and guard
     if not ok:
         fails += 1
-    print("PASS" if ok else "FAIL", name, "L", 1 << lp, "K", k, "rows", rows, "n", n, mode, "err", worst, "guard", guard)
+    print("PASS" if ok else "FAIL", name, "L", 1 << lp, "V", 1 << vb, "K", k, "rows", rows, "n", n, mode, "err", worst, "guard", guard)
 
 
 def main() raises:
@@ -156,6 +158,22 @@ def main() raises:
     sim_case[11](String("L2048 full"), fails, 2, 2, 9999, 1000, "full", 1)
     sim_case[12](String("L4096 same"), fails, 2, 2, 12001, 2048, "same", 2)
     sim_case[12](String("L4096 T=1"), fails, 1, 1, 50, 4096, "full", 1)
-    sim_case[13](String("L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
-    sim_case[13](String("L8192 K=1"), fails, 1, 1, 30000, 1, "same", 1)
+    # The op's kernels at 8192 and 16384: V = fused_values_log(lp) (32).
+    sim_case[13, fused_values_log(13)](String("L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
+    sim_case[13, fused_values_log(13)](String("L8192 K=1"), fails, 1, 1, 30000, 1, "same", 1)
+    sim_case[14, fused_values_log(14)](String("L16384 same"), fails, 2, 2, 30001, 4096, "same", 2)
+    sim_case[14, fused_values_log(14)](String("L16384 K=8192 short row"), fails, 1, 1, 100, 8192, "full", 1)
+    # The trial variants (fft_gpu_launch: GPU_FUSED_16K: V = 16 at 8192 and
+    # 16384; _V32, _V64).
+    sim_case[13](String("16K L8192 full"), fails, 2, 2, 3901, 4097, "full", 2)
+    sim_case[14](String("16K full"), fails, 2, 2, 20001, 8193, "full", 2)
+    sim_case[14](String("16K short row"), fails, 1, 1, 100, 5000, "same", 1)
+    sim_case[12, 5](String("V32 L4096 same"), fails, 2, 2, 12001, 2048, "same", 2)
+    sim_case[12, 5](String("V32 L4096 K=1"), fails, 1, 1, 9000, 1, "same", 1)
+    sim_case[13, 5](String("V32 L8192 full"), fails, 2, 1, 9001, 4097, "full", 2)
+    sim_case[14, 5](String("V32 L16384 valid"), fails, 3, 3, 30000, 6000, "valid", 1)
+    sim_case[12, 6](String("V64 L4096 full"), fails, 2, 2, 9999, 1000, "full", 2)
+    sim_case[12, 6](String("V64 L4096 T=1"), fails, 1, 1, 50, 4096, "full", 1)
+    sim_case[13, 6](String("V64 L8192 same"), fails, 1, 1, 20001, 3000, "same", 1)
+    sim_case[14, 6](String("V64 L16384 short row"), fails, 2, 2, 300, 8192, "full", 2)
     print("FUSED SIM:", fails, "FAILED" if fails > 0 else "(all passed)")

@@ -7,13 +7,29 @@
 # correlation on the host, for one shared-memory size and the multi-pass sizes.
 # First the fused float32 kernel (fft_gpu_fused.mojo), one PASS/FAIL line
 # per case and a "FUSED CHECKS:" summary, then the same for the new staged
-# kernels of L > 8192 (fft_gpu_staged.mojo, "STAGED CHECKS:"), then the
+# kernels of L > 16384 (fft_gpu_staged.mojo, "STAGED CHECKS:"; at 2^14
+# with chunk_log 12 / 13), then the
 # fused timing against the old kernels at N = 2^24 (variant old / fused /
-# fused_free), the staged one (sbench), then the original error list and
-# timings. Sections by name: ./gpu_check staged sbench
+# fused_free), the staged one (sbench), the trial variants' (tbench: the
+# fused kernel with 16 values a thread at 2^13 and 2^14, 32 and 64 values a
+# thread; built in through fft_conv_gpu[trials=True]), then the original
+# error list and timings. Spectra cross only between kernels of one order:
+# the op's V = 16 kernels (fused up to 4096, staged chunks of 2^12), 16K and
+# the old kernels share one; the op's V = 32 kernels (fused 8192 / 16384,
+# staged chunks at 2^18, 2^19, 2^22) each have their own, which
+# GPU_FUSED_FREE shares (and V32 where it runs the same chunk).
+# Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
-from maxconv.ops.fft_gpu_launch import GPU_FUSED, GPU_FUSED_FREE, GPU_OLD, fft_conv_gpu
+from maxconv.ops.fft_gpu_launch import (
+    GPU_FUSED,
+    GPU_FUSED_16K,
+    GPU_FUSED_FREE,
+    GPU_FUSED_V32,
+    GPU_FUSED_V64,
+    GPU_OLD,
+    fft_conv_gpu,
+)
 from max.gpu.host import HostBuffer
 from std.sys import argv
 from std.time import perf_counter_ns
@@ -66,6 +82,45 @@ def _worst[dtype: DType](
     return worst
 
 
+def _op[dtype: DType](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    length: Int,
+    signal_stride: Int,
+    taps_rows: Int,
+    pad: Int,
+    row_outputs: Int,
+    n_taps: Int,
+    block: Int,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    chunk_log: Int,
+    chunk_threads: Int,
+    variant: Int,
+    batch_pairs: Int,
+    spectrum_elements: Int,
+) raises:
+    """fft_conv_gpu as the op builds it for the op's own variants (so they
+    run and are timed as in production), its trials build for the trial
+    variants."""
+    if variant >= GPU_FUSED_16K:
+        fft_conv_gpu[dtype, True](
+            ctx, result, signal, taps, rows, length, signal_stride, taps_rows, pad, row_outputs, n_taps, block,
+            spectrum, spectrum_given, spectrum_ready, chunk_log, chunk_threads, variant, batch_pairs,
+            spectrum_elements,
+        )
+    else:
+        fft_conv_gpu[dtype](
+            ctx, result, signal, taps, rows, length, signal_stride, taps_rows, pad, row_outputs, n_taps, block,
+            spectrum, spectrum_given, spectrum_ready, chunk_log, chunk_threads, variant, batch_pairs,
+            spectrum_elements,
+        )
+
+
 def check[dtype: DType](
     ctx: DeviceContext, rows: Int, n: Int, k: Int, block: Int, chunk_log: Int = 0, taps_rows: Int = 1,
     variant: Int = GPU_FUSED,
@@ -85,6 +140,7 @@ comptime SENTINEL = 12345.0
 def check_case[dtype: DType](
     ctx: DeviceContext, rows: Int, signal_rows: Int, n: Int, k: Int, block: Int, pad: Int, t: Int,
     taps_rows: Int, variant: Int, spectrum_variant: Int, chunk_log: Int = 0, batch_pairs: Int = 0,
+    table_room: Int = 0,
 ) raises -> Tuple[Float64, Float64, Float64, Bool]:
     """One geometry, three calls into a kept spectrum buffer: (1) `variant`
     computes the taps' spectrum and the outputs; (2) `variant` again with the
@@ -92,7 +148,9 @@ def check_case[dtype: DType](
     (its outputs dropped), then `variant` reads it as ready (the two
     variants must store spectra in the same order). Returns the three
     worst errors and whether the GUARD words past the output (and the
-    spectrum's unused tail) kept their sentinel."""
+    spectrum's unused tail) kept their sentinel. table_room > 0: the
+    spectrum buffer has that many elements more, where the twiddle tables
+    are kept (built by calls 1 and 3, read back by 2 and 3's second)."""
     var sig_stride = n if signal_rows > 1 else 0
     var points = fft_points(block, k, 8)
     var t_blk = points - k + 1
@@ -103,7 +161,8 @@ def check_case[dtype: DType](
     var d_sig = ctx.enqueue_create_buffer[dtype](max(1, signal_rows * n))
     var d_taps = ctx.enqueue_create_buffer[dtype](taps_rows * k)
     var d_out = ctx.enqueue_create_buffer[dtype](n_out + GUARD)
-    var spec_len = 2 * taps_rows * points
+    var spec_len = 2 * taps_rows * points + table_room
+    var spec_elements = spec_len if table_room > 0 else 0
     var d_spectrum = ctx.enqueue_create_buffer[dtype](spec_len + GUARD)
     var h_spec = ctx.enqueue_create_host_buffer[dtype](spec_len + GUARD)
     ctx.synchronize()
@@ -119,22 +178,22 @@ def check_case[dtype: DType](
     for call in range(3):
         ctx.enqueue_copy(d_out, h_out)  # sentinel everywhere
         if call == 2:
-            fft_conv_gpu[dtype](
+            _op[dtype](
                 ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
                 rows, n, sig_stride, taps_rows, pad, t, k, block,
                 d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, False,
-                chunk_log, 0, spectrum_variant, batch_pairs,
+                chunk_log, 0, spectrum_variant, batch_pairs, spec_elements,
             )
             ctx.enqueue_copy(d_out, h_out)
-        fft_conv_gpu[dtype](
+        _op[dtype](
             ctx, d_out.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             d_sig.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             d_taps.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](),
             rows, n, sig_stride, taps_rows, pad, t, k, block,
             d_spectrum.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin](), True, call != 0,
-            chunk_log, 0, variant, batch_pairs,
+            chunk_log, 0, variant, batch_pairs, spec_elements,
         )
         var h_got = ctx.enqueue_create_host_buffer[dtype](n_out + GUARD)
         ctx.enqueue_copy(h_got, d_out)
@@ -154,7 +213,7 @@ def check_case[dtype: DType](
 def report[dtype: DType](
     ctx: DeviceContext, name: String, mut fails: Int, rows: Int, signal_rows: Int, n: Int, k: Int,
     block: Int, mode: String, taps_rows: Int, variant: Int = GPU_FUSED, spectrum_variant: Int = GPU_OLD,
-    chunk_log: Int = 0, batch_pairs: Int = 0,
+    chunk_log: Int = 0, batch_pairs: Int = 0, table_room: Int = 0,
 ) raises:
     """Run check_case for one geometry in 'full', 'same' or 'valid' mode; prints
     PASS/FAIL with the three errors."""
@@ -163,10 +222,11 @@ def report[dtype: DType](
     var tol = 1e-5 if dtype == DType.float32 else 1e-13
     var head = String(name, " ", dtype, " L ", fft_points(block, k, 8), " K ", k, " rows ", rows,
         " signal_rows ", signal_rows, " taps_rows ", taps_rows, " n ", n, " ", mode, " variant ", variant,
-        " chunk_log ", chunk_log, " batch ", batch_pairs)
+        " chunk_log ", chunk_log, " batch ", batch_pairs, " tables ", "kept" if table_room > 0 else "scratch")
     try:
         var r = check_case[dtype](
-            ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant, chunk_log, batch_pairs
+            ctx, rows, signal_rows, n, k, block, pad, t, taps_rows, variant, spectrum_variant, chunk_log, batch_pairs,
+            table_room,
         )
         var ok = r[0] < tol and r[1] < tol and r[2] < tol and r[3]
         if not ok:
@@ -182,9 +242,12 @@ def report[dtype: DType](
 
 
 def fused_checks(ctx: DeviceContext) raises -> Int:
-    """The fused float32 kernel at L = 256 .. 8192 against the float64 host
-    sum: modes, broadcast signal / taps rows, odd block counts, partial last
-    blocks, K = 1, T = 1, rows shorter than a block. Returns the failures."""
+    """The fused float32 kernel at L = 256 .. 16384 (V = 16 up to 4096, 32
+    at 8192 and 16384) against the float64 host sum: modes, broadcast
+    signal / taps rows, odd block counts, partial last blocks, K = 1,
+    T = 1, rows shorter than a block; then the trial variants' fused
+    kernels (16K: V = 16 at 2^13 and 2^14; V32 / V64 at 2^12 .. 2^14).
+    Returns the failures."""
     var fails = 0
     comptime F = DType.float32
     # name, rows, signal rows, n, K, block, mode, taps rows
@@ -203,51 +266,118 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "L4096 same", fails, 2, 2, 20001, 2048, 4096, "same", 2)
     report[F](ctx, "L4096 T=1", fails, 1, 1, 50, 4096, 4096, "full", 1)
     report[F](ctx, "L4096 K=100", fails, 1, 1, 40000, 100, 4096, "same", 1)
-    report[F](ctx, "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2)
-    report[F](ctx, "L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1)
-    report[F](ctx, "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1)
-    report[F](ctx, "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3)
-    # The old kernels on the same geometries, spectra crossing the other way.
+    # 8192 and 16384: V = 32, an order of its own (crossed with the
+    # uncapped build, GPU_FUSED_FREE; at 16384 the same kernel).
+    report[F](ctx, "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 same", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "L16384 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_FUSED_FREE)
+    # The old kernels on the same geometries, spectra crossing the other way
+    # (at 8192 with the V = 16 fused kernel, 16K).
     report[F](ctx, "old L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_OLD, GPU_FUSED)
     report[F](ctx, "old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_FUSED)
-    report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_OLD, GPU_FUSED_16K)
     # Uncapped registers: the same kernel compiled apart.
     report[F](ctx, "free L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "free L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_FREE, GPU_OLD)
-    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_OLD)
+    report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_FUSED)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
+    # Trial variants. 16K: V = 16 at L = 2^13 (the op's kernel there
+    # before V = 32) and 2^14 (in one kernel), the old kernels' spectrum
+    # order (crossed both ways; old <- 16K above at 2^13).
+    report[F](ctx, "16K L8192 same", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K full", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K same", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K bcast sig", fails, 3, 1, 50000, 2048, 16384, "valid", 3, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K short row", fails, 2, 2, 100, 8192, 16384, "full", 2, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "16K K=1", fails, 1, 1, 70000, 1, 16384, "same", 1, GPU_FUSED_16K, GPU_OLD)
+    report[F](ctx, "old <- 16K", fails, 2, 2, 40001, 4097, 16384, "same", 2, GPU_OLD, GPU_FUSED_16K)
+    # V32 / V64: spectrum orders of their own (crossed with themselves),
+    # fused at L = 2^12 .. 2^14 (V32 at 2^13, 2^14: the op's kernels),
+    # staged past it; below, GPU_FUSED (L2048, crossed with GPU_OLD).
+    for v in [GPU_FUSED_V32, GPU_FUSED_V64]:
+        var tag = String("V32 ") if v == GPU_FUSED_V32 else String("V64 ")
+        report[F](ctx, tag + "L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, v, GPU_OLD)
+        report[F](ctx, tag + "L4096 full", fails, 1, 1, 9288, 1000, 4096, "full", 1, v, v)
+        report[F](ctx, tag + "L4096 same", fails, 2, 2, 20001, 2048, 4096, "same", 2, v, v)
+        report[F](ctx, tag + "L4096 T=1", fails, 1, 1, 50, 4096, 4096, "full", 1, v, v)
+        report[F](ctx, tag + "L4096 K=100", fails, 1, 1, 40000, 100, 4096, "same", 1, v, v)
+        report[F](ctx, tag + "L8192 full", fails, 2, 2, 3901, 4097, 8000, "full", 2, v, v)
+        report[F](ctx, tag + "L8192 valid", fails, 3, 1, 20000, 3000, 8192, "valid", 3, v, v)
+        report[F](ctx, tag + "L8192 K=1", fails, 1, 1, 30000, 1, 8192, "same", 1, v, v)
+        report[F](ctx, tag + "L16384 same", fails, 2, 2, 40001, 8192, 16384, "same", 2, v, v)
+        report[F](ctx, tag + "L16384 short", fails, 1, 1, 100, 5000, 16384, "full", 1, v, v)
+        report[F](ctx, tag + "L2^16 staged", fails, 1, 1, 147456, 16384, 65536, "same", 1, v, v)
+    # Twiddle tables kept behind the spectra (room for 3L more elements).
+    report[F](ctx, "tables L256", fails, 2, 2, 579, 7, 200, "full", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 256)
+    report[F](ctx, "tables L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 4096)
+    report[F](ctx, "tables L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED, GPU_FUSED, 0, 0, 3 * 8192)
+    report[F](ctx, "tables L16384", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED, GPU_FUSED_FREE, 0, 0,
+              3 * 16384)
+    report[F](ctx, "tables 16K L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED_16K, GPU_FUSED_16K, 0,
+              0, 3 * 8192)
+    report[F](ctx, "tables old L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_OLD, GPU_OLD, 0, 0, 3 * 4096)
+    report[F](ctx, "tables 16K", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_16K, GPU_FUSED_16K, 0, 0,
+              3 * 16384)
+    report[F](ctx, "tables V32 L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_V32, GPU_FUSED_V32, 0, 0,
+              3 * 8192)
+    report[F](ctx, "tables V64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_V64, GPU_FUSED_V64, 0, 0,
+              3 * 4096)
+    report[DType.float64](ctx, "tables f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED, GPU_FUSED,
+                          0, 0, 3 * 4096)
     print("FUSED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
 
 def staged_checks(ctx: DeviceContext) raises -> Int:
     """The new staged float32 kernels (fft_gpu_staged.mojo, L = 2^14 ..
-    2^22) against the float64 host sum: modes, broadcast signal / taps rows,
-    odd block counts, rows shorter than a block, batches of pairs, chunks of
-    2^12 and 2^13, spectra crossing to and from the old kernels (same
-    order at the same chunk log). Returns the failures."""
+    2^22; 2^14 with chunk_log 12 / 13) against the float64 host sum:
+    modes, broadcast signal / taps rows, odd block counts, rows shorter
+    than a block, batches of pairs, the op's chunks (V = 16 chunks of 2^12;
+    V = 32 chunks of 2^13 at 2^18 and 2^22, of 2^14 at 2^19), V = 16 chunks
+    of 2^12 and 2^13 (chunk_log), spectra crossing to and from the old
+    kernels (same order for V = 16 at the same chunk log) or the uncapped
+    build (V = 32); then the trial chunks (32 / 64 values a thread, chunks
+    of 2^12 .. 2^14). Returns the failures."""
     var fails = 0
     comptime F = DType.float32
     # name, rows, signal rows, n, K, block, mode, taps rows, variant,
     # spectrum variant, chunk log, batch pairs
-    report[F](ctx, "S L2^14 full", fails, 1, 1, 24573, 4097, 16384, "full", 1, GPU_FUSED, GPU_FUSED)
-    report[F](ctx, "S L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^14 K=1", fails, 1, 1, 50000, 1, 16384, "same", 1, GPU_FUSED, GPU_OLD)
+    # L = 2^14 runs the fused kernel by default: chunk_log 12 for these.
+    report[F](ctx, "S c12 L2^14 full", fails, 1, 1, 24573, 4097, 16384, "full", 1, GPU_FUSED, GPU_FUSED, 12)
+    report[F](ctx, "S c12 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 12)
+    report[F](ctx, "S c12 L2^14 K=1", fails, 1, 1, 50000, 1, 16384, "same", 1, GPU_FUSED, GPU_OLD, 12)
     report[F](ctx, "S L2^15 bcast sig", fails, 2, 1, 73728, 8192, 32768, "same", 2, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^15 batch 3", fails, 2, 2, 100000, 8192, 32768, "full", 2, GPU_FUSED, GPU_OLD, 0, 3)
     report[F](ctx, "S L2^16 short row", fails, 2, 2, 100, 16384, 65536, "full", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^14 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_OLD)
+    report[F](ctx, "S c12 L2^14 T=1", fails, 1, 1, 50, 16384, 16384, "full", 1, GPU_FUSED, GPU_OLD, 12)
     report[F](ctx, "S L2^16 valid", fails, 3, 1, 300000, 16384, 65536, "valid", 3, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^16 same", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_FUSED, GPU_OLD)
     report[F](ctx, "S L2^16 batch 1", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED, GPU_OLD, 0, 1)
     report[F](ctx, "S L2^17 full", fails, 1, 1, 303216, 30000, 131072, "full", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD)
+    # 2^18, 2^19, 2^22: the op's V = 32 chunks (2^13, 2^14, 2^13), orders
+    # of their own: crossed with the uncapped build.
+    report[F](ctx, "S L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^18 bcast batch 1", fails, 2, 1, 400000, 65536, 262144, "full", 2, GPU_FUSED, GPU_FUSED_FREE,
+              0, 1)
+    report[F](ctx, "S L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^19 valid", fails, 3, 1, 1000000, 131072, 524288, "valid", 3, GPU_FUSED, GPU_FUSED_FREE)
     report[F](ctx, "S L2^20 full", fails, 2, 2, 948574, 100000, 1048576, "full", 2, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD)
-    report[F](ctx, "S L2^22 batch 1", fails, 1, 1, 9000000, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD, 0, 1)
+    report[F](ctx, "S L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED_FREE)
+    report[F](ctx, "S L2^22 batch 1", fails, 1, 1, 9000000, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED_FREE,
+              0, 1)
+    # The same Ls with V = 16 chunks of 2^12 (chunk_log 12), the old order.
+    report[F](ctx, "S c12 L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_OLD, 12)
+    report[F](ctx, "S c12 L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_OLD, 12)
     # Chunks of 2^13 (another spectrum order, which the old kernels share
     # at chunk log 13).
     report[F](ctx, "S13 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 13)
@@ -255,12 +385,44 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "S13 L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD, 13, 1)
     # Uncapped registers.
     report[F](ctx, "Sfree L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
-    report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_OLD)
-    # The old kernels reading spectra the new ones computed.
+    report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_FUSED)
+    report[F](ctx, "Sfree L2^17 same", fails, 1, 1, 303216, 30000, 131072, "same", 1, GPU_FUSED_FREE, GPU_OLD)
+    # The old kernels reading spectra the new ones computed (V = 16 chunks
+    # of 2^12: the op's at 2^16, chunk_log 12 at 2^19).
     report[F](ctx, "old L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_OLD, GPU_FUSED)
-    report[F](ctx, "old L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED)
+    report[F](ctx, "old c12 L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_OLD, GPU_FUSED, 12)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L2^16", fails, 2, 2, 166608, 10000, 65536, "same", 2, GPU_FUSED, GPU_OLD)
+    # Trial chunks (spectrum orders of their own): 32 values a thread in
+    # chunks of 2^13 (chunk log 0) and 2^14, 64 in 2^12 (0), 2^13, 2^14.
+    for v in [GPU_FUSED_V32, GPU_FUSED_V64]:
+        var tag = String("SV32 ") if v == GPU_FUSED_V32 else String("SV64 ")
+        for c in [0, 13, 14]:
+            var cl = c
+            if v == GPU_FUSED_V64 and c == 0:
+                cl = 12
+            var ctag = tag + String("c", cl, " ")
+            report[F](ctx, ctag + "L2^15 bcast sig", fails, 2, 1, 73728, 8192, 32768, "same", 2, v, v, c)
+            report[F](ctx, ctag + "L2^15 batch 3", fails, 2, 2, 100000, 8192, 32768, "full", 2, v, v, c, 3)
+            report[F](ctx, ctag + "L2^16 short row", fails, 2, 2, 100, 16384, 65536, "full", 2, v, v, c)
+            report[F](ctx, ctag + "L2^16 valid", fails, 3, 1, 300000, 16384, 65536, "valid", 3, v, v, c)
+            report[F](ctx, ctag + "L2^17 full", fails, 1, 1, 303216, 30000, 131072, "full", 1, v, v, c)
+            report[F](ctx, ctag + "L2^18 same", fails, 1, 1, 589824, 65536, 262144, "same", 1, v, v, c)
+            report[F](ctx, ctag + "L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, v, v, c)
+            report[F](ctx, ctag + "L2^22 same", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, v, v, c)
+    # Twiddle tables kept behind the spectra (room for 3L more elements).
+    report[F](ctx, "tables S L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED, GPU_FUSED, 0, 0,
+              3 * 65536)
+    report[F](ctx, "tables S L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_FUSED,
+              0, 1, 3 * 524288)
+    report[F](ctx, "tables S L2^18", fails, 1, 1, 589824, 65536, 262144, "same", 1, GPU_FUSED, GPU_FUSED_FREE, 0, 0,
+              3 * 262144)
+    report[F](ctx, "tables S L2^22", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_FUSED, GPU_FUSED, 0, 0,
+              3 * 4194304)
+    report[F](ctx, "tables SV32 c14 L2^19", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_V32,
+              GPU_FUSED_V32, 14, 0, 3 * 524288)
+    report[F](ctx, "tables old L2^16", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_OLD, GPU_OLD, 0, 0,
+              3 * 65536)
     print("STAGED CHECKS:", fails, "FAILED" if fails > 0 else "(all passed)", flush=True)
     return fails
 
@@ -285,14 +447,50 @@ def staged_bench(ctx: DeviceContext) raises:
                 bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20, batch)
 
 
+def trial_bench(ctx: DeviceContext) raises:
+    """The trial variants against the default at N = 2^24 float32: K =
+    512 .. 8192 at every L = 4096 .. 16384 of at least 2K (the default is
+    V = 32 at 8192 and 16384, 16K V = 16 there), then K = 8192 .. 2^20 at
+    L = 2K, 4K, 8K (2^15 .. 2^23) on the staged path with the trial
+    chunks."""
+    var n24 = 1 << 24
+    for k in [512, 1024, 2048, 4096, 8192]:
+        for points in [4096, 8192, 16384]:
+            if points < 2 * k:
+                continue
+            for variant in [GPU_FUSED, GPU_FUSED_V32, GPU_FUSED_V64, GPU_FUSED_16K]:
+                # Below 2^13, 16K runs what GPU_FUSED does.
+                if variant != GPU_FUSED_16K or points >= 8192:
+                    bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
+    # Twiddle tables kept behind the spectra (as the engine now allows), the
+    # default kernels at the planner's L and beside it.
+    for kl in [(512, 4096), (1024, 4096), (2048, 4096), (2048, 8192), (4096, 8192), (4096, 16384),
+               (8192, 16384), (8192, 32768), (16384, 65536), (65536, 262144), (131072, 524288),
+               (1 << 20, 1 << 22)]:
+        bench[DType.float32](ctx, n24, kl[0], kl[1], 0, 0, GPU_FUSED, 20, 0, True)
+    # The staged path: the default (chunks by L: staged_chunk_log) against
+    # 32 values in chunks of 2^13 / 2^14 and 64 in 2^12 .. 2^14.
+    for k in [8192, 16384, 65536, 131072, 1 << 20]:
+        for mult in [2, 4, 8]:
+            var points = mult * k
+            if points <= 1 << 14 or points > 1 << 23:
+                continue
+            bench[DType.float32](ctx, n24, k, points, 0, 0, GPU_FUSED, 20)
+            for c in [13, 14]:
+                bench[DType.float32](ctx, n24, k, points, c, 0, GPU_FUSED_V32, 20)
+            for c in [12, 13, 14]:
+                bench[DType.float32](ctx, n24, k, points, c, 0, GPU_FUSED_V64, 20)
+
+
 def bench[dtype: DType](
     ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
-    variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0,
+    variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0, keep_tables: Bool = False,
 ) raises:
     """Device-resident timing of the whole op: n 'same'-style outputs of one
     row in blocks of L = points. Per call (enqueue + synchronize): min and
     median of `repeats`; batched: `repeats` calls enqueued back to back, one
-    synchronize, the mean."""
+    synchronize, the mean. keep_tables: the spectrum buffer has room for
+    the twiddle tables (3L more), as the engine gives it."""
     var h_sig = ctx.enqueue_create_host_buffer[dtype](n)
     var h_taps = ctx.enqueue_create_host_buffer[dtype](k)
     ctx.synchronize()
@@ -303,7 +501,8 @@ def bench[dtype: DType](
     var d_sig = ctx.enqueue_create_buffer[dtype](n)
     var d_taps = ctx.enqueue_create_buffer[dtype](k)
     var d_out = ctx.enqueue_create_buffer[dtype](n)
-    var d_spectrum = ctx.enqueue_create_buffer[dtype](2 * fft_points(points, k, 8))
+    var spec_elements = 5 * fft_points(points, k, 8) if keep_tables else 0
+    var d_spectrum = ctx.enqueue_create_buffer[dtype](max(spec_elements, 2 * fft_points(points, k, 8)))
     ctx.enqueue_copy(d_sig, h_sig)
     ctx.enqueue_copy(d_taps, h_taps)
     ctx.synchronize()
@@ -315,20 +514,20 @@ def bench[dtype: DType](
     for kept in [False, True]:
         # Warm-up (module load, first-touch, spectrum for the kept case).
         for _ in range(2):
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
-                                chunk_log, chunk_threads, variant, batch_pairs)
+            _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, False,
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
         ctx.synchronize()
         var times = List[Int]()
         for _ in range(repeats):
             var s = perf_counter_ns()
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                                chunk_log, chunk_threads, variant, batch_pairs)
+            _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
             ctx.synchronize()
             times.append(Int(perf_counter_ns() - s))
         var s = perf_counter_ns()
         for _ in range(repeats):
-            fft_conv_gpu[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
-                                chunk_log, chunk_threads, variant, batch_pairs)
+            _op[dtype](ctx, o, x, h, 1, n, n, 1, k - 1, n, k, points, g, True, kept,
+                       chunk_log, chunk_threads, variant, batch_pairs, spec_elements)
         ctx.synchronize()
         var batched = Float64(Int(perf_counter_ns() - s)) / Float64(repeats)
         sort(times)
@@ -336,8 +535,8 @@ def bench[dtype: DType](
         var med = Float64(times[len(times) // 2])
         print(
             "bench", dtype, "N", n, "K", k, "L", points, "chunk", chunk_log, chunk_threads,
-            "variant", "fused" if variant == GPU_FUSED else ("fused_free" if variant == GPU_FUSED_FREE else "old"),
-            "batch", batch_pairs,
+            "variant", _variant_name(variant),
+            "batch", batch_pairs, "tables", "kept" if keep_tables else "scratch",
             "spectrum kept" if kept else "spectrum each call",
             "ms", med / 1e6, "GS/s", Float64(n) / med, "| min ms", best / 1e6, "GS/s", Float64(n) / best,
             "| batched ms", batched / 1e6, "GS/s", Float64(n) / batched,
@@ -345,18 +544,32 @@ def bench[dtype: DType](
         )
 
 
+def _variant_name(variant: Int) -> String:
+    """The bench lines' name of a variant."""
+    if variant == GPU_OLD:
+        return "old"
+    if variant == GPU_FUSED:
+        return "fused"
+    if variant == GPU_FUSED_FREE:
+        return "fused_free"
+    if variant == GPU_FUSED_16K:
+        return "fused16k"
+    return "v32" if variant == GPU_FUSED_V32 else "v64"
+
+
 def main() raises:
     # Sections, all by default or those named on the command line:
     # fused (the fused kernel's PASS/FAIL cases), staged (the new staged
     # kernels' PASS/FAIL cases), bench (old against fused timings at
-    # N = 2^24), sbench (old against new staged timings at N = 2^24), orig
-    # (the original error list and timings).
+    # N = 2^24), sbench (old against new staged timings at N = 2^24), tbench
+    # (the trial variants against the default at N = 2^24), orig (the
+    # original error list and timings).
     var args = argv()
     var want = List[String]()
     for i in range(1, len(args)):
         want.append(String(args[i]))
     if len(want) == 0:
-        want = ["fused", "staged", "bench", "sbench", "orig"]
+        want = ["fused", "staged", "bench", "sbench", "tbench", "orig"]
     var ctx = DeviceContext()
     var fails = -1
     var staged_fails = -1
@@ -373,6 +586,8 @@ def main() raises:
                         bench[DType.float32](ctx, n24, k, points, 0, 0, variant, 20)
     if "sbench" in want:
         staged_bench(ctx)
+    if "tbench" in want:
+        trial_bench(ctx)
     if "orig" in want:
         original(ctx)
     if fails >= 0:

@@ -11,6 +11,7 @@
 from max.gpu.memory import AddressSpace
 from maxconv.ops.fft_gpu import _unit_root
 from maxconv.ops.fft_gpu_fused import (
+    FUSED_VALUES_LOG,
     _fused_center,
     _fused_middle,
     _fused_stages,
@@ -24,6 +25,8 @@ from maxconv.ops.fft_gpu_staged import (
     _chunk_last,
     _staged_chunk_offsets,
     _staged_pass_body,
+    staged_chunk_log,
+    staged_values_log,
 )
 from std.math import ceildiv
 
@@ -76,13 +79,13 @@ def _pass_any[inverse: Bool, io: Bool, spectrum: Bool](
             _pass[b, inverse, io, spectrum](xre, xim, src, dst, tw, n_rows, pair0, lp, lb, lo_bits, geo)
 
 
-def _chunks[lc: Int, spectrum: Bool](
+def _chunks[lc: Int, vb: Int, spectrum: Bool](
     mut xre: List[Float32], mut xim: List[Float32], mut g: List[Float32], g_im_off: Int,
     mut tw_c: List[Float32], n_rows: Int, pair0: Int, lp: Int, geo: Geo,
 ):
     """Every thread block of one _staged_chunk launch, thread by thread."""
-    comptime T = 1 << (lc - 4)
-    comptime stages = _fused_stages(lc)
+    comptime T = 1 << (lc - vb)
+    comptime stages = _fused_stages(lc, vb)
     comptime PL = (1 << lc) + T
     var x = List[Float32](length=2 * PL, fill=0)
     var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
@@ -96,21 +99,21 @@ def _chunks[lc: Int, spectrum: Bool](
         var g_re = _ptr(g).unsafe_offset(at[1])
         var g_im = _ptr(g).unsafe_offset(g_im_off + at[1])
         for t in range(T):
-            _chunk_first[F, lc, G](Int32(t), xr, xi, twp, row_re, row_im)
+            _chunk_first[F, lc, vb, G](Int32(t), xr, xi, twp, row_re, row_im)
         comptime for s in range(1, stages - 1):
             for t in range(T):
-                _fused_middle[F, lc, s, False, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lc, vb, s, False, G](Int32(t), xr, xi, twp)
         for t in range(T):
-            _fused_center[F, lc, spectrum, G](Int32(t), xr, xi, g_re, g_im, 0, scale)
+            _fused_center[F, lc, vb, spectrum, G](Int32(t), xr, xi, g_re, g_im, 0, scale)
         comptime if not spectrum:
             comptime for s_rev in range(1, stages - 1):
                 for t in range(T):
-                    _fused_middle[F, lc, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
+                    _fused_middle[F, lc, vb, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
             for t in range(T):
-                _chunk_last[F, lc, G](Int32(t), xr, xi, twp, row_re, row_im)
+                _chunk_last[F, lc, vb, G](Int32(t), xr, xi, twp, row_re, row_im)
 
 
-def _rows[lc: Int, spectrum: Bool](
+def _rows[lc: Int, vb: Int, spectrum: Bool](
     mut xre: List[Float32], mut xim: List[Float32], mut src: List[Float32], mut dst: List[Float32],
     mut g: List[Float32], g_im_off: Int, mut tw: List[Float32], mut tw_c: List[Float32],
     n_rows: Int, pair0: Int, lp: Int, lo_bits: Int, geo: Geo,
@@ -126,7 +129,7 @@ def _rows[lc: Int, spectrum: Bool](
         else:
             _pass_any[False, False, spectrum](bits, xre, xim, src, dst, tw, n_rows, pair0, lp, lb, lo_bits, geo)
         lb -= bits
-    _chunks[lc, spectrum](xre, xim, g, g_im_off, tw_c, n_rows, pair0, lp, geo)
+    _chunks[lc, vb, spectrum](xre, xim, g, g_im_off, tw_c, n_rows, pair0, lp, geo)
     comptime if not spectrum:
         for step in range(passes):
             var index = passes - 1 - step
@@ -138,7 +141,7 @@ def _rows[lc: Int, spectrum: Bool](
                 _pass_any[True, False, spectrum](bits, xre, xim, src, dst, tw, n_rows, pair0, lp, lb, lo_bits, geo)
 
 
-def _conv[lc: Int](
+def _conv[lc: Int, vb: Int](
     lp: Int, rows: Int, signal_rows: Int, n: Int, k: Int, pad: Int, t_out: Int, taps_rows: Int, batch_pairs: Int,
     mut sig: List[Float32], mut taps: List[Float32], mut out: List[Float32],
 ):
@@ -159,8 +162,8 @@ def _conv[lc: Int](
         tw.append(Float32(w[0]))
         tw.append(Float32(w[1]))
     var tw_c = List[Float32]()
-    for e in range(fused_tw_entries(lc)):
-        var w = fused_tw_value(lc, e)
+    for e in range(fused_tw_entries(lc, vb)):
+        var w = fused_tw_value[lc, vb](e)
         tw_c.append(Float32(w[0]))
         tw_c.append(Float32(w[1]))
     # Scratch filled with garbage: every point must be written before it is read.
@@ -168,17 +171,17 @@ def _conv[lc: Int](
     var xim = List[Float32](length=scratch_rows * L, fill=-3.0e7)
     var g = List[Float32](length=2 * taps_rows * L, fill=-7)
     var spectra = Geo(k, k, 0, 0, t_blk, 1, 1, taps_rows)
-    _rows[lc, True](xre, xim, taps, out, g, taps_rows * L, tw, tw_c, taps_rows, 0, lp, lo_bits, spectra)
+    _rows[lc, vb, True](xre, xim, taps, out, g, taps_rows * L, tw, tw_c, taps_rows, 0, lp, lo_bits, spectra)
     var sig_stride = n if signal_rows > 1 else 0
     var geo = Geo(n, sig_stride, pad, t_out, t_blk, blocks, pairs, taps_rows)
     var first = 0
     while first < total:
         var nb = min(batch, total - first)
-        _rows[lc, False](xre, xim, sig, out, g, taps_rows * L, tw, tw_c, nb, first, lp, lo_bits, geo)
+        _rows[lc, vb, False](xre, xim, sig, out, g, taps_rows * L, tw, tw_c, nb, first, lp, lo_bits, geo)
         first += nb
 
 
-def sim_case[lc: Int](
+def sim_case[lc: Int, vb: Int = FUSED_VALUES_LOG](
     name: String, mut fails: Int, lp: Int, rows: Int, signal_rows: Int, n: Int, k: Int, mode: String,
     taps_rows: Int, batch_pairs: Int,
 ) raises:
@@ -192,7 +195,7 @@ def sim_case[lc: Int](
     for _ in range(taps_rows * k):
         taps.append(Float32(_rand(state)))
     var out = List[Float32](length=rows * t + 64, fill=12345)
-    _conv[lc](lp, rows, signal_rows, n, k, pad, t, taps_rows, batch_pairs, sig, taps, out)
+    _conv[lc, vb](lp, rows, signal_rows, n, k, pad, t, taps_rows, batch_pairs, sig, taps, out)
     var sig_stride = n if signal_rows > 1 else 0
     var t_blk = (1 << lp) - k + 1
     var step = max(1, t // 300)
@@ -223,7 +226,7 @@ def sim_case[lc: Int](
     if not ok:
         fails += 1
     print(
-        "PASS" if ok else "FAIL", name, "L", 1 << lp, "chunk", 1 << lc, "K", k, "rows", rows, "n", n, mode,
+        "PASS" if ok else "FAIL", name, "L", 1 << lp, "chunk", 1 << lc, "V", 1 << vb, "K", k, "rows", rows, "n", n, mode,
         "taps_rows", taps_rows, "batch", batch_pairs, "err", worst, "guard", guard, flush=True,
     )
 
@@ -240,5 +243,20 @@ def main() raises:
     sim_case[12](String("L2^16 valid"), fails, 16, 1, 1, 200000, 16384, "valid", 1, 0)
     sim_case[13](String("L2^16 c13 same"), fails, 16, 1, 1, 100000, 16384, "same", 1, 1)
     sim_case[12](String("L2^17 full"), fails, 17, 1, 1, 70000, 30000, "full", 1, 0)
-    sim_case[12](String("L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 2)
+    sim_case[12](String("c12 L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 2)
+    # The op's chunks at L = 2^18, 2^19, 2^22 (staged_chunk_log,
+    # staged_values_log: V = 32 chunks of 2^13, 2^14, 2^13).
+    sim_case[staged_chunk_log(18), staged_values_log(18)](String("op L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 0)
+    sim_case[staged_chunk_log(18), staged_values_log(18)](String("op L2^18 bcast batch 1"), fails, 18, 2, 1, 200000, 30000, "full", 2, 1)
+    sim_case[staged_chunk_log(19), staged_values_log(19)](String("op L2^19 full"), fails, 19, 1, 1, 600000, 131072, "full", 1, 0)
+    sim_case[staged_chunk_log(22), staged_values_log(22)](String("op L2^22 same"), fails, 22, 1, 1, 3000000, 1000, "same", 1, 0)
+    sim_case[staged_chunk_log(16), staged_values_log(16)](String("op L2^16 full"), fails, 16, 1, 1, 100000, 16384, "full", 1, 0)
+    # Trial chunks (fft_gpu_launch._trial_conv): 32 values a thread in
+    # chunks of 2^13 / 2^14, 64 in chunks of 2^12 .. 2^14.
+    sim_case[13, 5](String("V32 c13 L2^15 same"), fails, 15, 2, 2, 50000, 8192, "same", 2, 0)
+    sim_case[14, 5](String("V32 c14 L2^16 full"), fails, 16, 1, 1, 70000, 16384, "full", 1, 0)
+    sim_case[14, 5](String("V32 c14 L2^19 same"), fails, 19, 1, 1, 300000, 131072, "same", 1, 0)
+    sim_case[12, 6](String("V64 c12 L2^15 bcast sig"), fails, 15, 2, 1, 50000, 8192, "same", 2, 3)
+    sim_case[13, 6](String("V64 c13 L2^16 short row"), fails, 16, 2, 2, 100, 9000, "full", 2, 0)
+    sim_case[14, 6](String("V64 c14 L2^18 same"), fails, 18, 1, 1, 300000, 65536, "same", 1, 1)
     print("STAGED SIM:", fails, "FAILED" if fails > 0 else "(all passed)")
