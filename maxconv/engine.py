@@ -9,10 +9,12 @@ shape; that graph is read from the disk cache when it is there.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import importlib.metadata
 import platform
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,11 @@ SPECTRUM_TABLE_POINTS = 3
 # taps of at most SPECTRA_MAX_ROWS rows (channels, true-stereo paths).
 SPECTRA_KEPT = 4
 SPECTRA_MAX_ROWS = 16
+# Spectra kept under a caller's key (an augmentation job's responses: each serves
+# clip after clip, ~100 clips a response in a 10,000-clip job of 100 responses),
+# up to this many bytes, least recently used dropped first. A 24,000-tap response
+# takes 1.3 MB at L = 2^16 (spectrum and tables), so 100 of them fit in 130 MB.
+SPECTRA_KEYED_BYTES = 256 << 20
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "4"
 
@@ -116,6 +123,10 @@ class Engine:
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
         self._spectra: dict[tuple, driver.Buffer] = {}
+        self._keyed_spectra: collections.OrderedDict[tuple, driver.Buffer] = (
+            collections.OrderedDict()
+        )
+        self._keyed_bytes = 0
         self._fft_from_taps: tuple[int, str] | None = None
 
     @property
@@ -189,9 +200,9 @@ class Engine:
                 self._fft_from_taps = (default, "built-in default (no calibration here)")
         return self._fft_from_taps
 
-    def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype) -> int:
+    def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype, shared_rows: int = 1) -> int:
         """The FFT op's block length on this device (planning.fft_block_points)."""
-        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name)
+        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name, shared_rows)
 
     def forget_calibration(self) -> None:
         """Look the calibration up again at the next method choice."""
@@ -235,32 +246,61 @@ class Engine:
             self._windows[key] = driver.Buffer(DType.int8, (*key, 0), device=self.device)
         return self._windows[key]
 
-    def spectrum(self, taps: np.ndarray, block: int) -> tuple[driver.Buffer, bool] | None:
+    def spectrum(
+        self, taps: np.ndarray, block: int, key: Hashable | None = None
+    ) -> tuple[driver.Buffer, bool] | None:
         """Where the FFT op keeps the spectra of these host taps on this device,
         and whether they are already there (the same taps at the same block
         length as a recent call: a stream of chunks, a filter run).
 
-        Keyed on a digest of the taps' bytes; the few latest are kept. None
-        for taps of many rows (a batch of responses, new every call): hashing
-        and keeping them would cost more than it saves.
+        Without `key`: keyed on a digest of the taps' bytes; the few latest
+        are kept. None for taps of many rows (a batch of responses, new every
+        call): hashing and keeping them would cost more than it saves.
+
+        With `key`, the caller's name for exactly these taps (it must never
+        name other taps; an object compared by identity, held by the key,
+        cannot): no digest (hashing 100 KB of taps per call), and up to
+        SPECTRA_KEYED_BYTES kept, least recently used dropped first.
         """
+        if key is not None:
+            return self._keyed_spectrum(taps, block, key)
         if taps.shape[0] > SPECTRA_MAX_ROWS:
             return None
         digest = hashlib.blake2b(np.ascontiguousarray(taps).data, digest_size=16).digest()
-        key = (digest, taps.shape, np.dtype(taps.dtype), block)
-        if key in self._spectra:
-            return self._spectra[key], True
-        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
+        found = (digest, taps.shape, np.dtype(taps.dtype), block)
+        if found in self._spectra:
+            return self._spectra[found], True
         if len(self._spectra) >= SPECTRA_KEPT:
             self._spectra.pop(next(iter(self._spectra)))
+        buffer = self._spectrum_buffer(taps, block)
+        self._spectra[found] = buffer
+        return buffer, False
+
+    def _keyed_spectrum(
+        self, taps: np.ndarray, block: int, key: Hashable
+    ) -> tuple[driver.Buffer, bool]:
+        """`spectrum` under the caller's key: least recently used dropped past the budget."""
+        found = (key, taps.shape, np.dtype(taps.dtype), block)
+        if found in self._keyed_spectra:
+            self._keyed_spectra.move_to_end(found)
+            return self._keyed_spectra[found], True
+        buffer = self._spectrum_buffer(taps, block)
+        while self._keyed_spectra and self._keyed_bytes + _bytes(buffer) > SPECTRA_KEYED_BYTES:
+            _, dropped = self._keyed_spectra.popitem(last=False)
+            self._keyed_bytes -= _bytes(dropped)
+        self._keyed_spectra[found] = buffer
+        self._keyed_bytes += _bytes(buffer)
+        return buffer, False
+
+    def _spectrum_buffer(self, taps: np.ndarray, block: int) -> driver.Buffer:
+        """A buffer for the spectra of `taps` at `block`, with room for the CPU's tables."""
+        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
         width = 2 * points
         if self.spec.kind == "cpu":
             width += -(-SPECTRUM_TABLE_POINTS * points // taps.shape[0])
-        buffer = driver.Buffer(
+        return driver.Buffer(
             SUPPORTED_DTYPES[np.dtype(taps.dtype)], (taps.shape[0], width), device=self.device
         )
-        self._spectra[key] = buffer
-        return buffer, False
 
     def correlate(
         self,
@@ -298,6 +338,10 @@ class Engine:
         if key not in self._buffers:
             self._buffers[key] = driver.Buffer(SUPPORTED_DTYPES[dtype], (0, 0), device=self.device)
         return self._buffers[key]
+
+
+def _bytes(buffer: driver.Buffer) -> int:
+    return buffer.num_elements * buffer.dtype.size_in_bytes
 
 
 _ENGINES: dict[str, Engine] = {}

@@ -512,7 +512,8 @@ class TestManifestAndResume:
 
             plan, manifest = plan_job([{str(dataset["clips"])!r}], [{str(dataset["rirs"])!r}],
                                       {str(root / "out")!r},
-                                      AugmentOptions(device="cpu", group_clips=3))
+                                      AugmentOptions(device="cpu", group_clips=3,
+                                                     window_clips=6))
             run_job(plan, manifest, [FakeEngine()], convolve=slow)
             """
         )

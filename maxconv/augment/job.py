@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import os
 import queue
 import threading
@@ -27,10 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import MaxconvError
 from .clipio import OutputFiles
 from .group import ConvolveBatch, LoadedClip, compute_group, load_clip, write_clip
-from .manifest import Manifest
-from .plan import JobPlan, Task, default_group_clips, resolve_devices
+from .manifest import InputOrder, Manifest
+from .plan import JobPlan, Task, default_group_clips, default_window_clips, resolve_devices
 from .responses import ResponseBank
 
 if TYPE_CHECKING:
@@ -184,9 +186,13 @@ def run_job(
     MaxconvError, RuntimeError
         Faults that are not one clip's (the engine, the manifest); the
         manifest keeps every group completed before.
+
+    On a CPU the groups of a window run in response order (JobPlan.windows),
+    and the manifest gets a window's records in input order once it is done.
     """
     options = plan.options
     plan.group_clips = options.group_clips or default_group_clips(engines)
+    plan.window_clips = options.window_clips or default_window_clips(engines[0].kind)
     labels = [engine.label for engine in engines]
     workers = options.workers or default_workers(labels)
     report = JobReport(
@@ -243,15 +249,21 @@ def run_job(
 
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
-    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    pending: collections.deque[tuple[concurrent.futures.Future, list[Task], bool]] = (
+        collections.deque()
+    )
     in_flight = len(engines) + 2
+    order = InputOrder()
 
-    def collect(future: concurrent.futures.Future) -> None:
-        records = future.result()
+    def append(records: list[dict]) -> None:
         appending = time.perf_counter()
         manifest.append(records)
-        report.add(records)
         phases.add({"manifest": time.perf_counter() - appending})
+
+    def collect(future: concurrent.futures.Future, tasks: list[Task], last: bool) -> None:
+        records = future.result()
+        append(order.add((task.index for task in tasks), records, last))
+        report.add(records)
         report.seconds = time.perf_counter() - started
         if progress is not None:
             progress(report)
@@ -259,18 +271,23 @@ def run_job(
             report.stopped = True
 
     try:
-        for tasks in plan.groups():
+        for tasks, last in plan.groups():
             if report.stopped:
                 break
             while len(pending) >= in_flight:
-                collect(pending.popleft())
-            pending.append(groups.submit(one_group, tasks))
+                collect(*pending.popleft())
+            pending.append((groups.submit(one_group, tasks), tasks, last))
         while pending:
-            collect(pending.popleft())
+            collect(*pending.popleft())
+        append(order.release())  # a window that --strict cut short
+    except BaseException:
+        with contextlib.suppress(MaxconvError, OSError):
+            manifest.append(order.release())  # the groups done of the window in progress
+        raise
     finally:
         if pending:  # an exception is on its way out: drop what has not started
             stopping.set()
-        for future in pending:
+        for future, _, _ in pending:
             future.cancel()
         groups.shutdown(wait=True)
         readers.shutdown(wait=True)

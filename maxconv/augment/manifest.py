@@ -1,7 +1,8 @@
 """The run's record: ``OUTDIR/manifest.jsonl``, one JSON object per output.
 
 Lines are appended in input order, each only after its output file has been
-renamed into place, and flushed group by group: whatever a crash leaves, a
+renamed into place, and flushed group by group (window by window on a CPU,
+see JobPlan.windows): whatever a crash leaves, a
 listed output without an ``error`` field is a complete file. A crash can cut
 the last line short; ``--resume`` drops such a line and goes on after the
 last complete one. The same output may be listed more than once (a failure,
@@ -47,6 +48,28 @@ def read_manifest(path: Path) -> tuple[dict[str, dict], int]:
             records[record["output"]] = record
         good = position
     return records, good
+
+
+class InputOrder:
+    """A window's records held until its last group is done, then given back in input order.
+
+    Groups within a window run in response order (see JobPlan.windows); the
+    manifest lists clips in input order all the same.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[tuple[int, dict]] = []
+
+    def add(self, indices: Iterable[int], records: Iterable[dict], last: bool) -> list[dict]:
+        """Hold a group's records (by task index); all of the window's, sorted, if `last`."""
+        # A cancelled group has no records (the job is on its way out).
+        self._held.extend(zip(indices, records, strict=False))
+        return self.release() if last else []
+
+    def release(self) -> list[dict]:
+        """The records held, in input order (a run stopping mid-window lists what is done)."""
+        held, self._held = sorted(self._held, key=lambda pair: pair[0]), []
+        return [record for _, record in held]
 
 
 class Manifest:

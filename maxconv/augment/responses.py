@@ -34,12 +34,13 @@ _TRUE_STEREO_ROWS = ((0, 0), (0, 1), (1, 2), (1, 3))
 _TRUE_STEREO_SUMS = ((0, 2), (1, 3))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Response:
     """A response ready for clips at `rate`: taps ``(channels, K)`` float32.
 
     ``peak`` is the sample of the largest absolute value over all channels,
-    the direct sound that ``--align peak`` moves to sample 0.
+    the direct sound that ``--align peak`` moves to sample 0. Compared and
+    hashed by identity: the engine keeps a response's spectra under it.
     """
 
     path: str

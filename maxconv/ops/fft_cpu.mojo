@@ -257,7 +257,9 @@ def fft_conv_cpu[dtype: DType](
     Row r's outputs are cut into blocks of T = L - K + 1; block b reads the
     L signal samples from b * T - pad (zero outside the row) and writes
     outputs [b * T, b * T + T). Blocks 2p and 2p + 1 of a row share one
-    complex transform. Tasks (a taps row, or a block pair) go to `workers`
+    complex transform; with one taps row for all rows, blocks pair across
+    rows too (the rows' blocks in one sequence), so R rows of one block
+    take R/2 transforms, not R. Tasks (a taps row, or a block pair) go to `workers`
     (all cores, or max_workers): taps rows in full rounds, block pairs from a
     shared counter, each worker reusing one pair of L-point scratch arrays;
     the tasks left over after the last full round run one at a time with
@@ -325,40 +327,62 @@ def fft_conv_cpu[dtype: DType](
             col_re, col_im, row_re, row_im, scale, workers,
         )
 
-    var pairs = (blocks + 1) // 2
-    var tasks = rows * pairs
+    # Block slots: a row's blocks, then (with a taps row per row) one empty slot
+    # if their count is odd, so both blocks of a pair share the pair's taps;
+    # slots 2p and 2p + 1 make pair p. With one taps row for all the rows, a
+    # row's last block pairs with the next row's first: rows of one block (a
+    # clip whose outputs fit one block) fill whole transforms, not half ones.
+    var per_row = blocks if taps_rows == 1 else blocks + blocks % 2
+    var slots = rows * per_row
+    var tasks = (slots + 1) // 2
     full = (tasks // workers) * workers
+
+    @always_inline
+    def slot_in(
+        slot: Int, dst: Pointer[Scalar[dtype], MutAnyOrigin]
+    ) {var signal, var signal_stride, var length, var pad, var per_row, var slots, var blocks, var t, var points}:
+        """Load block slot `slot` into dst (zeros for an empty slot)."""
+        var r = slot // per_row
+        var b = slot % per_row
+        if slot < slots and b < blocks:
+            _load_block[dtype, lanes](
+                dst, signal.unsafe_offset(r * signal_stride), b * t - pad, length, points
+            )
+        else:
+            _load_row[dtype, lanes](dst, signal, 0, 0, points)
+
+    @always_inline
+    def slot_out(
+        slot: Int, src: Pointer[Scalar[dtype], MutAnyOrigin]
+    ) {var result, var row_outputs, var per_row, var slots, var blocks, var t}:
+        """Store block slot `slot`'s outputs from src (nothing for an empty slot)."""
+        var r = slot // per_row
+        var b = slot % per_row
+        if slot < slots and b < blocks:
+            _store_row[dtype, lanes](
+                result, r * row_outputs + b * t, src, min(t, row_outputs - b * t)
+            )
 
     @always_inline
     def pair_in(
         task: Int,
         re: Pointer[Scalar[dtype], MutAnyOrigin],
         im: Pointer[Scalar[dtype], MutAnyOrigin],
-    ) {var signal, var signal_stride, var length, var pad, var pairs, var blocks, var t, var points} -> Int:
-        """Load block pair `task` into re and im; returns its row."""
-        var r = task // pairs
-        var b = 2 * (task % pairs)
-        var row = signal.unsafe_offset(r * signal_stride)
-        _load_block[dtype, lanes](re, row, b * t - pad, length, points)
-        if b + 1 < blocks:
-            _load_block[dtype, lanes](im, row, (b + 1) * t - pad, length, points)
-        else:
-            _load_row[dtype, lanes](im, row, 0, 0, points)
-        return r
+    ) {var slot_in, var per_row} -> Int:
+        """Load block pair `task` into re and im; returns the row of its taps."""
+        slot_in(2 * task, re)
+        slot_in(2 * task + 1, im)
+        return (2 * task) // per_row
 
     @always_inline
     def pair_out(
         task: Int,
         re: Pointer[Scalar[dtype], MutAnyOrigin],
         im: Pointer[Scalar[dtype], MutAnyOrigin],
-    ) {var result, var row_outputs, var pairs, var blocks, var t}:
+    ) {var slot_out}:
         """Store block pair `task`'s outputs from re and im."""
-        var r = task // pairs
-        var b = 2 * (task % pairs)
-        var at = r * row_outputs + b * t
-        _store_row[dtype, lanes](result, at, re, min(t, row_outputs - b * t))
-        if b + 1 < blocks:
-            _store_row[dtype, lanes](result, at + t, im, min(t, row_outputs - (b + 1) * t))
+        slot_out(2 * task, re)
+        slot_out(2 * task + 1, im)
 
     # Tasks are taken from a shared counter, not dealt in turn: when another
     # thread (the file writer, a neighbour) takes part of one core, the other
