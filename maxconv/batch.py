@@ -103,6 +103,7 @@ def convolve_shared_on(
     *,
     method: str = "auto",
     key: Hashable | None = None,
+    workers: int = 0,
 ) -> np.ndarray:
     """Outputs [start, start + count) of the full convolution of each row of
     `signals` (R, N) with one 1-D real `kernel`, on a job's engine: (R, count).
@@ -112,12 +113,15 @@ def convolve_shared_on(
     one), and with `key` (the caller's name for exactly this kernel, see
     Engine.spectrum) the kernel's spectrum is computed once and kept for
     later calls: an augmentation job calls this once per response and group,
-    each response serving many clips.
+    each response serving many clips. `workers` caps the CPU cores of the
+    FFT op (0: all).
     """
     dtype = compute_dtype(np.result_type(signals, kernel))
     signal = np.ascontiguousarray(signals, dtype)
     taps = np.ascontiguousarray(kernel[::-1], dtype)[np.newaxis]
-    return correlate_rows(engine, signal, taps, start, count, method, spectrum_key=key)
+    return correlate_rows(
+        engine, signal, taps, start, count, method, spectrum_key=key, workers=workers
+    )
 
 
 def _op_takes(signals: Sequence[np.ndarray], kernels: Sequence[np.ndarray], shared: bool) -> bool:

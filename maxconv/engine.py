@@ -237,9 +237,10 @@ class Engine:
             self._staging[dtype] = Staging(self.device, SUPPORTED_DTYPES[dtype])
         return self._staging[dtype]
 
-    def window(self, pad: int, block: int, ready: bool = False) -> driver.Buffer:
-        """The window input: an empty [pad, block, ready, 0] buffer; its shape is the message."""
-        key = (pad, block, int(ready))
+    def window(self, pad: int, block: int, ready: bool = False, workers: int = 0) -> driver.Buffer:
+        """The window input: an empty [pad, block, ready + 2 * workers, 0] buffer; its
+        shape is the message (workers: the FFT op's CPU cores at most, 0 for all)."""
+        key = (pad, block, int(ready) + 2 * workers)
         if key not in self._windows:
             if len(self._windows) > 64:
                 self._windows.clear()
@@ -311,6 +312,7 @@ class Engine:
         method: str = "direct",
         block: int = 1,
         spectrum: tuple[driver.Buffer, bool] | None = None,
+        workers: int = 0,
     ) -> None:
         """Run an op on buffers of this device, writing `output` [R, T] in place:
 
@@ -318,15 +320,16 @@ class Engine:
 
         with the signal zero outside its row. `block` is the FFT op's block
         length (see fft_block); `spectrum` (from `spectrum`) where it keeps
-        or finds the taps' spectra. Work is queued on the device; on a GPU,
-        synchronize before reading the output from the host.
+        or finds the taps' spectra; `workers` the CPU cores the FFT op uses at
+        most (0: all). Work is queued on the device; on a GPU, synchronize
+        before reading the output from the host.
         """
         dtype = np.dtype(output.dtype.to_numpy())
         model = self.model(dtype, method)
         start = time.perf_counter()
         if method == "fft":
             buffer, ready = spectrum if spectrum is not None else (self._no_spectrum(dtype), False)
-            model.execute(output, signal, taps, buffer, self.window(pad, block, ready))
+            model.execute(output, signal, taps, buffer, self.window(pad, block, ready, workers))
         else:
             model.execute(output, signal, taps, self.window(pad, block))
         self.stats.compute_seconds += time.perf_counter() - start

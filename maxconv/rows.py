@@ -46,6 +46,7 @@ def correlate_rows(
     method: str = "auto",
     out: np.ndarray | None = None,
     spectrum_key: Hashable | None = None,
+    workers: int = 0,
 ) -> np.ndarray:
     """Outputs [start, start + count) of the full correlation of each row.
 
@@ -53,7 +54,8 @@ def correlate_rows(
     equal or one of them is 1 (broadcast). Returns `out` (or a new array)
     [R, count], R = max(Rs, Rk). `method` 'auto' takes the FFT op where it
     wins on this device. `spectrum_key` names the taps for the engine's
-    kept spectra (see Engine.spectrum; on the CPU).
+    kept spectra (see Engine.spectrum; on the CPU); `workers` caps the CPU
+    cores of the FFT op (0: all).
     """
     n_taps = taps.shape[1]
     rows = result_rows(signal, taps)
@@ -79,6 +81,7 @@ def correlate_rows(
             method,
             block,
             spectrum=engine.spectrum(taps, block, spectrum_key) if method == "fft" else None,
+            workers=workers,
         )
         engine.device.synchronize()
         return out

@@ -223,3 +223,45 @@ def test_rows_of_a_shared_call_match_the_rows_alone():
     for r in range(5):
         alone = run_op(signal[r : r + 1], taps[:1], k - 1, count, block)
         assert_close(together[r : r + 1], alone.astype(np.float64), signal, taps[:1])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 9])
+def test_one_worker_gives_the_same_bytes_as_every_core(rows: int):
+    """The window's F = ready + 2 * workers caps the op's cores: the same pairs,
+    the same arithmetic, the same bytes whether the leftovers run on one core or
+    split over every core."""
+    k, block, count = 1200, 4096, 2800
+    signal, taps = data(rows, count, k, np.float32, seed=20 + rows)
+    engine = get_engine("cpu")
+    results = []
+    for workers in (0, 1, 0, 2):
+        out = np.full((rows, count), np.nan, np.float32)
+        engine.correlate(
+            driver.Buffer.from_numpy(out),
+            driver.Buffer.from_numpy(signal),
+            driver.Buffer.from_numpy(taps[:1]),
+            k - 1,
+            "fft",
+            block,
+            workers=workers,
+        )
+        engine.device.synchronize()
+        results.append(out)
+    assert_close(results[0], reference(signal, taps[:1], k - 1, count), signal, taps[:1])
+    for other in results[1:]:
+        assert other.tobytes() == results[0].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_rows_of_shared_taps_with_leading_zeros_not_a_multiple_of_the_lanes(dtype):
+    """Blocks behind K - 1 leading zeros (P not a multiple of the SIMD lanes) in the
+    second half of a pair: the loader stops at L exactly. It once wrote a last
+    vector past the scratch, which corrupted the heap now and then (a crash, or
+    another row's block: scipy's oaconvolve suite, complex 3 x 50 through 1 x 4)."""
+    rng = np.random.default_rng(30)
+    for rows, n, k in [(3, 50, 4), (3, 47, 4), (2, 300, 20), (5, 61, 7), (6, 50, 47)] * 6:
+        signal = rng.random((rows, n)).astype(dtype)
+        taps = rng.random((1, k)).astype(dtype)
+        count = n + k - 1
+        result = run_op(signal, taps, k - 1, count, 64)
+        assert_close(result, reference(signal, taps, k - 1, count), signal, taps)

@@ -2,9 +2,10 @@
 
 `plan_job` finds the clips and responses, pairs them (seeded draws, or a
 pairs list), names the outputs, checks the targets and opens the manifest;
-the plan's *groups* (consecutive clips in input order) are the unit that a
-local run (job.py) and a Ray run (maxconv.ray) compute, group by group
-(group.py).
+the plan's *groups* (consecutive clips in input order; on a CPU cut from
+windows of consecutive clips ordered by response, see `JobPlan.windows`) are
+the unit that a local run (job.py) and a Ray run (maxconv.ray) compute,
+group by group (group.py).
 """
 
 from __future__ import annotations
