@@ -121,10 +121,11 @@ def _cpu_seconds() -> float:
 def default_workers(labels: Sequence[str]) -> int:
     """Threads for reading (and as many for writing): decoding and I/O release the GIL.
 
-    A CPU device's op takes every core, and slows down sharply when a core is
+    A CPU device's op took every core, and slowed down sharply when a core was
     busy elsewhere: on the 2-core machine one reading and one writing thread
     gave 403 clips/s, two of each 276, four 194 (1-second clips, 8,000-24,000
-    taps). A GPU leaves the cores to the threads, but a clip's path is CPU
+    taps). With each call on one core (group.CPU_CALL_WORKERS) one of each
+    still wins: 1,052 clips/s against 847 for two of each (medians of 4). A GPU leaves the cores to the threads, but a clip's path is CPU
     work now (its files are in the page cache; some 0.1 ms a clip holds the
     GIL), so threads beyond the cores only contend: half the cores each way
     (8 and 8 on a 16-core host), which also leaves cores to the GPU's copy
