@@ -125,8 +125,9 @@ def default_workers(labels: Sequence[str]) -> int:
     busy elsewhere: on the 2-core machine one reading and one writing thread
     gave 403 clips/s, two of each 276, four 194 (1-second clips, 8,000-24,000
     taps). With each call on one core (group.CPU_CALL_WORKERS) one of each
-    still wins: 1,052 clips/s against 847 for two of each (medians of 4). A GPU leaves the cores to the threads, but a clip's path is CPU
-    work now (its files are in the page cache; some 0.1 ms a clip holds the
+    still wins: 1,052 clips/s against 847 for two of each (medians of 4).
+    A GPU leaves the cores to the threads, but a clip's path is CPU work
+    now (its files are in the page cache; some 0.1 ms a clip holds the
     GIL), so threads beyond the cores only contend: half the cores each way
     (8 and 8 on a 16-core host), which also leaves cores to the GPU's copy
     threads. With the compute stubbed out on the 2-core machine, 1+1 threads
