@@ -110,7 +110,8 @@ def compute_group(
     Every row of the group goes through `convolve` (default:
     `maxconv.batch.convolve_batch_on`) on `engine` in ``full`` mode, sorted by
     signal and kernel length and cut into calls of at most
-    ``options.batch_samples`` samples.
+    ``options.batch_samples`` samples; on a CPU engine with no `convolve`
+    given, one call per response channel instead (`_compute_by_response`).
     """
     if convolve is None:
         if engine.kind == "cpu":
