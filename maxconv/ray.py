@@ -21,7 +21,8 @@ Install with ``pip install 'maxconv[ray]'``. Two ways in:
   driver cuts the clips into the same groups as a local run, actors read,
   compute and write them (the files must be on storage every node sees),
   and the driver appends the records to the same manifest in input order
-  (a window's, on CPU actors, once the window is done; see JobPlan.windows). The
+  (each once every clip before it is done: on CPU actors a window's groups
+  run in response order; see JobPlan.windows). The
   outputs are the same bytes as a local run's on the same kind of device.
 
 Ray is started so that it never ships the working directory: under ``uv
@@ -220,7 +221,7 @@ def run_on_ray(
     steps = list(plan.groups())
     items = [
         {"first": group[0].index, "group": json.dumps([asdict(task) for task in group])}
-        for group, _ in steps
+        for group in steps
     ]
     order = InputOrder()
     if items:
@@ -248,9 +249,9 @@ def run_on_ray(
             num_gpus=gpus_per_actor,
             num_cpus=cpus_per_actor,
         )
-        for (group, last), row in zip(steps, dataset.iter_rows(), strict=True):
+        for group, row in zip(steps, dataset.iter_rows(), strict=True):
             records = json.loads(row["records"])
-            manifest.append(order.add((task.index for task in group), records, last))
+            manifest.append(order.add((task.index for task in group), records))
             report.add(records)
             report.seconds = time.perf_counter() - started
             if progress is not None:

@@ -733,28 +733,28 @@ class TestWindows:
         plan = JobPlan(Path("."), tasks_of(responses), 9, 0, 0, AugmentOptions(), group_clips=2)
         plan.window_clips = 5
         groups = list(plan.groups())
-        indices = [[t.index for t in group] for group, _ in groups]
+        indices = [[t.index for t in group] for group in groups]
         # window 0..4: a1 a3 b0 b4 c2; window 5..8: a5 a8 b7 c6
         assert indices == [[1, 3], [0, 4], [2], [5, 8], [7, 6]]
-        assert [last for _, last in groups] == [False, False, True, False, True]
+        assert [len(window) for window in plan.windows()] == [3, 2]
         assert list(plan.groups()) == groups  # a pure function of the tasks
         plan.window_clips = None  # a GPU's: consecutive clips, each group a window
-        assert [[t.index for t in g] for g, _ in plan.groups()] == [
+        assert [[t.index for t in g] for g in plan.groups()] == [
             [0, 1], [2, 3], [4, 5], [6, 7], [8]
         ]  # fmt: skip
-        assert all(last for _, last in plan.groups())
 
-    def test_records_come_back_in_input_order_once_a_window_is_done(self):
+    def test_records_come_back_in_input_order_once_those_before_are_in(self):
         from maxconv.augment.manifest import InputOrder
 
         order = InputOrder()
-        assert order.add([3, 1], [{"i": 3}, {"i": 1}], last=False) == []
-        assert order.add([2, 0], [{"i": 2}, {"i": 0}], last=True) == [
+        assert order.add([3, 1], [{"i": 3}, {"i": 1}]) == []
+        assert order.add([2, 0], [{"i": 2}, {"i": 0}]) == [
             {"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}
         ]  # fmt: skip
-        assert order.add([5], [{"i": 5}], last=False) == []
-        assert order.add([4], [], last=False) == []  # a cancelled group
-        assert order.release() == [{"i": 5}] and order.release() == []
+        assert order.add([4], [{"i": 4}]) == [{"i": 4}]  # groups in input order: at once
+        assert order.add([6], [{"i": 6}]) == []
+        assert order.add([5], []) == []  # a cancelled group
+        assert order.release() == [{"i": 6}] and order.release() == []
 
     def test_manifest_in_input_order_with_small_windows(self, dataset):
         root = dataset["root"]

@@ -189,8 +189,9 @@ def run_job(
         Faults that are not one clip's (the engine, the manifest); the
         manifest keeps every group completed before.
 
-    On a CPU the groups of a window run in response order (JobPlan.windows),
-    and the manifest gets a window's records in input order once it is done.
+    On a CPU the groups of a window run in response order (JobPlan.windows);
+    the manifest gets the records in input order, each once every clip before
+    it has its own.
     """
     options = plan.options
     plan.group_clips = options.group_clips or default_group_clips(engines)
@@ -251,9 +252,7 @@ def run_job(
 
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
-    pending: collections.deque[tuple[concurrent.futures.Future, list[Task], bool]] = (
-        collections.deque()
-    )
+    pending: collections.deque[tuple[concurrent.futures.Future, list[Task]]] = collections.deque()
     in_flight = len(engines) + 2
     order = InputOrder()
 
@@ -262,9 +261,9 @@ def run_job(
         manifest.append(records)
         phases.add({"manifest": time.perf_counter() - appending})
 
-    def collect(future: concurrent.futures.Future, tasks: list[Task], last: bool) -> None:
+    def collect(future: concurrent.futures.Future, tasks: list[Task]) -> None:
         records = future.result()
-        append(order.add((task.index for task in tasks), records, last))
+        append(order.add((task.index for task in tasks), records))
         report.add(records)
         report.seconds = time.perf_counter() - started
         if progress is not None:
@@ -273,12 +272,12 @@ def run_job(
             report.stopped = True
 
     try:
-        for tasks, last in plan.groups():
+        for tasks in plan.groups():
             if report.stopped:
                 break
             while len(pending) >= in_flight:
                 collect(*pending.popleft())
-            pending.append((groups.submit(one_group, tasks), tasks, last))
+            pending.append((groups.submit(one_group, tasks), tasks))
         while pending:
             collect(*pending.popleft())
         append(order.release())  # a window that --strict cut short
@@ -289,7 +288,7 @@ def run_job(
     finally:
         if pending:  # an exception is on its way out: drop what has not started
             stopping.set()
-        for future, _, _ in pending:
+        for future, _ in pending:
             future.cancel()
         groups.shutdown(wait=True)
         readers.shutdown(wait=True)

@@ -51,25 +51,30 @@ def read_manifest(path: Path) -> tuple[dict[str, dict], int]:
 
 
 class InputOrder:
-    """A window's records held until its last group is done, then given back in input order.
+    """Records held until every clip before them has its record, then given back in input order.
 
     Groups within a window run in response order (see JobPlan.windows); the
-    manifest lists clips in input order all the same.
+    manifest lists clips in input order all the same. Task indices run from 0.
     """
 
     def __init__(self) -> None:
-        self._held: list[tuple[int, dict]] = []
+        self._held: dict[int, dict] = {}
+        self._next = 0
 
-    def add(self, indices: Iterable[int], records: Iterable[dict], last: bool) -> list[dict]:
-        """Hold a group's records (by task index); all of the window's, sorted, if `last`."""
+    def add(self, indices: Iterable[int], records: Iterable[dict]) -> list[dict]:
+        """Hold a group's records (by task index); those now in order, in order."""
         # A cancelled group has no records (the job is on its way out).
-        self._held.extend(zip(indices, records, strict=False))
-        return self.release() if last else []
+        self._held.update(zip(indices, records, strict=False))
+        ready = []
+        while self._next in self._held:
+            ready.append(self._held.pop(self._next))
+            self._next += 1
+        return ready
 
     def release(self) -> list[dict]:
-        """The records held, in input order (a run stopping mid-window lists what is done)."""
-        held, self._held = sorted(self._held, key=lambda pair: pair[0]), []
-        return [record for _, record in held]
+        """The records still held, in input order (a run that stopped early lists what is done)."""
+        held, self._held = self._held, {}
+        return [held[index] for index in sorted(held)]
 
 
 class Manifest:

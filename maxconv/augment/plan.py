@@ -35,8 +35,8 @@ GROUP_CLIPS_CPU = 32
 # response, so a group holds few responses with many clips each: the CPU computes a
 # response's clips in one op call (group.py), and one call of ten rows costs a third
 # of ten calls of one (0.28 against 0.6 ms a clip on the 2-core machine, 100
-# responses of 8,000-24,000 taps). The manifest still lists a window's clips in
-# input order, once the window is done.
+# responses of 8,000-24,000 taps). The manifest still lists the clips in input
+# order, each once every clip before it is done (manifest.InputOrder).
 WINDOW_CLIPS_CPU = 1024
 # Samples of signal rows per convolve_batch call at most (64 MiB of float32).
 BATCH_SAMPLES = 1 << 24
@@ -162,11 +162,10 @@ class JobPlan:
                 for first in range(0, len(window), self.group_clips)
             ]
 
-    def groups(self) -> Iterator[tuple[list[Task], bool]]:
-        """The groups the job runs, in order (see `windows`), each with whether it ends a window."""
+    def groups(self) -> Iterator[list[Task]]:
+        """The groups the job runs, in order (see `windows`)."""
         for window in self.windows():
-            for position, group in enumerate(window):
-                yield group, position == len(window) - 1
+            yield from window
 
 
 def output_name(name: str, format: str | None) -> str:
