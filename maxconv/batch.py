@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -106,6 +106,36 @@ def convolve_batch_on(
             for signal, kernel in zip(signals, kernels, strict=True)
         ]
     return _batch_rows([engine], signals, kernels, False, mode, method)
+
+
+def convolve_shared_on(
+    engine: Engine,
+    signals: np.ndarray,
+    kernel: np.ndarray,
+    start: int,
+    count: int,
+    *,
+    method: str = "auto",
+    key: Hashable | None = None,
+    workers: int = 0,
+) -> np.ndarray:
+    """Outputs [start, start + count) of the full convolution of each row of
+    `signals` (R, N) with one 1-D real `kernel`, on a job's engine: (R, count).
+
+    One op call for all the rows. On the CPU the FFT op pairs their blocks
+    across rows (a row of one block fills half a transform, two rows a whole
+    one), and with `key` (the caller's name for exactly this kernel, see
+    Engine.spectrum) the kernel's spectrum is computed once and kept for
+    later calls: an augmentation job calls this once per response and group,
+    each response serving many clips. `workers` caps the CPU cores of the
+    FFT op (0: all).
+    """
+    dtype = compute_dtype(np.result_type(signals, kernel))
+    signal = np.ascontiguousarray(signals, dtype)
+    taps = np.ascontiguousarray(kernel[::-1], dtype)[np.newaxis]
+    return correlate_rows(
+        engine, signal, taps, start, count, method, spectrum_key=key, workers=workers
+    )
 
 
 def _op_takes(signals: Sequence[np.ndarray], kernels: Sequence[np.ndarray], shared: bool) -> bool:

@@ -9,11 +9,13 @@ shape; that graph is read from the disk cache when it is there.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import importlib.metadata
 import platform
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,11 @@ SPECTRUM_TABLE_POINTS = 3
 # taps of at most SPECTRA_MAX_ROWS rows (channels, true-stereo paths).
 SPECTRA_KEPT = 4
 SPECTRA_MAX_ROWS = 16
+# Spectra kept under a caller's key (an augmentation job's responses: each serves
+# clip after clip, ~100 clips a response in a 10,000-clip job of 100 responses),
+# up to this many bytes, least recently used dropped first. A 24,000-tap response
+# takes 1.3 MB at L = 2^16 (spectrum and tables), so 100 of them fit in 130 MB.
+SPECTRA_KEYED_BYTES = 256 << 20
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "4"
 
@@ -118,6 +125,10 @@ class Engine:
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
         self._spectra: dict[tuple, driver.Buffer] = {}
+        self._keyed_spectra: collections.OrderedDict[tuple, driver.Buffer] = (
+            collections.OrderedDict()
+        )
+        self._keyed_bytes = 0
         self._fft_from_taps: tuple[int, str] | None = None
         # correlate's models by the output buffer's MAX dtype (no numpy dtype lookups a call).
         self._by_buffer_dtype: dict[tuple[DType, str], engine.Model] = {}
@@ -197,9 +208,9 @@ class Engine:
                 self._fft_from_taps = (default, "built-in default (no calibration here)")
         return self._fft_from_taps
 
-    def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype) -> int:
+    def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype, shared_rows: int = 1) -> int:
         """The FFT op's block length on this device (planning.fft_block_points)."""
-        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name)
+        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name, shared_rows)
 
     def forget_calibration(self) -> None:
         """Look the calibration up again at the next method choice."""
@@ -234,39 +245,70 @@ class Engine:
             self._staging[dtype] = Staging(self.device, SUPPORTED_DTYPES[dtype])
         return self._staging[dtype]
 
-    def window(self, pad: int, block: int, ready: bool = False) -> driver.Buffer:
-        """The window input: an empty [pad, block, ready, 0] buffer; its shape is the message."""
-        key = (pad, block, int(ready))
+    def window(self, pad: int, block: int, ready: bool = False, workers: int = 0) -> driver.Buffer:
+        """The window input: an empty [pad, block, ready + 2 * workers, 0] buffer; its
+        shape is the message (workers: the FFT op's CPU cores at most, 0 for all)."""
+        key = (pad, block, int(ready) + 2 * workers)
         if key not in self._windows:
             if len(self._windows) > 64:
                 self._windows.clear()
             self._windows[key] = driver.Buffer(DType.int8, (*key, 0), device=self.device)
         return self._windows[key]
 
-    def spectrum(self, taps: np.ndarray, block: int) -> tuple[driver.Buffer, bool] | None:
+    def spectrum(
+        self, taps: np.ndarray, block: int, key: Hashable | None = None
+    ) -> tuple[driver.Buffer, bool] | None:
         """Where the FFT op keeps the spectra of these host taps on this device,
         and whether they are already there (the same taps at the same block
         length as a recent call: a stream of chunks, a filter run).
 
-        Keyed on a digest of the taps' bytes; the few latest are kept. None
-        for taps of many rows (a batch of responses, new every call): hashing
-        and keeping them would cost more than it saves.
+        Without `key`: keyed on a digest of the taps' bytes; the few latest
+        are kept. None for taps of many rows (a batch of responses, new every
+        call): hashing and keeping them would cost more than it saves.
+
+        With `key`, the caller's name for exactly these taps (it must never
+        name other taps; an object compared by identity, held by the key,
+        cannot): no digest (hashing 100 KB of taps per call), and up to
+        SPECTRA_KEYED_BYTES kept, least recently used dropped first.
         """
+        if key is not None:
+            return self._keyed_spectrum(taps, block, key)
         if taps.shape[0] > SPECTRA_MAX_ROWS:
             return None
         digest = hashlib.blake2b(np.ascontiguousarray(taps).data, digest_size=16).digest()
-        key = (digest, taps.shape, np.dtype(taps.dtype), block)
-        if key in self._spectra:
-            return self._spectra[key], True
-        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
+        found = (digest, taps.shape, np.dtype(taps.dtype), block)
+        if found in self._spectra:
+            return self._spectra[found], True
         if len(self._spectra) >= SPECTRA_KEPT:
             self._spectra.pop(next(iter(self._spectra)))
+        buffer = self._spectrum_buffer(taps, block)
+        self._spectra[found] = buffer
+        return buffer, False
+
+    def _keyed_spectrum(
+        self, taps: np.ndarray, block: int, key: Hashable
+    ) -> tuple[driver.Buffer, bool]:
+        """`spectrum` under the caller's key: least recently used dropped past the budget."""
+        found = (key, taps.shape, np.dtype(taps.dtype), block)
+        if found in self._keyed_spectra:
+            self._keyed_spectra.move_to_end(found)
+            return self._keyed_spectra[found], True
+        buffer = self._spectrum_buffer(taps, block)
+        while self._keyed_spectra and self._keyed_bytes + _bytes(buffer) > SPECTRA_KEYED_BYTES:
+            _, dropped = self._keyed_spectra.popitem(last=False)
+            self._keyed_bytes -= _bytes(dropped)
+        self._keyed_spectra[found] = buffer
+        self._keyed_bytes += _bytes(buffer)
+        return buffer, False
+
+    def _spectrum_buffer(self, taps: np.ndarray, block: int) -> driver.Buffer:
+        """A buffer for the spectra of `taps` at `block`, with room behind them for
+        the twiddle tables (both devices keep them there)."""
+        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
         width = 2 * points + -(-SPECTRUM_TABLE_POINTS * points // taps.shape[0])
-        buffer = driver.Buffer(
+        return driver.Buffer(
             SUPPORTED_DTYPES[np.dtype(taps.dtype)], (taps.shape[0], width), device=self.device
         )
-        self._spectra[key] = buffer
-        return buffer, False
 
     def correlate(
         self,
@@ -277,6 +319,7 @@ class Engine:
         method: str = "direct",
         block: int = 1,
         spectrum: tuple[driver.Buffer, bool] | None = None,
+        workers: int = 0,
     ) -> None:
         """Run an op on buffers of this device, writing `output` [R, T] in place:
 
@@ -284,8 +327,9 @@ class Engine:
 
         with the signal zero outside its row. `block` is the FFT op's block
         length (see fft_block); `spectrum` (from `spectrum`) where it keeps
-        or finds the taps' spectra. Work is queued on the device; on a GPU,
-        synchronize before reading the output from the host.
+        or finds the taps' spectra; `workers` the CPU cores the FFT op uses at
+        most (0: all). Work is queued on the device; on a GPU, synchronize
+        before reading the output from the host.
         """
         key = (output.dtype, method)
         model = self._by_buffer_dtype.get(key)
@@ -296,7 +340,8 @@ class Engine:
             if spectrum is None:
                 spectrum = (self._no_spectrum(np.dtype(output.dtype.to_numpy())), False)
             buffer, ready = spectrum
-            _execute(model, [output, signal, taps, buffer, self.window(pad, block, ready)])
+            window = self.window(pad, block, ready, workers)
+            _execute(model, [output, signal, taps, buffer, window])
         else:
             _execute(model, [output, signal, taps, self.window(pad, block)])
         self.stats.compute_seconds += time.perf_counter() - start
@@ -308,6 +353,10 @@ class Engine:
         if key not in self._buffers:
             self._buffers[key] = driver.Buffer(SUPPORTED_DTYPES[dtype], (0, 0), device=self.device)
         return self._buffers[key]
+
+
+def _bytes(buffer: driver.Buffer) -> int:
+    return buffer.num_elements * buffer.dtype.size_in_bytes
 
 
 _ENGINES: dict[str, Engine] = {}

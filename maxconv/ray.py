@@ -20,7 +20,9 @@ Install with ``pip install 'maxconv[ray]'``. Two ways in:
 - :func:`run_on_ray` runs a planned `maxconv augment` job (``--ray``): the
   driver cuts the clips into the same groups as a local run, actors read,
   compute and write them (the files must be on storage every node sees),
-  and the driver appends the records to the same manifest in input order. The
+  and the driver appends the records to the same manifest in input order
+  (each once every clip before it is done: on CPU actors a window's groups
+  run in response order; see JobPlan.windows). The
   outputs are the same bytes as a local run's on the same kind of device.
 
 Ray is started so that it never ships the working directory: under ``uv
@@ -44,7 +46,7 @@ import numpy as np
 
 from .augment.group import LoadedClip, compute_group, finish_clip, run_group
 from .augment.job import JobReport
-from .augment.manifest import Manifest
+from .augment.manifest import InputOrder, Manifest
 from .augment.pairing import clip_rng
 from .augment.plan import (
     GROUP_CLIPS_CPU,
@@ -53,6 +55,7 @@ from .augment.plan import (
     JobPlan,
     Task,
     check_options,
+    default_window_clips,
 )
 from .augment.responses import ResponseBank, layout
 from .errors import MaxconvError
@@ -212,12 +215,15 @@ def run_on_ray(
     plan.group_clips = options.group_clips or (
         GROUP_CLIPS_GPU if device == "gpu" else GROUP_CLIPS_CPU
     )
+    plan.window_clips = options.window_clips or default_window_clips(device)
     report = JobReport(str(plan.outdir), [f"ray:{actors}x{device}"], plan.total, plan.skipped)
     started = time.perf_counter()
+    steps = list(plan.groups())
     items = [
         {"first": group[0].index, "group": json.dumps([asdict(task) for task in group])}
-        for group in plan.groups()
+        for group in steps
     ]
+    order = InputOrder()
     if items:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -243,9 +249,9 @@ def run_on_ray(
             num_gpus=gpus_per_actor,
             num_cpus=cpus_per_actor,
         )
-        for row in dataset.iter_rows():
+        for group, row in zip(steps, dataset.iter_rows(), strict=True):
             records = json.loads(row["records"])
-            manifest.append(records)
+            manifest.append(order.add((task.index for task in group), records))
             report.add(records)
             report.seconds = time.perf_counter() - started
             if progress is not None:
@@ -253,6 +259,7 @@ def run_on_ray(
             if options.strict and report.failed:
                 report.stopped = True
                 break
+        manifest.append(order.release())  # a window that --strict cut short
     report.seconds = time.perf_counter() - started
     return report
 

@@ -12,6 +12,7 @@ row cut along its outputs with the K-1 samples before each chunk.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,13 +45,17 @@ def correlate_rows(
     count: int,
     method: str = "auto",
     out: np.ndarray | None = None,
+    spectrum_key: Hashable | None = None,
+    workers: int = 0,
 ) -> np.ndarray:
     """Outputs [start, start + count) of the full correlation of each row.
 
     `signal` [Rs, N] and `taps` [Rk, K] share a float dtype; Rs and Rk are
     equal or one of them is 1 (broadcast). Returns `out` (or a new array)
     [R, count], R = max(Rs, Rk). `method` 'auto' takes the FFT op where it
-    wins on this device.
+    wins on this device. `spectrum_key` names the taps for the engine's
+    kept spectra (see Engine.spectrum; on the CPU); `workers` caps the CPU
+    cores of the FFT op (0: all).
     """
     n_taps = taps.shape[1]
     rows = result_rows(signal, taps)
@@ -59,7 +64,8 @@ def correlate_rows(
     if count == 0 or rows == 0:
         return out
     method = engine.resolve_method(method, n_taps)
-    block = engine.fft_block(n_taps, count, out.dtype) if method == "fft" else 1
+    shared_rows = rows if taps.shape[0] == 1 else 1
+    block = engine.fft_block(n_taps, count, out.dtype, shared_rows) if method == "fft" else 1
     pad = n_taps - 1 - start
     if pad < 0:
         signal = np.ascontiguousarray(signal[:, -pad:])
@@ -74,7 +80,8 @@ def correlate_rows(
             pad,
             method,
             block,
-            spectrum=engine.spectrum(taps, block) if method == "fft" else None,
+            spectrum=engine.spectrum(taps, block, spectrum_key) if method == "fft" else None,
+            workers=workers,
         )
         engine.device.synchronize()
         return out

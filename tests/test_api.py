@@ -469,6 +469,16 @@ def test_fft_block_length_for_long_rows_and_clips():
     # A clip of a few blocks takes the length with the least transform work:
     # one full pair at 2^16 rather than one half-empty pair at 2^17.
     assert fft_block_points(24_000, 71_999, "gpu", "float32") == 1 << 16
+    # Rows sharing their taps pair their blocks across rows on a CPU: 48,000 outputs of
+    # a 16,000-tap response are one block at 2^16, half a transform a row, where a lone
+    # row takes three blocks at 2^15; a GPU pairs within rows and keeps its choice.
+    assert fft_block_points(16_000, 48_000, "cpu", "float32") == 1 << 15
+    assert fft_block_points(16_000, 48_000, "cpu", "float32", shared_rows=10) == 1 << 16
+    assert fft_block_points(24_000, 48_000, "cpu", "float32", shared_rows=10) == 1 << 16
+    for k in (8000, 16_000, 24_000):
+        assert fft_block_points(k, 48_000, "gpu", "float32", shared_rows=10) == (
+            fft_block_points(k, 48_000, "gpu", "float32")
+        )
 
 
 def test_batch_groups_split_on_kernel_length_too():
@@ -494,6 +504,25 @@ def test_fft_taps_spectrum_is_kept_between_calls_with_the_same_taps(rows):
         )
         np.testing.assert_allclose(result, expected[:, 699 : 699 + 20_000], atol=2e-4)
     assert engine.spectrum(taps, engine.fft_block(700, 20_000, np.float32))[1]
+
+
+def test_spectra_kept_under_a_key_least_recently_used_dropped(monkeypatch):
+    """Keyed spectra: found again under their key (no digest of the taps), kept
+    within SPECTRA_KEYED_BYTES, the least recently used dropped first."""
+    import maxconv.engine as engine_module
+
+    engine = engine_module.Engine("cpu")
+    taps = np.ones((1, 700), np.float32)
+    first, ready = engine.spectrum(taps, 4096, key="a")
+    assert not ready and engine.spectrum(taps, 4096, key="a") == (first, True)
+    assert engine.spectrum(taps, 4096, key="b")[1] is False
+    assert engine.spectrum(taps, 8192, key="a")[1] is False  # another block length
+    size = engine_module._bytes(first)
+    monkeypatch.setattr(engine_module, "SPECTRA_KEYED_BYTES", 2 * size)
+    engine.spectrum(taps, 4096, key="a")  # a used last: b goes first
+    engine.spectrum(taps, 4096, key="c")
+    assert engine.spectrum(taps, 4096, key="a")[1] and not engine.spectrum(taps, 4096, key="b")[1]
+    assert engine._keyed_bytes <= 2 * size
 
 
 def test_dtype_names_of_other_libraries():

@@ -512,7 +512,8 @@ class TestManifestAndResume:
 
             plan, manifest = plan_job([{str(dataset["clips"])!r}], [{str(dataset["rirs"])!r}],
                                       {str(root / "out")!r},
-                                      AugmentOptions(device="cpu", group_clips=3))
+                                      AugmentOptions(device="cpu", group_clips=3,
+                                                     window_clips=6))
             run_job(plan, manifest, [FakeEngine()], convolve=slow)
             """
         )
@@ -713,6 +714,124 @@ class TestClipFiles:
         assert data["phases"]["read"] > 0 and data["phases"]["write"] > 0
         assert data["phases"]["wall"] == report.seconds
         assert (data["workers"], data["group_clips"]) == (3, 4)
+
+
+# Groups on a CPU: response-ordered windows, one op call per response ------------------
+
+
+def tasks_of(responses: list[str]) -> list:
+    from maxconv.augment.plan import Task
+
+    return [Task(i, f"c{i}.wav", f"c{i}.wav", r, 1.0) for i, r in enumerate(responses)]
+
+
+class TestWindows:
+    def test_groups_are_cut_from_response_ordered_windows(self):
+        from maxconv.augment.plan import JobPlan
+
+        responses = ["b", "a", "c", "a", "b", "a", "c", "b", "a"]
+        plan = JobPlan(Path("."), tasks_of(responses), 9, 0, 0, AugmentOptions(), group_clips=2)
+        plan.window_clips = 5
+        groups = list(plan.groups())
+        indices = [[t.index for t in group] for group in groups]
+        # window 0..4: a1 a3 b0 b4 c2; window 5..8: a5 a8 b7 c6
+        assert indices == [[1, 3], [0, 4], [2], [5, 8], [7, 6]]
+        assert [len(window) for window in plan.windows()] == [3, 2]
+        assert list(plan.groups()) == groups  # a pure function of the tasks
+        plan.window_clips = None  # a GPU's: consecutive clips, each group a window
+        assert [[t.index for t in g] for g in plan.groups()] == [
+            [0, 1], [2, 3], [4, 5], [6, 7], [8]
+        ]  # fmt: skip
+
+    def test_records_come_back_in_input_order_once_those_before_are_in(self):
+        from maxconv.augment.manifest import InputOrder
+
+        order = InputOrder()
+        assert order.add([3, 1], [{"i": 3}, {"i": 1}]) == []
+        assert order.add([2, 0], [{"i": 2}, {"i": 0}]) == [
+            {"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}
+        ]  # fmt: skip
+        assert order.add([4], [{"i": 4}]) == [{"i": 4}]  # groups in input order: at once
+        assert order.add([6], [{"i": 6}]) == []
+        assert order.add([5], []) == []  # a cancelled group
+        assert order.release() == [{"i": 6}] and order.release() == []
+
+    def test_manifest_in_input_order_with_small_windows(self, dataset):
+        root = dataset["root"]
+        run([str(dataset["clips"])], [str(dataset["rirs"])], root / "out", group_clips=2,
+            window_clips=4, seed=4)  # fmt: skip
+        assert [r["output"] for r in lines(root / "out")] == [
+            "c0.wav", "c1.wav", "c2.wav", "c3.wav", "sub/c4.wav", "sub/c5.wav"
+        ]  # fmt: skip
+
+    def test_window_clips_is_checked(self, dataset):
+        with pytest.raises(ValueError, match="window_clips"):
+            run([str(dataset["clips"])], [str(dataset["rirs"])], dataset["root"] / "o",
+                window_clips=0)  # fmt: skip
+
+
+class TestCpuCompute:
+    """`compute_group` on the real CPU engine: one op call per response channel."""
+
+    def group(self, tmp_path, specs, responses, options):
+        """Clips (channels, frames, response name) loaded as the job loads them."""
+        from maxconv.augment.group import load_clip
+        from maxconv.augment.plan import Task
+
+        rng = np.random.default_rng(len(specs))
+        paths = {name: str(write(tmp_path / f"{name}.wav", h)) for name, h in responses.items()}
+        bank = ResponseBank()
+        clips = []
+        for index, (channels, frames, name) in enumerate(specs):
+            clip = write(tmp_path / f"c{index}.wav", noise(rng, channels, frames))
+            task = Task(index, str(clip), f"c{index}.wav", paths[name], 0.6)
+            clips.append(load_clip(task, bank, options))
+        return clips
+
+    @pytest.mark.parametrize("length", ["same", "tail"])
+    @pytest.mark.parametrize("align", ["peak", "causal"])
+    def test_against_scipy(self, tmp_path, length, align):
+        from maxconv.augment.group import compute_group, finish_clip
+        from maxconv.engine import get_engine
+
+        rng = np.random.default_rng(5)
+        responses = {
+            "mono": room(rng, 1, 700, peak_at=40),  # FFT op
+            "short": room(rng, 1, 20, peak_at=3),  # direct op
+            "stereo": room(rng, 2, 500, peak_at=9),
+            "true": room(rng, 4, 300, peak_at=17),
+        }
+        specs = [(1, 3000, "mono"), (2, 2500, "mono"), (1, 3100, "mono"), (1, 9000, "mono"),
+                 (1, 2000, "short"), (2, 2200, "stereo"), (2, 2400, "true"),
+                 (2, 2300, "true"), (1, 2900, "mono"), (1, 50, "mono")]  # fmt: skip
+        options = AugmentOptions(length=length, align=align, batch_samples=8000)
+        clips = self.group(tmp_path, specs, responses, options)
+        wets = compute_group(clips, options, get_engine("cpu"))
+        for clip, wet, (_, _, name) in zip(clips, wets, specs, strict=True):
+            got, shift, _ = finish_clip(clip, wet, options)
+            expected, want_shift = reference(clip.data, responses[name], mix=0.6, length=length,
+                                             align=align)  # fmt: skip
+            assert shift == want_shift and got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, atol=3e-6 * np.max(np.abs(expected)))
+
+    def test_same_bytes_as_each_clip_alone_within_rounding_and_every_run(self, tmp_path):
+        """Rows paired with other clips' rows differ from a lone call by rounding only,
+        and the same group gives the same bytes every time."""
+        from maxconv.augment.group import compute_group
+        from maxconv.engine import get_engine
+
+        rng = np.random.default_rng(6)
+        responses = {"a": room(rng, 1, 900, peak_at=11), "b": room(rng, 1, 1300, peak_at=70)}
+        specs = [(1, 4000, "a"), (1, 4000, "b"), (1, 4000, "a"), (1, 3900, "a"), (1, 4000, "b")]
+        options = AugmentOptions()
+        clips = self.group(tmp_path, specs, responses, options)
+        engine = get_engine("cpu")
+        together = compute_group(clips, options, engine)
+        again = compute_group(clips, options, engine)
+        for wet, other, clip in zip(together, again, clips, strict=True):
+            assert wet.tobytes() == other.tobytes()
+            alone = compute_group([clip], options, engine)[0]
+            np.testing.assert_allclose(wet, alone, atol=2e-6 * np.max(np.abs(alone)))
 
 
 # gpu:all ---------------------------------------------------------------------------------

@@ -63,14 +63,18 @@ def test_two_workers_write_what_one_device_writes(clips):
             assert (one_dir / name).read_bytes() == (two_dir / name).read_bytes()
 
 
-def test_strict_stops_at_the_group_of_the_first_failure(clips):
-    (clips / "clips" / "c04.wav").write_bytes(b"not a wav either")  # group 2 of 6
+def test_strict_stops_at_the_first_failure(clips):
+    """--strict: the run stops once a clip fails; the manifest lists the clips done
+    by then (the failed one with its error) in input order, each output in place."""
+    (clips / "clips" / "c04.wav").write_bytes(b"not a wav either")
     report, folder = _run(clips, "strict", ["cpu", "cpu"], strict=True)
     assert report.stopped and report.failed == 1
-    names = [
-        json.loads(line)["input"].rsplit("/", 1)[1] for line in (folder / "manifest.jsonl").open()
-    ]
-    assert names == [f"c{i:02d}.wav" for i in range(6)]  # groups 0-2 listed, none after
+    records = [json.loads(line) for line in (folder / "manifest.jsonl").open()]
+    names = [record["input"].rsplit("/", 1)[1] for record in records]
+    assert names == sorted(names) and "c04.wav" in names
+    for record in records:
+        assert ("error" in record) == record["input"].endswith("c04.wav")
+        assert "error" in record or (folder / record["output"]).is_file()
 
 
 def test_a_worker_that_cannot_open_its_device_fails_the_job(clips):

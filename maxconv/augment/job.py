@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import os
 import queue
 import threading
@@ -27,10 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import MaxconvError
 from .clipio import OutputFiles
 from .group import ConvolveBatch, LoadedClip, compute_group, load_clip, write_clip
-from .manifest import Manifest
-from .plan import JobPlan, Task, default_group_clips, resolve_devices
+from .manifest import InputOrder, Manifest
+from .plan import JobPlan, Task, default_group_clips, default_window_clips, resolve_devices
 from .responses import ResponseBank
 
 if TYPE_CHECKING:
@@ -119,11 +121,13 @@ def _cpu_seconds() -> float:
 def default_workers(labels: Sequence[str]) -> int:
     """Threads for reading (and as many for writing): decoding and I/O release the GIL.
 
-    A CPU device's op takes every core, and slows down sharply when a core is
+    A CPU device's op took every core, and slowed down sharply when a core was
     busy elsewhere: on the 2-core machine one reading and one writing thread
     gave 403 clips/s, two of each 276, four 194 (1-second clips, 8,000-24,000
-    taps). A GPU leaves the cores to the threads, but a clip's path is CPU
-    work now (its files are in the page cache; some 0.1 ms a clip holds the
+    taps). With each call on one core (group.CPU_CALL_WORKERS) one of each
+    still wins: 1,052 clips/s against 847 for two of each (medians of 4).
+    A GPU leaves the cores to the threads, but a clip's path is CPU work
+    now (its files are in the page cache; some 0.1 ms a clip holds the
     GIL), so threads beyond the cores only contend: half the cores each way
     (8 and 8 on a 16-core host), which also leaves cores to the GPU's copy
     threads. With the compute stubbed out on the 2-core machine, 1+1 threads
@@ -184,9 +188,14 @@ def run_job(
     MaxconvError, RuntimeError
         Faults that are not one clip's (the engine, the manifest); the
         manifest keeps every group completed before.
+
+    On a CPU the groups of a window run in response order (JobPlan.windows);
+    the manifest gets the records in input order, each once every clip before
+    it has its own.
     """
     options = plan.options
     plan.group_clips = options.group_clips or default_group_clips(engines)
+    plan.window_clips = options.window_clips or default_window_clips(engines[0].kind)
     labels = [engine.label for engine in engines]
     workers = options.workers or default_workers(labels)
     report = JobReport(
@@ -243,15 +252,19 @@ def run_job(
 
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
-    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    pending: collections.deque[tuple[concurrent.futures.Future, list[Task]]] = collections.deque()
     in_flight = len(engines) + 2
+    order = InputOrder()
 
-    def collect(future: concurrent.futures.Future) -> None:
-        records = future.result()
+    def append(records: list[dict]) -> None:
         appending = time.perf_counter()
         manifest.append(records)
-        report.add(records)
         phases.add({"manifest": time.perf_counter() - appending})
+
+    def collect(future: concurrent.futures.Future, tasks: list[Task]) -> None:
+        records = future.result()
+        append(order.add((task.index for task in tasks), records))
+        report.add(records)
         report.seconds = time.perf_counter() - started
         if progress is not None:
             progress(report)
@@ -263,14 +276,19 @@ def run_job(
             if report.stopped:
                 break
             while len(pending) >= in_flight:
-                collect(pending.popleft())
-            pending.append(groups.submit(one_group, tasks))
+                collect(*pending.popleft())
+            pending.append((groups.submit(one_group, tasks), tasks))
         while pending:
-            collect(pending.popleft())
+            collect(*pending.popleft())
+        append(order.release())  # a window that --strict cut short
+    except BaseException:
+        with contextlib.suppress(MaxconvError, OSError):
+            manifest.append(order.release())  # the groups done of the window in progress
+        raise
     finally:
         if pending:  # an exception is on its way out: drop what has not started
             stopping.set()
-        for future in pending:
+        for future, _ in pending:
             future.cancel()
         groups.shutdown(wait=True)
         readers.shutdown(wait=True)

@@ -1,7 +1,8 @@
 """The run's record: ``OUTDIR/manifest.jsonl``, one JSON object per output.
 
 Lines are appended in input order, each only after its output file has been
-renamed into place, and flushed group by group: whatever a crash leaves, a
+renamed into place, and flushed group by group (window by window on a CPU,
+see JobPlan.windows): whatever a crash leaves, a
 listed output without an ``error`` field is a complete file. A crash can cut
 the last line short; ``--resume`` drops such a line and goes on after the
 last complete one. The same output may be listed more than once (a failure,
@@ -47,6 +48,33 @@ def read_manifest(path: Path) -> tuple[dict[str, dict], int]:
             records[record["output"]] = record
         good = position
     return records, good
+
+
+class InputOrder:
+    """Records held until every clip before them has its record, then given back in input order.
+
+    Groups within a window run in response order (see JobPlan.windows); the
+    manifest lists clips in input order all the same. Task indices run from 0.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, dict] = {}
+        self._next = 0
+
+    def add(self, indices: Iterable[int], records: Iterable[dict]) -> list[dict]:
+        """Hold a group's records (by task index); those now in order, in order."""
+        # A cancelled group has no records (the job is on its way out).
+        self._held.update(zip(indices, records, strict=False))
+        ready = []
+        while self._next in self._held:
+            ready.append(self._held.pop(self._next))
+            self._next += 1
+        return ready
+
+    def release(self) -> list[dict]:
+        """The records still held, in input order (a run that stopped early lists what is done)."""
+        held, self._held = self._held, {}
+        return [held[index] for index in sorted(held)]
 
 
 class Manifest:

@@ -15,6 +15,7 @@ device, as a one-device run's starts after the command opened it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import multiprocessing
 import queue
 import time
@@ -23,46 +24,52 @@ from typing import Any
 
 from ..errors import MaxconvError
 from .job import PHASES, JobReport, Progress, default_workers, run_job
-from .manifest import Manifest
-from .plan import GROUP_CLIPS_CPU, GROUP_CLIPS_GPU, JobPlan
+from .manifest import InputOrder, Manifest
+from .plan import GROUP_CLIPS_CPU, GROUP_CLIPS_GPU, JobPlan, Task, default_window_clips
 
 # Seconds to wait for a worker's next message before checking that it is alive.
 POLL_SECONDS = 1.0
 
 
 class _Forward:
-    """A worker's stand-in for the manifest: each group's records go to the parent."""
+    """A worker's stand-in for the manifest: the records go to the parent."""
 
     def __init__(self, messages: Any, worker: int) -> None:  # noqa: ANN401
         self.messages = messages
         self.worker = worker
-        self.sent = 0
 
     def append(self, records: list[dict]) -> None:
-        self.messages.put(("group", self.worker, self.sent, records))
-        self.sent += 1
+        if records:
+            self.messages.put(("records", self.worker, records))
 
 
-def _share(plan: JobPlan, worker: int, workers: int) -> JobPlan:
-    """The plan of one worker: every `workers`-th group from its own, in order."""
-    groups = [group for index, group in enumerate(plan.groups()) if index % workers == worker]
+def _share(plan: JobPlan, groups: list[list[Task]]) -> JobPlan:
+    """A plan that runs exactly `groups`, in order, its tasks numbered from 0 in
+    that order (run_job releases records in task-number order)."""
+    numbered, count = [], 0
+    for group in groups:
+        numbered.append(
+            [dataclasses.replace(task, index=count + i) for i, task in enumerate(group)]
+        )
+        count += len(group)
     share = copy.copy(plan)
-    share.groups = lambda: iter(groups)  # run_job takes its groups from here
+    share.tasks = [task for group in numbered for task in group]
+    share.groups = lambda: iter(numbered)  # run_job takes its groups from here
     return share
 
 
-def _work(plan: JobPlan, device: str, worker: int, workers: int, messages: Any) -> None:  # noqa: ANN401
-    """A worker process: open `device`, run its share of the plan, report."""
+def _work(plan: JobPlan, groups: list[list[Task]], device: str, worker: int, messages: Any) -> None:  # noqa: ANN401
+    """A worker process: open `device`, run its groups, report."""
     try:
         from ..engine import get_engine
 
         engine = get_engine(device)
-        messages.put(("ready", worker, None, None))
-        report = run_job(_share(plan, worker, workers), _Forward(messages, worker), [engine])
-        messages.put(("done", worker, None, report.as_dict()))
+        messages.put(("ready", worker, None))
+        report = run_job(_share(plan, groups), _Forward(messages, worker), [engine])
+        messages.put(("done", worker, report.as_dict()))
     except BaseException as exc:  # the parent reports it; nothing else would see it
         text = " ".join(str(exc).split()) or type(exc).__name__
-        messages.put(("error", worker, None, f"{device}: {text}"))
+        messages.put(("error", worker, f"{device}: {text}"))
 
 
 def run_on_devices(
@@ -74,17 +81,20 @@ def run_on_devices(
     ------
     MaxconvError
         When a worker fails outside a clip (its device, its files); the
-        manifest keeps every group completed in order before.
+        manifest keeps the records of every clip done before, in input order.
     """
+    kind = "cpu" if any(device.split(":")[0] == "cpu" for device in devices) else "gpu"
     options = copy.copy(plan.options)
-    kinds = {device.split(":")[0] for device in devices}
     options.group_clips = options.group_clips or (
-        GROUP_CLIPS_CPU if "cpu" in kinds else GROUP_CLIPS_GPU
+        GROUP_CLIPS_CPU if kind == "cpu" else GROUP_CLIPS_GPU
     )
+    options.window_clips = options.window_clips or default_window_clips(kind)
     options.workers = options.workers or max(1, default_workers(list(devices)) // len(devices))
     plan = copy.copy(plan)
     plan.options = options
     plan.group_clips = options.group_clips
+    plan.window_clips = options.window_clips
+    groups = list(plan.groups())  # what a one-device run of this kind computes, in its order
     report = JobReport(
         str(plan.outdir), list(devices), plan.total, plan.skipped,
         workers=options.workers, group_clips=options.group_clips,
@@ -92,13 +102,16 @@ def run_on_devices(
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     processes = [
-        context.Process(target=_work, args=(plan, device, worker, len(devices), messages))
+        context.Process(
+            target=_work, args=(plan, groups[worker :: len(devices)], device, worker, messages)
+        )
         for worker, device in enumerate(devices)
     ]
     for process in processes:
         process.start()
+    index_of = {task.output: task.index for task in plan.tasks}
     try:
-        _collect(processes, messages, manifest, report, progress, options.strict)
+        _collect(processes, messages, manifest, report, progress, index_of, options.strict)
     finally:
         for process in processes:
             if process.is_alive():
@@ -113,47 +126,50 @@ def _collect(
     manifest: Manifest,
     report: JobReport,
     progress: Progress | None,
+    index_of: dict[str, int],
     strict: bool,
 ) -> None:
-    """Merge the workers' groups into the manifest in input order, and their reports.
+    """Put the workers' records into the manifest in input order, and merge their reports.
 
-    With `strict`, merging stops after the group of the first failure (the
-    workers are stopped; groups after it are not listed), as run_job does.
+    With `strict`, the run stops at the first failed clip (the workers are
+    stopped); the records of the clips done by then are listed, in input order.
     """
     workers = len(processes)
     ready: set[int] = set()
     finished: dict[int, dict] = {}
-    waiting: dict[int, list[dict]] = {}  # by the group's number in the plan
-    next_group = 0
+    order = InputOrder()
     started = time.perf_counter()
-    while len(finished) < workers and not report.stopped:
-        try:
-            kind, worker, sent, payload = messages.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            dead = [p for i, p in enumerate(processes) if i not in finished and not p.is_alive()]
-            if dead:
-                code = dead[0].exitcode
-                raise MaxconvError(f"an augment worker process died (exit code {code})") from None
-            continue
-        if kind == "ready":
-            ready.add(worker)
-            if len(ready) == workers:
-                started = time.perf_counter()
-        elif kind == "group":
-            waiting[sent * workers + worker] = payload
-            while next_group in waiting and not report.stopped:
-                records = waiting.pop(next_group)
-                manifest.append(records)
-                report.add(records)
+    try:
+        while len(finished) < workers and not report.stopped:
+            try:
+                kind, worker, payload = messages.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                gone = [
+                    p for i, p in enumerate(processes) if i not in finished and not p.is_alive()
+                ]
+                if gone:
+                    code = gone[0].exitcode
+                    raise MaxconvError(
+                        f"an augment worker process died (exit code {code})"
+                    ) from None
+                continue
+            if kind == "ready":
+                ready.add(worker)
+                if len(ready) == workers:
+                    started = time.perf_counter()
+            elif kind == "records":
+                manifest.append(order.add((index_of[r["output"]] for r in payload), payload))
+                report.add(payload)
                 report.seconds = time.perf_counter() - started
-                next_group += 1
                 if progress is not None:
                     progress(report)
                 report.stopped = strict and report.failed > 0
-        elif kind == "done":
-            finished[worker] = payload
-        else:
-            raise MaxconvError(payload)
+            elif kind == "done":
+                finished[worker] = payload
+            else:
+                raise MaxconvError(payload)
+    finally:
+        manifest.append(order.release())  # records held behind a clip not done (a stop, a fault)
     report.seconds = time.perf_counter() - started
     report.stopped = report.stopped or any(done["stopped"] for done in finished.values())
     phases = dict.fromkeys((*PHASES, "cpu"), 0.0)

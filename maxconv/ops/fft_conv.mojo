@@ -3,7 +3,8 @@
 Same contract as the direct `conv1d` op (see conv1d.mojo): an [R, T] output
 written in place from [R or 1, N] signal rows, [R or 1, K] taps rows and P
 leading zeros, the window input's shape [P, B, F, 0] carrying P, the block
-length B and whether the taps' spectra are already in the spectrum input. Each row's outputs are cut into overlap-save blocks: with L the
+length B, whether the taps' spectra are already in the spectrum input and
+the CPU cores to use. Each row's outputs are cut into overlap-save blocks: with L the
 power of two at least max(B, K, V*V) (V: see below) and T = L - K + 1,
 block b reads the L signal samples from b * T - P (zeros outside the row)
 in place, transforms them, multiplies by the conjugate spectrum of the
@@ -84,8 +85,9 @@ struct FFTConv1D:
             GPU: at most 2L; 3L always suffices); [0, 0] for scratch of
             this call only.
         window: [P, B, F, 0]: P zeros precede the signal; B the block
-            length asked for (rounded up to a power of two >= K); F = 1 when
-            `spectrum` already holds these taps' spectra.
+            length asked for (rounded up to a power of two >= K); F = R +
+            2 * W: R = 1 when `spectrum` already holds these taps' spectra,
+            W the CPU cores to use at most (0: all; the GPU ignores it).
         ctx: the device context MAX hands the op.
     """
 
@@ -104,7 +106,8 @@ struct FFTConv1D:
         var k = taps.dim_size(1)
         var pad = window.dim_size(0)
         var block = window.dim_size(1)
-        var spectrum_ready = window.dim_size(2) == 1
+        var spectrum_ready = window.dim_size(2) % 2 == 1
+        var max_workers = window.dim_size(2) // 2
         var signal_rows = signal.dim_size(0)
         var taps_rows = taps.dim_size(0)
         var spectrum_given = spectrum.dim_size(0) > 0
@@ -138,7 +141,7 @@ struct FFTConv1D:
             fft_conv_cpu[output.dtype](
                 out_ptr, in_ptr, tap_ptr, rows, n, signal_stride, taps_rows, pad, t, k, block,
                 spectrum_ptr, spectrum_given, spectrum_ready,
-                spectrum.dim_size(0) * spectrum.dim_size(1), 0,
+                spectrum.dim_size(0) * spectrum.dim_size(1), max_workers,
             )
         else:
             raise Error("fft_conv1d: no implementation for target ", target)

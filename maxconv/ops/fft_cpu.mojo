@@ -110,7 +110,11 @@ def _load_row[dtype: DType, lanes: Int](
     count: Int,
     points: Int,
 ):
-    """dst[0:count] = src[offset:offset+count], zeros up to `points`."""
+    """dst[0:count] = src[offset:offset+count], zeros up to `points` and not
+    one element past it: `points` need not be a multiple of the lanes (a
+    block behind leading zeros is loaded at dst + zeros; where that block
+    sits in the second half of a scratch pair, a whole last vector ran past
+    the allocation once blocks were paired across rows)."""
     var i = 0
     while i + lanes <= count:
         dst.unsafe_store(i, src.unsafe_load[width=lanes](offset + i))
@@ -121,9 +125,12 @@ def _load_row[dtype: DType, lanes: Int](
     while i < points and i % lanes != 0:
         dst[unsafe_offset=i] = 0
         i += 1
-    while i < points:
+    while i + lanes <= points:
         dst.unsafe_store(i, SIMD[dtype, lanes](0))
         i += lanes
+    while i < points:
+        dst[unsafe_offset=i] = 0
+        i += 1
 
 
 @always_inline
@@ -158,6 +165,52 @@ def _store_row[dtype: DType, lanes: Int](
     while i < count:
         dst[unsafe_offset=offset + i] = src[unsafe_offset=i]
         i += 1
+
+
+@always_inline
+def _slot_in[dtype: DType, lanes: Int](
+    slot: Int,
+    dst: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal_stride: Int,
+    length: Int,
+    pad: Int,
+    per_row: Int,
+    slots: Int,
+    blocks: Int,
+    t: Int,
+    points: Int,
+):
+    """Load block slot `slot` (row slot // per_row, block slot % per_row) into
+    dst; zeros for an empty slot (past the last, or a row's padding slot)."""
+    var r = slot // per_row
+    var b = slot % per_row
+    if slot < slots and b < blocks:
+        _load_block[dtype, lanes](
+            dst, signal.unsafe_offset(r * signal_stride), b * t - pad, length, points
+        )
+    else:
+        _load_row[dtype, lanes](dst, signal, 0, 0, points)
+
+
+@always_inline
+def _slot_out[dtype: DType, lanes: Int](
+    slot: Int,
+    src: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    row_outputs: Int,
+    per_row: Int,
+    slots: Int,
+    blocks: Int,
+    t: Int,
+):
+    """Store block slot `slot`'s outputs from src; nothing for an empty slot."""
+    var r = slot // per_row
+    var b = slot % per_row
+    if slot < slots and b < blocks:
+        _store_row[dtype, lanes](
+            result, r * row_outputs + b * t, src, min(t, row_outputs - b * t)
+        )
 
 
 def _transform_parallel[dtype: DType, lanes: Int, spectrum_only: Bool](
@@ -251,12 +304,18 @@ def fft_conv_cpu[dtype: DType](
     Row r's outputs are cut into blocks of T = L - K + 1; block b reads the
     L signal samples from b * T - pad (zero outside the row) and writes
     outputs [b * T, b * T + T). Blocks 2p and 2p + 1 of a row share one
-    complex transform. Tasks (a taps row, or a block pair) go to `workers`
+    complex transform; with one taps row for all rows, blocks pair across
+    rows too (the rows' blocks in one sequence), so R rows of one block
+    take R/2 transforms, not R. Tasks (a taps row, or a block pair) go to `workers`
     (all cores, or max_workers): taps rows in full rounds, block pairs from a
     shared counter, each worker reusing one pair of L-point scratch arrays;
-    the tasks left over after the last full round run one at a time with
-    every core inside the transform (_transform_parallel), so 3 pairs on 2
-    cores do not leave a core idle for a third of the call.
+    in a call of fewer than two full rounds, the tasks left over after the
+    last full round run one at a time with every core inside the transform
+    (_transform_parallel), so 3 pairs on 2 cores do not leave a core idle
+    for a third of the call; in longer calls the counter takes them too
+    (each split waits three more times for every worker, and one that
+    another thread preempted keeps the others spinning: the augment job's
+    calls, with its reading and writing threads on the same cores).
     """
     comptime lanes = simd_width_of[dtype]()
     var points = fft_points(block, n_taps, lanes)
@@ -319,40 +378,42 @@ def fft_conv_cpu[dtype: DType](
             col_re, col_im, row_re, row_im, scale, workers,
         )
 
-    var pairs = (blocks + 1) // 2
-    var tasks = rows * pairs
-    full = (tasks // workers) * workers
+    # Block slots: a row's blocks, then (with a taps row per row) one empty slot
+    # if their count is odd, so both blocks of a pair share the pair's taps;
+    # slots 2p and 2p + 1 make pair p. With one taps row for all the rows, a
+    # row's last block pairs with the next row's first: rows of one block (a
+    # clip whose outputs fit one block) fill whole transforms, not half ones.
+    var per_row = blocks if taps_rows == 1 else blocks + blocks % 2
+    var slots = rows * per_row
+    var tasks = (slots + 1) // 2
+    # From two full rounds on, leftovers stay in the counter: splitting each over every
+    # core costs three more waits for all the workers (see the docstring).
+    full = tasks if tasks >= 2 * workers else (tasks // workers) * workers
 
     @always_inline
     def pair_in(
         task: Int,
         re: Pointer[Scalar[dtype], MutAnyOrigin],
         im: Pointer[Scalar[dtype], MutAnyOrigin],
-    ) {var signal, var signal_stride, var length, var pad, var pairs, var blocks, var t, var points} -> Int:
-        """Load block pair `task` into re and im; returns its row."""
-        var r = task // pairs
-        var b = 2 * (task % pairs)
-        var row = signal.unsafe_offset(r * signal_stride)
-        _load_block[dtype, lanes](re, row, b * t - pad, length, points)
-        if b + 1 < blocks:
-            _load_block[dtype, lanes](im, row, (b + 1) * t - pad, length, points)
-        else:
-            _load_row[dtype, lanes](im, row, 0, 0, points)
-        return r
+    ) {var signal, var signal_stride, var length, var pad, var per_row, var slots, var blocks, var t, var points} -> Int:
+        """Load block pair `task` into re and im; returns the row of its taps."""
+        _slot_in[dtype, lanes](
+            2 * task, re, signal, signal_stride, length, pad, per_row, slots, blocks, t, points
+        )
+        _slot_in[dtype, lanes](
+            2 * task + 1, im, signal, signal_stride, length, pad, per_row, slots, blocks, t, points
+        )
+        return (2 * task) // per_row
 
     @always_inline
     def pair_out(
         task: Int,
         re: Pointer[Scalar[dtype], MutAnyOrigin],
         im: Pointer[Scalar[dtype], MutAnyOrigin],
-    ) {var result, var row_outputs, var pairs, var blocks, var t}:
+    ) {var result, var row_outputs, var per_row, var slots, var blocks, var t}:
         """Store block pair `task`'s outputs from re and im."""
-        var r = task // pairs
-        var b = 2 * (task % pairs)
-        var at = r * row_outputs + b * t
-        _store_row[dtype, lanes](result, at, re, min(t, row_outputs - b * t))
-        if b + 1 < blocks:
-            _store_row[dtype, lanes](result, at + t, im, min(t, row_outputs - (b + 1) * t))
+        _slot_out[dtype, lanes](2 * task, re, result, row_outputs, per_row, slots, blocks, t)
+        _slot_out[dtype, lanes](2 * task + 1, im, result, row_outputs, per_row, slots, blocks, t)
 
     # Tasks are taken from a shared counter, not dealt in turn: when another
     # thread (the file writer, a neighbour) takes part of one core, the other
