@@ -75,6 +75,7 @@ def test_strict_stops_at_the_first_failure(clips):
     for record in records:
         assert ("error" in record) == record["input"].endswith("c04.wav")
         assert "error" in record or (folder / record["output"]).is_file()
+    assert not list(folder.rglob("*.part"))  # stopped workers leave no temp files
 
 
 def test_a_worker_that_cannot_open_its_device_fails_the_job(clips):

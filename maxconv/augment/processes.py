@@ -18,10 +18,12 @@ import copy
 import dataclasses
 import multiprocessing
 import queue
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..atomic import discard_uncommitted
 from ..errors import MaxconvError
 from .job import PHASES, JobReport, Progress, default_workers, run_job
 from .manifest import InputOrder, Manifest
@@ -29,6 +31,8 @@ from .plan import GROUP_CLIPS_CPU, GROUP_CLIPS_GPU, JobPlan, Task, default_windo
 
 # Seconds to wait for a worker's next message before checking that it is alive.
 POLL_SECONDS = 1.0
+# Seconds a stopped worker gets to finish the groups it has in flight.
+STOP_SECONDS = 60.0
 
 
 class _Forward:
@@ -58,8 +62,16 @@ def _share(plan: JobPlan, groups: list[list[Task]]) -> JobPlan:
     return share
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM from the parent (a --strict stop, a fault elsewhere): leave run_job
+    by an exception, so its groups in flight finish their files and no temp file
+    is left behind."""
+    raise KeyboardInterrupt
+
+
 def _work(plan: JobPlan, groups: list[list[Task]], device: str, worker: int, messages: Any) -> None:  # noqa: ANN401
     """A worker process: open `device`, run its groups, report."""
+    signal.signal(signal.SIGTERM, _stop)
     try:
         from ..engine import get_engine
 
@@ -70,6 +82,8 @@ def _work(plan: JobPlan, groups: list[list[Task]], device: str, worker: int, mes
     except BaseException as exc:  # the parent reports it; nothing else would see it
         text = " ".join(str(exc).split()) or type(exc).__name__
         messages.put(("error", worker, f"{device}: {text}"))
+    finally:
+        discard_uncommitted()
 
 
 def run_on_devices(
@@ -113,10 +127,14 @@ def run_on_devices(
     try:
         _collect(processes, messages, manifest, report, progress, index_of, options.strict)
     finally:
-        for process in processes:
+        for process in processes:  # a worker still running stops cleanly on SIGTERM (_stop)
             if process.is_alive():
                 process.terminate()
-            process.join()
+        for process in processes:
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
     return report
 
 
