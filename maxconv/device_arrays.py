@@ -2,20 +2,22 @@
 
 The op reads the caller's device memory and writes a CUDA array of the
 caller's library on the same GPU. Stream order, for torch and cupy, is kept
-on the GPU without host waits: MAX's queue waits for the caller's current
-stream before the op and the caller's stream waits for MAX's queue after
-it, so the call returns as soon as the op is queued (like the library's own
-ops) and work queued before or after it never races with it. Arrays of
-other libraries are synchronized from the host (MAX's queue before the
-result is returned). Memory is handed to MAX as a bare DLPack capsule: the
-producer's own stream handshake costs 17 us a call on an H200 where the
-capsule costs 3 (docs/data/cuda-exchange-h200-2026-11-28.txt), and the
-order is kept as above anyway.
-Kernels are small: they go through the host (flipped there for convolve).
-Real float32/float64 samples along the last axis; other dtypes raise a
-TypeError that says how to convert.
+on the GPU without host waits (`StreamOrder`): on the legacy default stream
+CUDA itself orders it with MAX's queue (a blocking stream of the same
+context); on another stream MAX's queue waits for the caller's stream
+before the op and the caller's stream for MAX's queue after it. So the call
+returns as soon as the op is queued (like the library's own ops) and work
+queued before or after it never races with it. Arrays of other libraries
+are synchronized from the host (MAX's queue before the result is returned).
+Memory is handed to MAX as a bare DLPack capsule: the producer's own stream
+handshake costs 17 us a call on an H200 where the capsule costs 3
+(docs/data/cuda-exchange-h200-2026-11-28.txt), and the order is kept as
+above anyway; the views of arrays passed again (the same taps, a caller's
+`out=`) are kept (`InputViews`). A CUDA kernel of the signal's library on
+its GPU stays there (flipped there for convolve); other kernels go through
+the host. Real float32/float64 samples along the last axis; other dtypes
+raise a TypeError that says how to convert.
 """
-
 from __future__ import annotations
 
 import ctypes
