@@ -18,6 +18,7 @@ its GPU stays there (flipped there for convolve); other kernels go through
 the host. Real float32/float64 samples along the last axis; other dtypes
 raise a TypeError that says how to convert.
 """
+
 from __future__ import annotations
 
 import ctypes

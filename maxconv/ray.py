@@ -49,12 +49,11 @@ from .augment.job import JobReport
 from .augment.manifest import InputOrder, Manifest
 from .augment.pairing import clip_rng
 from .augment.plan import (
-    GROUP_CLIPS_CPU,
-    GROUP_CLIPS_GPU,
     AugmentOptions,
     JobPlan,
     Task,
     check_options,
+    default_group_clips,
     default_window_clips,
 )
 from .augment.responses import ResponseBank, layout
@@ -212,9 +211,7 @@ def run_on_ray(
     device, actors, gpus_per_actor, cpus_per_actor = _placement(
         options.device, ray.cluster_resources(), workers
     )
-    plan.group_clips = options.group_clips or (
-        GROUP_CLIPS_GPU if device == "gpu" else GROUP_CLIPS_CPU
-    )
+    plan.group_clips = options.group_clips or default_group_clips(device)
     plan.window_clips = options.window_clips or default_window_clips(device)
     report = JobReport(str(plan.outdir), [f"ray:{actors}x{device}"], plan.total, plan.skipped)
     started = time.perf_counter()

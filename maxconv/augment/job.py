@@ -194,7 +194,7 @@ def run_job(
     it has its own.
     """
     options = plan.options
-    plan.group_clips = options.group_clips or default_group_clips(engines)
+    plan.group_clips = options.group_clips or default_group_clips(engines[0].kind)
     plan.window_clips = options.window_clips or default_window_clips(engines[0].kind)
     labels = [engine.label for engine in engines]
     workers = options.workers or default_workers(labels)

@@ -14,15 +14,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import InputError, OutputError
 from .discovery import Entry, check_unique_names, find_entries, read_list
 from .manifest import Manifest
 from .pairing import DEFAULT_SEED, MixSpec, Pair, draw_pairs, pairs_from_list, parse_mix
-
-if TYPE_CHECKING:
-    from ..engine import Engine
 
 LENGTHS = ("same", "tail")
 ALIGNS = ("peak", "causal")
@@ -108,9 +104,9 @@ def resolve_devices(spec: str, gpu_count: Callable[[], int] | None = None) -> li
     return [spec]
 
 
-def default_group_clips(engines: Sequence[Engine]) -> int:
-    """Clips per group for these engines (GPUs take bigger groups)."""
-    return GROUP_CLIPS_GPU if engines[0].kind == "gpu" else GROUP_CLIPS_CPU
+def default_group_clips(kind: str) -> int:
+    """Clips per group for a device kind (GPUs take bigger groups)."""
+    return GROUP_CLIPS_GPU if kind == "gpu" else GROUP_CLIPS_CPU
 
 
 def default_window_clips(kind: str) -> int | None:

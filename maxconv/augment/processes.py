@@ -27,7 +27,7 @@ from ..atomic import discard_uncommitted
 from ..errors import MaxconvError
 from .job import PHASES, JobReport, Progress, default_workers, run_job
 from .manifest import InputOrder, Manifest
-from .plan import GROUP_CLIPS_CPU, GROUP_CLIPS_GPU, JobPlan, Task, default_window_clips
+from .plan import JobPlan, Task, default_group_clips, default_window_clips
 
 # Seconds to wait for a worker's next message before checking that it is alive.
 POLL_SECONDS = 1.0
@@ -99,9 +99,7 @@ def run_on_devices(
     """
     kind = "cpu" if any(device.split(":")[0] == "cpu" for device in devices) else "gpu"
     options = copy.copy(plan.options)
-    options.group_clips = options.group_clips or (
-        GROUP_CLIPS_CPU if kind == "cpu" else GROUP_CLIPS_GPU
-    )
+    options.group_clips = options.group_clips or default_group_clips(kind)
     options.window_clips = options.window_clips or default_window_clips(kind)
     options.workers = options.workers or max(1, default_workers(list(devices)) // len(devices))
     plan = copy.copy(plan)
