@@ -118,7 +118,9 @@ class Engine:
         self.cache = cache if cache is not None else GraphCache()
         self.session = engine.InferenceSession(devices=[self.device])
         self.stats = EngineStats()
-        self._models: dict[tuple[np.dtype, int, str], engine.Model] = {}
+        # Loaded models by MAX dtype and method (correlate looks them up by its
+        # output buffer's dtype, with no numpy dtype conversion a call).
+        self._models: dict[tuple[DType, str], engine.Model] = {}
         # Device memory per (role, dtype), reused: a long signal runs many
         # chunks, and nothing is allocated again after the first.
         self._buffers: dict[tuple[str, np.dtype], driver.Buffer] = {}
@@ -130,8 +132,6 @@ class Engine:
         )
         self._keyed_bytes = 0
         self._fft_from_taps: tuple[int, str] | None = None
-        # correlate's models by the output buffer's MAX dtype (no numpy dtype lookups a call).
-        self._by_buffer_dtype: dict[tuple[DType, str], engine.Model] = {}
 
     @property
     def label(self) -> str:
@@ -168,22 +168,23 @@ class Engine:
     def model(self, dtype: np.dtype, method: str = "direct") -> engine.Model:
         """The loaded model for `dtype` and `method`, from memory, disk or a compile."""
         dtype = np.dtype(dtype)
-        if (dtype, method) in self._models:
-            return self._models[dtype, method]
+        max_dtype = SUPPORTED_DTYPES[dtype]
+        key = (max_dtype, method)
+        if key in self._models:
+            return self._models[key]
         with _LOADING:
-            if (dtype, method) in self._models:
-                return self._models[dtype, method]
-            max_dtype = SUPPORTED_DTYPES[dtype]
+            if key in self._models:
+                return self._models[key]
             start = time.perf_counter()
             device_ref = DeviceRef.from_device(self.device)
             compiled, status = self.cache.get_or_compile(
                 self.graph_key(dtype, method),
                 lambda: self.session.compile(build_graph(max_dtype, device_ref, method)),
             )
-            self._models[dtype, method] = self.session.init(compiled)
+            self._models[key] = self.session.init(compiled)
             self.stats.compile_seconds += time.perf_counter() - start
             self.stats.cache_status[dtype.name] = status
-        return self._models[dtype, method]
+        return self._models[key]
 
     def resolve_method(self, method: str, n_taps: int) -> str:
         """'direct' or 'fft': `method` itself, or for 'auto' the one that wins here."""
@@ -331,10 +332,9 @@ class Engine:
         most (0: all). Work is queued on the device; on a GPU, synchronize
         before reading the output from the host.
         """
-        key = (output.dtype, method)
-        model = self._by_buffer_dtype.get(key)
+        model = self._models.get((output.dtype, method))
         if model is None:
-            model = self._by_buffer_dtype[key] = self.model(output.dtype.to_numpy(), method)
+            model = self.model(output.dtype.to_numpy(), method)
         start = time.perf_counter()
         if method == "fft":
             if spectrum is None:
