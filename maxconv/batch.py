@@ -162,10 +162,11 @@ def _batch_rows(
     groups = _length_groups([signal.size for signal in signals], [k.size for k in kernels])
     shares: list[list[list[int]]] = [[] for _ in engines]
     load = [0] * len(engines)
-    for group in sorted(groups, key=lambda g: -sum(signals[i].size for i in g)):
+    sized = sorted(((sum(signals[i].size for i in g), g) for g in groups), key=lambda s: -s[0])
+    for samples, group in sized:
         least = load.index(min(load))
         shares[least].append(group)
-        load[least] += sum(signals[i].size for i in group)
+        load[least] += samples
 
     def run(engine: Engine, share: list[list[int]]) -> None:
         for group in share:
