@@ -203,6 +203,17 @@ def _length_groups(lengths: list[int], taps: list[int]) -> list[list[int]]:
     return groups
 
 
+def padded_rows(rows: Sequence[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """1-D rows as one (R, N) array of `dtype`, the shorter ones zero-padded at the end."""
+    longest = max(row.size for row in rows)
+    if all(row.size == longest for row in rows):
+        return np.stack(rows).astype(dtype, copy=False)
+    out = np.zeros((len(rows), longest), dtype)
+    for index, row in enumerate(rows):
+        out[index, : row.size] = row
+    return out
+
+
 def _convolve_group(engine, signals, kernels, group, shared: bool, mode: str, method: str):
     """One op call for the rows in `group`: full correlations with the
     flipped kernels, zero-padded at the end to the longest kernel, so row
@@ -210,15 +221,10 @@ def _convolve_group(engine, signals, kernels, group, shared: bool, mode: str, me
     dtype = compute_dtype(
         np.result_type(*(signals[i] for i in group), *(kernels[i] for i in group))
     )
-    longest = max(signals[i].size for i in group)
     taps_for = group[:1] if shared else group
-    longest_taps = max(kernels[i].size for i in taps_for)
-    signal = np.zeros((len(group), longest), dtype)
-    for row, index in enumerate(group):
-        signal[row, : signals[index].size] = signals[index]
-    taps = np.zeros((len(taps_for), longest_taps), dtype)
-    for row, index in enumerate(taps_for):
-        taps[row, : kernels[index].size] = kernels[index][::-1]
+    signal = padded_rows([signals[i] for i in group], dtype)
+    taps = padded_rows([kernels[i][::-1] for i in taps_for], dtype)
+    longest, longest_taps = signal.shape[1], taps.shape[1]
     full = correlate_rows(engine, signal, taps, 0, longest + longest_taps - 1, method)
     rows = []
     for row, index in enumerate(group):

@@ -172,14 +172,15 @@ def _compute_by_response(
     computed every call, full outputs), before blocks were paired across
     rows, which halves the transforms of one-block rows.
     """
-    from ..batch import convolve_shared_on
+    from ..batch import convolve_shared_on, padded_rows
 
     results: dict[tuple[int, int], np.ndarray] = {}
     for (response, path), members in _rows_by_kernel(clips).items():
         for call in _shared_calls(clips, members, options.batch_samples):
             shift, _ = _span(clips[call[0][0]], options)
             counts = [_span(clips[owner], options)[1] for owner, _, _ in call]
-            signals = _stacked([clips[owner].data[channel] for owner, _, channel in call])
+            rows = [clips[owner].data[channel] for owner, _, channel in call]
+            signals = padded_rows(rows, rows[0].dtype)
             outs = convolve_shared_on(
                 engine,
                 signals,
@@ -248,17 +249,6 @@ def _shared_calls(
             calls.append([member])
             samples = size
     return calls
-
-
-def _stacked(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows as one (R, N) array, the shorter ones padded with zeros to the longest."""
-    longest = max(row.size for row in rows)
-    if all(row.size == longest for row in rows):
-        return np.stack(rows)
-    out = np.zeros((len(rows), longest), rows[0].dtype)
-    for index, row in enumerate(rows):
-        out[index, : row.size] = row
-    return out
 
 
 def finish_clip(
