@@ -10,6 +10,14 @@ python3 scripts/gpu_probe.py order         maxconv.correlate on torch tensors (K
                                            per way of keeping the caller's stream order
 python3 scripts/gpu_probe.py breakdown     the torch-tensor call (K = 64, N = 2^24) built up
                                            step by step from the bare op, each with a sync
+python3 scripts/gpu_probe.py output        where a new output tensor's ~19 us go: allocation, its
+                                           MAX view (two import paths), the view's release, and
+                                           an output MAX allocates and torch takes
+python3 scripts/gpu_probe.py prelaunch     each host step of maxconv.correlate on torch tensors
+                                           (K = 64) timed alone, in call order
+python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, spectrum kept or not)
+                                           and cupyx oaconvolve at N = 2^24, as JSON lines: the
+                                           bench's device rows without its host-side peers
 python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
                                            taps each) per GPU chunk size and copy threads
 """
@@ -425,6 +433,188 @@ def breakdown() -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 
+def output() -> None:
+    """Median microseconds (call + device sync, and the host's share) of the
+    K = 64 op on fixed inputs with the output made each call in several ways."""
+    import torch
+    from max import driver
+
+    from maxconv.device_arrays import _device_rows, _exporter
+    from maxconv.engine import get_engine
+
+    n, k = 1 << 24, 64
+    count = n - k + 1
+    engine = get_engine("gpu")
+    device = engine.device
+    handle = device.default_queue.native_stream_handle
+    export = _exporter(torch)
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(k, device="cuda")
+    out = torch.empty(count, device="cuda")
+    signal = _device_rows(x, 1, n, 0, export)
+    taps = _device_rows(w, 1, k, 0, export)
+    dtype = signal.dtype
+    result = _device_rows(out, 1, count, 0, export)
+    kept: list = []
+    print("DLPack view hazard-tracked:", result._host_hazard_tracked, "usage", result.usage)
+    made = driver.Buffer(dtype, (1, count), device=device)
+    print("MAX buffer hazard-tracked:", made._host_hazard_tracked, "usage", made.usage)
+
+    def three_arg(tensor, stream: int):  # noqa: ANN001, ANN202
+        return driver.Buffer._from_dlpack(export(tensor), device, stream).view(dtype, (1, count))
+
+    def op(target) -> None:  # noqa: ANN001
+        engine.correlate(target, signal, taps, 0)
+
+    steps = {
+        "op, fixed buffers": lambda: op(result),
+        "view of out only (no op)": lambda: _device_rows(out, 1, count, 0, export),
+        "3-arg view of out only (no op)": lambda: three_arg(out, 0),
+        "torch.empty only": lambda: torch.empty(count, device="cuda"),
+        "MAX Buffer only": lambda: driver.Buffer(dtype, (1, count), device=device),
+        "torch.from_dlpack(MAX Buffer) only": lambda: torch.from_dlpack(made),
+        "op, new view of out": lambda: op(_device_rows(out, 1, count, 0, export)),
+        "op, new view of out, view kept": lambda: (
+            kept.append(_device_rows(out, 1, count, 0, export)),
+            op(kept[-1]),
+        ),
+        "op, 3-arg view of out (stream 0)": lambda: op(three_arg(out, 0)),
+        "op, 3-arg view of out (MAX stream)": lambda: op(three_arg(out, handle)),
+        "op, new torch output": lambda: op(
+            _device_rows(torch.empty(count, device="cuda"), 1, count, 0, export)
+        ),
+        "op, new torch output, 3-arg view": lambda: op(
+            three_arg(torch.empty(count, device="cuda"), 0)
+        ),
+        "op, MAX output, torch.from_dlpack": lambda: torch.from_dlpack(
+            _run(engine, driver.Buffer(dtype, (1, count), device=device), signal, taps)
+        ),
+    }
+    for name, step in steps.items():
+        try:
+            with_sync = timings(lambda s=step: (s(), device.synchronize()), 200, device.synchronize)
+            host = timings(step, 200, device.synchronize)
+            kept.clear()
+            print(
+                f"{name:<38} call+sync {statistics.median(with_sync) * 1e6:8.1f} us"
+                f"   host {statistics.median(host) * 1e6:8.1f} us"
+            )
+        except Exception as exc:  # a probe: report and go on
+            print(f"{name:<38} failed: {type(exc).__name__}: {exc}")
+    # The 3-arg import's result is right (and the MAX-allocated one handed to torch).
+    try:
+        x.normal_()
+        expect = torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
+        fresh = torch.empty(count, device="cuda")
+        op(three_arg(fresh, 0))
+        device.synchronize()
+        print("3-arg view result max error", float((fresh - expect).abs().max()))
+        back = torch.from_dlpack(
+            _run(engine, driver.Buffer(dtype, (1, count), device=device), signal, taps)
+        )
+        device.synchronize()
+        print("MAX output in torch max error", float((back.view(-1) - expect).abs().max()))
+    except Exception as exc:  # a probe: report and go on
+        print("check failed:", type(exc).__name__, exc)
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(300):
+        op(_device_rows(torch.empty(count, device="cuda"), 1, count, 0, export))
+    device.synchronize()
+    profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+
+
+def prelaunch() -> None:
+    """Mean microseconds of each host step of maxconv.correlate(x, w, 'valid') on
+    torch CUDA tensors (K = 64, N = 2^24), each repeated alone (steps that queue
+    GPU work are followed by an untimed device sync)."""
+    import torch
+
+    import maxconv
+    from maxconv import arrays, device_arrays, planning
+    from maxconv.engine import get_engine
+
+    n, k = 1 << 24, 64
+    count = n - k + 1
+    engine = get_engine("gpu")
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(k, device="cuda")
+    maxconv.correlate(x, w, "valid")
+    target = device_arrays._target(x, 0, "auto")
+    dtype = device_arrays._numpy_dtype(x)
+    out = torch.empty(count, device="cuda")
+    signal = target.input(x, 1, n)
+    taps = device_arrays._taps_rows(target, w, False, dtype)
+    result = target.rows(out, 1, count)
+
+    def mean_micros(step, sync: bool = False, repeat: int = 2000) -> float:  # noqa: ANN001
+        total = 0.0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            step()
+            total += time.perf_counter() - start
+            if sync:
+                engine.device.synchronize()
+        return total / repeat * 1e6
+
+    steps = {
+        "check_mode + check_method": lambda: (
+            planning.check_mode("valid"),
+            planning.check_method("auto"),
+        ),
+        "x.__dlpack_device__()": x.__dlpack_device__,
+        "cuda_index(x)": lambda: arrays.cuda_index(x),
+        "_target(x)": lambda: device_arrays._target(x, 0, "auto"),
+        "target.input(x) (kept view)": lambda: target.input(x, 1, n),
+        "_numpy_dtype(x)": lambda: device_arrays._numpy_dtype(x),
+        "full_slice + resolve_method": lambda: (
+            planning.full_slice("valid", n, k),
+            engine.resolve_method("auto", k),
+        ),
+        "torch.empty(count)": lambda: device_arrays._empty(torch, x, (count,)),
+        "_taps_rows (kept view)": lambda: device_arrays._taps_rows(target, w, False, dtype),
+        "target.rows(out) (new view)": lambda: target.rows(out, 1, count),
+        "order.before": target.order.before,
+        "engine.window": lambda: engine.window(0, 1),
+        "engine.correlate (queue only)": lambda: engine.correlate(result, signal, taps, 0),
+        "order.after": target.order.after,
+        "filter_cuda (queue only)": lambda: device_arrays.filter_cuda(
+            x, w, "valid", -1, "auto", "auto", None, False, 0
+        ),
+        "maxconv.correlate (queue only)": lambda: maxconv.correlate(x, w, "valid"),
+    }
+    for name, step in steps.items():
+        sync = "queue only" in name
+        print(f"{name:<34} {mean_micros(step, sync, 500 if sync else 2000):8.2f} us")
+
+
+def fft_rows(ks: list[int]) -> None:
+    """maxconv bench's device-resident rows and cupyx's, one JSON line each."""
+    import json
+
+    from maxconv.bench import bench_inputs, measure_ops
+    from maxconv.bench_peers import _cupy_peer
+    from maxconv.engine import get_engine
+
+    engine = get_engine("gpu")
+    n = 1 << 24
+    for k in ks:
+        signal, taps = bench_inputs(np.dtype(np.float32), n, k)
+        rows = measure_ops(engine, signal, taps, 2, 20, stream=True)
+        rows += _cupy_peer(np.dtype(np.float32), n, k, 2, 20)
+        for row in rows:
+            print(json.dumps(row.as_dict()), flush=True)
+
+
+def _run(engine, target, signal, taps):  # noqa: ANN001, ANN202
+    engine.correlate(target, signal, taps, 0)
+    return target
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory"]:
         memory()
@@ -436,6 +626,12 @@ if __name__ == "__main__":
         order()
     elif sys.argv[1:2] == ["breakdown"]:
         breakdown()
+    elif sys.argv[1:2] == ["output"]:
+        output()
+    elif sys.argv[1:2] == ["prelaunch"]:
+        prelaunch()
+    elif sys.argv[1:2] == ["fft"]:
+        fft_rows([int(k) for k in sys.argv[2:]])
     elif sys.argv[1:2] == ["chunks"]:
         chunks()
     else:
