@@ -9,11 +9,11 @@ before the op and the caller's stream for MAX's queue after it. So the call
 returns as soon as the op is queued (like the library's own ops) and work
 queued before or after it never races with it. Arrays of other libraries
 are synchronized from the host (MAX's queue before the result is returned).
-Memory is handed to MAX as a bare DLPack capsule: the producer's own stream
-handshake costs 17 us a call on an H200 where the capsule costs 3
-(docs/data/cuda-exchange-h200-2026-11-28.txt), and the order is kept as
-above anyway; the views of arrays passed again (the same taps, a caller's
-`out=`) are kept (`InputViews`). A CUDA kernel of the signal's library on
+Memory is handed to MAX as a bare DLPack capsule (the producer's own
+stream handshake costs 17 us a call on an H200 where the capsule costs 3,
+docs/data/cuda-exchange-h200-2026-11-28.txt; the order is kept as above
+anyway), made from the array's address, shape and dtype and kept for the
+next array in that memory (`AddressViews`). A CUDA kernel of the signal's library on
 its GPU stays there (flipped there for convolve); other kernels go through
 the host. Real float32/float64 samples along the last axis; other dtypes
 raise a TypeError that says how to convert.
@@ -24,10 +24,10 @@ from __future__ import annotations
 import ctypes
 import math
 import warnings
-import weakref
 
 import numpy as np
 from max import driver
+from max._core.dlpack import make_dlpack_capsule
 
 from .arrays import DLPACK_CUDA, cuda_index, library_of
 from .engine import SUPPORTED_DTYPES, Engine, get_engine
@@ -211,9 +211,8 @@ def _numpy_dtype(array) -> np.dtype | None:
     return _DTYPES[key]
 
 
-def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Buffer:  # noqa: ANN001
-    """A contiguous float CUDA array on GPU `index` as a [rows, length] MAX
-    buffer (shared memory); `export` takes its DLPack capsule (see _exporter)."""
+def _checked_dtype(value) -> np.dtype:  # noqa: ANN001
+    """The numpy dtype of a CUDA array the ops take (contiguous float32/float64), else an error."""
     dtype = _numpy_dtype(value)
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(
@@ -221,6 +220,13 @@ def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Bu
         )
     if not _contiguous(value):
         raise ValueError("CUDA arrays must be contiguous; call .contiguous() first")
+    return dtype
+
+
+def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Buffer:  # noqa: ANN001
+    """A contiguous float CUDA array on GPU `index` as a [rows, length] MAX
+    buffer (shared memory); `export` takes its DLPack capsule (see _exporter)."""
+    _checked_dtype(value)
     try:
         capsule = _Capsule(value, export, (DLPACK_CUDA, index))
         buffer = driver.Buffer._from_dlpack(capsule)  # noqa: SLF001 (see the module doc)
@@ -231,47 +237,62 @@ def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Bu
     return buffer.view(buffer.dtype, (rows, length))
 
 
-class InputViews:
-    """MAX views of CUDA arrays passed in, reused when the same array comes back.
+class _Producer:
+    """Hands MAX's DLPack import one capsule made beforehand."""
 
-    A filter bank's taps, a signal run through several kernels: the view
-    (DLPack export, MAX's import, reshape: 6.5 us of a call on the H200
-    host, in front of the kernel) is made once. An entry is reused only for
-    the same live object with the same data pointer, shape and dtype: then
-    it is the same memory (the view holds the array's storage, so no other
-    array can take that address while the entry lives). An entry goes when
-    its array is collected or when VIEWS_KEPT newer ones push it out; arrays
-    without weak references or a known data pointer are viewed every call.
+    __slots__ = ("capsule", "device")
+
+    def __init__(self, capsule, device: tuple[int, int]) -> None:  # noqa: ANN001
+        self.capsule, self.device = capsule, device
+
+    def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
+        return self.capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.device
+
+
+class AddressViews:
+    """MAX views of device memory by address, shape and dtype, made once and reused.
+
+    A view here is only an address, a shape and a dtype (a DLPack capsule
+    made by MAX's `make_dlpack_capsule` that owns nothing), so it may serve
+    any array that holds that memory when the call is made: the signal
+    passed again, the taps of a filter bank, and a new output that the
+    library's caching allocator put where the last one was. Making a view
+    costs ~3.5 us of a call on the H200 host and finding one ~0.3
+    (docs/data/prelaunch-h200-2026-11-29.txt), in front of a ~70 us kernel.
+    The caller's array keeps the memory alive for the call; a view is used
+    only within a call, so one kept past its array's life is never read.
     """
 
-    VIEWS_KEPT = 8
+    VIEWS_KEPT = 64
+    _OWNER = object()  # what the capsules refer to: nothing to keep alive
 
-    def __init__(self, pointer) -> None:  # noqa: ANN001
-        """`pointer(array)`: the address of the array's first element."""
-        self.pointer = pointer
-        self._entries: dict[tuple[int, int, int], tuple] = {}
+    def __init__(self, device: tuple[int, int]) -> None:
+        """`device`: the DLPack (device type, index) of the memory."""
+        self.device = device
+        self._views: dict[tuple[int, int, int, np.dtype], driver.Buffer] = {}
 
-    def get(self, value, rows: int, length: int, index: int, export) -> driver.Buffer:  # noqa: ANN001
-        """`value` as [rows, length] on GPU `index` (see _device_rows)."""
-        key = (id(value), rows, length)
-        entry = self._entries.get(key)
-        if entry is not None:
-            ref, pointer, shape, dtype, view = entry
-            if (
-                ref() is value
-                and self.pointer(value) == pointer
-                and value.shape == shape
-                and value.dtype == dtype
-            ):
-                return view
-        view = _device_rows(value, rows, length, index, export)
-        try:
-            ref = weakref.ref(value, lambda _, key=key, kept=self._entries: kept.pop(key, None))
-        except TypeError:  # no weak references to these arrays
-            return view
-        if len(self._entries) >= self.VIEWS_KEPT:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (ref, self.pointer(value), value.shape, value.dtype, view)
+    def get(self, address: int, rows: int, length: int, dtype: np.dtype) -> driver.Buffer:
+        """The [rows, length] view of `dtype` values at `address`."""
+        key = (address, rows, length, dtype)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= self.VIEWS_KEPT:
+                self._views.pop(next(iter(self._views)))
+            kind, index = self.device
+            capsule = make_dlpack_capsule(
+                self._OWNER,
+                address,
+                kind,
+                index,
+                SUPPORTED_DTYPES[dtype],
+                [rows, length],
+                None,
+                None,
+            )
+            view = self._views[key] = driver.Buffer._from_dlpack(_Producer(capsule, self.device))  # noqa: SLF001
         return view
 
 
@@ -308,15 +329,13 @@ def _taps_rows(target: _Target, kernel, flip: bool, dtype: np.dtype) -> driver.B
     same_library = type(kernel) is target.kind or library_of(kernel) is library
     if same_library and _numpy_dtype(kernel) == dtype and cuda_index(kernel) == target.index:
         rows = math.prod(kernel.shape[:-1])
-        if flip:
-            return target.rows(_flip_last(library, kernel), rows, n_taps)
-        return target.input(kernel, rows, n_taps)
+        return target.rows(_flip_last(library, kernel) if flip else kernel, rows, n_taps)
     host = _host_copy(kernel)
     taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
     return target.engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
 
 
-# The address of an array's first element, per library (for InputViews).
+# The address of an array's first element, per library (for AddressViews).
 _POINTERS = {"torch": lambda array: array.data_ptr(), "cupy": lambda array: array.data.ptr}
 
 
@@ -331,18 +350,14 @@ class _Target:
         self.engine = engine
         self.order = StreamOrder.of(library, engine, index)
         self.export = _exporter(library)
-        pointer = _POINTERS.get(getattr(library, "__name__", ""))
-        self.views = InputViews(pointer) if pointer is not None else None
+        self.pointer = _POINTERS.get(getattr(library, "__name__", ""))
+        self.views = AddressViews((DLPACK_CUDA, index))
 
     def rows(self, value, rows: int, length: int) -> driver.Buffer:  # noqa: ANN001
-        """`value` as a [rows, length] MAX buffer, viewed now (an output, a temporary)."""
-        return _device_rows(value, rows, length, self.index, self.export)
-
-    def input(self, value, rows: int, length: int) -> driver.Buffer:  # noqa: ANN001
-        """`value` as a [rows, length] MAX buffer, the view kept for its next call."""
-        if self.views is None:
-            return self.rows(value, rows, length)
-        return self.views.get(value, rows, length, self.index, self.export)
+        """`value`, a CUDA array of this target's GPU, as a [rows, length] MAX buffer."""
+        if self.pointer is None:  # no known address: MAX's DLPack import each call
+            return _device_rows(value, rows, length, self.index, self.export)
+        return self.views.get(self.pointer(value), rows, length, _checked_dtype(value))
 
 
 _TARGETS: dict[tuple[type, int, str], _Target] = {}
@@ -383,7 +398,7 @@ def filter_cuda(
     n_taps = kernel_shape[-1]
     if length == 0 or n_taps == 0:
         raise ValueError("empty CUDA arrays are not supported; give at least one sample and tap")
-    signal = target.input(in1, rows, length)
+    signal = target.rows(in1, rows, length)
     dtype = _numpy_dtype(in1)
     start, count = full_slice(mode, length, n_taps)
     method = engine.resolve_method(method, n_taps)
@@ -392,17 +407,22 @@ def filter_cuda(
     if pad < 0:
         raise ValueError("this slice of a CUDA signal is not supported")
     if out is not None:
-        if cuda_index(out) != index or tuple(out.shape) != (*lead, count):
-            raise ValueError(f"out must be a CUDA array of shape {(*lead, count)} on gpu:{index}")
+        if (
+            cuda_index(out) != index
+            or tuple(out.shape) != (*lead, count)
+            or _numpy_dtype(out) != dtype
+        ):
+            raise ValueError(
+                f"out must be a CUDA array of shape {(*lead, count)} "
+                f"and dtype {dtype} on gpu:{index}"
+            )
         result = out
     else:
         result = _empty(target.library, in1, (*lead, count))
     taps = _taps_rows(target, in2, flip, dtype)
-    # A caller's `out` comes back call after call (a loop that does not allocate): view kept.
-    view = target.rows if out is None else target.input
-    output = view(result, rows, count)
+    output = target.rows(result, rows, count)
     target.order.before()
-    engine.correlate(output, signal, taps, pad, method, block)
+    engine.correlate(output, signal, taps, pad, method, block, replay=True)
     target.order.after()
     return result
 

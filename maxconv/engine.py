@@ -26,6 +26,7 @@ from max.graph import BufferType, BufferValue, DeviceRef, Graph, TensorType, ops
 
 from .cache import GraphCache, cache_key
 from .calibration_record import calibration_path, load_calibration
+from .device_graphs import DeviceGraphs, execute
 from .devices import open_device
 from .planning import FFT_FROM_TAPS, choose_method, fft_block_points
 from .transfer import Staging
@@ -132,6 +133,7 @@ class Engine:
         )
         self._keyed_bytes = 0
         self._fft_from_taps: tuple[int, str] | None = None
+        self.graphs = DeviceGraphs() if self.spec.kind == "gpu" else None
 
     @property
     def label(self) -> str:
@@ -321,6 +323,7 @@ class Engine:
         block: int = 1,
         spectrum: tuple[driver.Buffer, bool] | None = None,
         workers: int = 0,
+        replay: bool = False,
     ) -> None:
         """Run an op on buffers of this device, writing `output` [R, T] in place:
 
@@ -329,8 +332,11 @@ class Engine:
         with the signal zero outside its row. `block` is the FFT op's block
         length (see fft_block); `spectrum` (from `spectrum`) where it keeps
         or finds the taps' spectra; `workers` the CPU cores the FFT op uses at
-        most (0: all). Work is queued on the device; on a GPU, synchronize
-        before reading the output from the host.
+        most (0: all); `replay`: a GPU's direct-op call may be replayed from a
+        captured device graph (see device_graphs; for callers in one thread
+        whose calls come back with the same buffers: CUDA arrays in a loop).
+        Work is queued on the device; on a GPU, synchronize before reading
+        the output from the host.
         """
         model = self._models.get((output.dtype, method))
         if model is None:
@@ -341,9 +347,11 @@ class Engine:
                 spectrum = (self._no_spectrum(np.dtype(output.dtype.to_numpy())), False)
             buffer, ready = spectrum
             window = self.window(pad, block, ready, workers)
-            _execute(model, [output, signal, taps, buffer, window])
+            execute(model, [output, signal, taps, buffer, window])
+        elif replay and self.graphs is not None:
+            self.graphs.run(model, [output, signal, taps, self.window(pad, block)])
         else:
-            _execute(model, [output, signal, taps, self.window(pad, block)])
+            execute(model, [output, signal, taps, self.window(pad, block)])
         self.stats.compute_seconds += time.perf_counter() - start
         self.stats.calls += 1
 
@@ -367,18 +375,6 @@ _ENGINES: dict[str, Engine] = {}
 # once (two GPUs' engines of `convolve_batch(device="gpu:all")`) collide there
 # (FileNotFoundError in mojo/paths.py, seen on a two-H200 host).
 _LOADING = threading.Lock()
-
-
-def _execute(model: engine.Model, buffers: list[driver.Buffer]) -> None:
-    """Run `model` on MAX buffers that are contiguous by construction.
-
-    `Model.execute`'s Python wrapper (a profiling span, per-input type and
-    contiguity checks) costs about 20 us of a call: on the 2-core machine
-    one tiny CPU call takes 48-50 us through it and 25-29 us through the
-    entry point it ends in (private, stable in the MAX version we pin),
-    which matters most in front of a 70 us kernel on CUDA tensors.
-    """
-    model._execute_device_tensors(buffers)  # noqa: SLF001
 
 
 def get_engine(device: str = "auto") -> Engine:

@@ -18,6 +18,8 @@ python3 scripts/gpu_probe.py prelaunch     each host step of maxconv.correlate o
 python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, spectrum kept or not)
                                            and cupyx oaconvolve at N = 2^24, as JSON lines: the
                                            bench's device rows without its host-side peers
+python3 scripts/gpu_probe.py replay        Model.capture/replay of the K = 64 op on kept views: time
+                                           per call against execute, and its results
 python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
                                            taps each) per GPU chunk size and copy threads
 """
@@ -547,7 +549,7 @@ def prelaunch() -> None:
     target = device_arrays._target(x, 0, "auto")
     dtype = device_arrays._numpy_dtype(x)
     out = torch.empty(count, device="cuda")
-    signal = target.input(x, 1, n)
+    signal = target.rows(x, 1, n)
     taps = device_arrays._taps_rows(target, w, False, dtype)
     result = target.rows(out, 1, count)
 
@@ -569,7 +571,7 @@ def prelaunch() -> None:
         "x.__dlpack_device__()": x.__dlpack_device__,
         "cuda_index(x)": lambda: arrays.cuda_index(x),
         "_target(x)": lambda: device_arrays._target(x, 0, "auto"),
-        "target.input(x) (kept view)": lambda: target.input(x, 1, n),
+        "target.rows(x) (kept view)": lambda: target.rows(x, 1, n),
         "_numpy_dtype(x)": lambda: device_arrays._numpy_dtype(x),
         "full_slice + resolve_method": lambda: (
             planning.full_slice("valid", n, k),
@@ -577,7 +579,10 @@ def prelaunch() -> None:
         ),
         "torch.empty(count)": lambda: device_arrays._empty(torch, x, (count,)),
         "_taps_rows (kept view)": lambda: device_arrays._taps_rows(target, w, False, dtype),
-        "target.rows(out) (new view)": lambda: target.rows(out, 1, count),
+        "target.rows(out) (kept view)": lambda: target.rows(out, 1, count),
+        "new view (MAX's DLPack import)": lambda: device_arrays._device_rows(
+            out, 1, count, 0, target.export
+        ),
         "order.before": target.order.before,
         "engine.window": lambda: engine.window(0, 1),
         "engine.correlate (queue only)": lambda: engine.correlate(result, signal, taps, 0),
@@ -610,6 +615,73 @@ def fft_rows(ks: list[int]) -> None:
             print(json.dumps(row.as_dict()), flush=True)
 
 
+def replay() -> None:
+    """Median microseconds (call + device sync, and the host's share) of the
+    K = 64 op executed and replayed from a captured device graph."""
+    import torch
+
+    from maxconv import device_arrays
+    from maxconv.device_graphs import execute
+    from maxconv.engine import get_engine
+
+    n, k = 1 << 24, 64
+    count = n - k + 1
+    engine = get_engine("gpu")
+    device = engine.device
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(k, device="cuda")
+    out = torch.empty(count, device="cuda")
+    target = device_arrays._target(x, 0, "auto")
+    signal, taps, result = target.rows(x, 1, n), target.rows(w, 1, k), target.rows(out, 1, count)
+    model = engine.model(np.float32)
+    window = engine.window(0, 1)
+    buffers = [result, signal, taps, window]
+    execute(model, buffers)
+    device.synchronize()
+    try:
+        start = time.perf_counter()
+        model.capture(11, *buffers)
+        device.synchronize()
+        print(f"capture: {(time.perf_counter() - start) * 1e3:.2f} ms")
+    except Exception as exc:  # a probe: report and stop
+        print("capture failed:", type(exc).__name__, exc)
+        return
+    steps = {
+        "execute": lambda: execute(model, buffers),
+        "replay": lambda: model.replay(11, *buffers),
+        "replay, same memory, new views": lambda: model.replay(
+            11,
+            device_arrays._device_rows(out, 1, count, 0, target.export),
+            device_arrays._device_rows(x, 1, n, 0, target.export),
+            taps,
+            window,
+        ),
+    }
+    for name, step in steps.items():
+        try:
+            with_sync = timings(lambda s=step: (s(), device.synchronize()), 200, device.synchronize)
+            host = timings(step, 200, device.synchronize)
+            print(
+                f"{name:<34} call+sync {statistics.median(with_sync) * 1e6:8.1f} us"
+                f"   host {statistics.median(host) * 1e6:8.1f} us"
+            )
+        except Exception as exc:  # a probe: report and go on
+            print(f"{name:<34} failed: {type(exc).__name__}: {exc}")
+    for trial in range(3):
+        x.normal_()
+        w.normal_()
+        expect = torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
+        model.replay(11, *buffers)
+        device.synchronize()
+        print(f"replay {trial}: max error {float((out - expect).abs().max()):.3g}")
+    other = torch.empty(count, device="cuda")
+    try:
+        model.replay(11, target.rows(other, 1, count), signal, taps, window)
+        print("replay into another output: accepted")
+    except Exception as exc:  # a probe: report and go on
+        print("replay into another output:", type(exc).__name__, exc)
+
+
 def _run(engine, target, signal, taps):  # noqa: ANN001, ANN202
     engine.correlate(target, signal, taps, 0)
     return target
@@ -632,6 +704,8 @@ if __name__ == "__main__":
         prelaunch()
     elif sys.argv[1:2] == ["fft"]:
         fft_rows([int(k) for k in sys.argv[2:]])
+    elif sys.argv[1:2] == ["replay"]:
+        replay()
     elif sys.argv[1:2] == ["chunks"]:
         chunks()
     else:

@@ -334,6 +334,58 @@ def test_torch_default_stream_and_kept_views(gpu_device):
 
 
 @pytest.mark.gpu
+def test_torch_memory_reused_by_new_tensors(gpu_device):
+    """Views are kept by address: torch's caching allocator puts each new signal,
+    kernel and output where the last ones were, with new values, other shapes
+    and dtypes; every result is the right one (torch's conv1d as the reference)."""
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    seen = set()
+    for step in range(12):
+        dtype = torch.float64 if step % 4 == 3 else torch.float32
+        n, k = (50_000, 33) if step % 3 else (40_000, 17)
+        x = torch.randn(n, device="cuda", dtype=dtype)
+        h = torch.randn(k, device="cuda", dtype=dtype)
+        seen.add(x.data_ptr())
+        expected = functional.conv1d(x.view(1, 1, -1), h.view(1, 1, -1)).view(-1)
+        result = maxconv.correlate(x, h, "valid")
+        flipped = maxconv.convolve(x, h.flip(0), "valid")
+        tolerance = 1e-9 if dtype == torch.float64 else 1e-3
+        assert float((result - expected).abs().max()) < tolerance
+        assert float((flipped - expected).abs().max()) < tolerance
+        del x, h, result, flipped
+    assert len(seen) < 12  # the allocator did reuse addresses, so kept views were hit
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("side_stream", [False, True])
+def test_replayed_calls_keep_stream_order(gpu_device, side_stream):
+    """The same buffers call after call (replayed from a captured device graph
+    from the second call on): each call sees the values torch wrote just before
+    it and its result is there for torch's next op, on torch's default stream
+    and on a side stream."""
+    torch = pytest.importorskip("torch")
+    from maxconv.engine import get_engine
+
+    stream = torch.cuda.Stream() if side_stream else torch.cuda.current_stream()
+    with torch.cuda.stream(stream):
+        x = torch.zeros(1 << 22, device="cuda")
+        h = torch.ones(32, device="cuda")
+        out = torch.empty((1 << 22) - 31, device="cuda")
+        totals = []
+        for step in range(1, 7):
+            x.fill_(float(step))
+            maxconv.correlate(x, h, "valid", out=out)
+            x.zero_()
+            totals.append(out.sum())
+            out.fill_(-1.0)
+        stream.synchronize()
+    assert get_engine("gpu").graphs._graphs  # the loop was replayed
+    for step, total in enumerate(totals, start=1):
+        assert float(total) == pytest.approx(32.0 * step * ((1 << 22) - 31), rel=1e-6)
+
+
+@pytest.mark.gpu
 def test_strided_cuda_tensors_are_refused(gpu_device):
     torch = pytest.importorskip("torch")
     x = torch.randn(64, 1000, device="cuda").t()  # last axis strided
@@ -365,6 +417,8 @@ def test_torch_out_and_ragged_batch(gpu_device):
         assert maxconv.convolve(x, h, out=out) is out
         expected = scipy.signal.fftconvolve(x.cpu().numpy(), h.cpu().numpy(), axes=-1)
         np.testing.assert_allclose(out.cpu().numpy(), expected, atol=1e-9)
+    with pytest.raises(ValueError, match="dtype float64"):
+        maxconv.convolve(x, h, out=out.float())
     clips = [torch.randn(n, device="cuda") for n in (4000, 4800, 100)]
     rooms = [torch.randn(k, device="cuda") for k in (700, 64, 9)]
     for clip, room, wet in zip(clips, rooms, maxconv.convolve_batch(clips, rooms), strict=True):
@@ -625,60 +679,54 @@ def test_legacy_orders_without_a_cuda_driver(monkeypatch):
     assert legacy_orders(1234, 0) is False
 
 
-def test_input_views_reused_only_for_the_same_memory(monkeypatch):
-    """InputViews hands back a kept view only for the same live array with the
-    same data pointer, shape and dtype; a collected array's entry goes with it;
-    at most VIEWS_KEPT entries; arrays without weak references are viewed each call."""
-    import gc
+def test_address_views_reused_by_address_shape_and_dtype():
+    """AddressViews makes one MAX view per (address, shape, dtype) and hands it
+    back for any array later in that memory; the view reads that memory (host
+    memory stands in for a GPU's here); at most VIEWS_KEPT are kept."""
+    from maxconv.device_arrays import AddressViews
 
-    import maxconv.device_arrays as device_arrays
-    from maxconv.device_arrays import InputViews
+    views = AddressViews((1, 0))  # DLPack kDLCPU
+    a = np.arange(12, dtype=np.float32)
+    address = a.ctypes.data
+    first = views.get(address, 3, 4, np.dtype(np.float32))
+    np.testing.assert_array_equal(first.to_numpy(), a.reshape(3, 4))
+    a[5] = -1.0  # the view is the memory itself, not a copy of it
+    assert first.to_numpy()[1, 1] == -1.0
+    assert views.get(address, 3, 4, np.dtype(np.float32)) is first
+    assert views.get(address, 2, 6, np.dtype(np.float32)) is not first
+    wide = views.get(address, 3, 2, np.dtype(np.float64))
+    np.testing.assert_array_equal(wide.to_numpy(), a.view(np.float64).reshape(3, 2))
+    b = np.arange(12, dtype=np.float32) * 2
+    second = views.get(b.ctypes.data, 3, 4, np.dtype(np.float32))
+    np.testing.assert_array_equal(second.to_numpy(), b.reshape(3, 4))
+    assert len(views._views) == 4
+    for row in range(AddressViews.VIEWS_KEPT + 5):
+        views.get(address, row + 1, 1, np.dtype(np.float32))
+    assert len(views._views) == AddressViews.VIEWS_KEPT
+    assert views.get(address, 3, 4, np.dtype(np.float32)) is not first  # pushed out: made again
 
-    made = []
 
-    def view(value, rows, length, index, export):
-        made.append((id(value), rows, length))
-        return object()
+def test_cuda_index_by_array_type():
+    """cuda_index reads the GPU index of DLPack CUDA arrays (any library) and
+    None for host arrays, numpy and plain values; the reader is per type."""
+    from maxconv.arrays import cuda_index
 
-    monkeypatch.setattr(device_arrays, "_device_rows", view)
+    class Device:
+        def __init__(self, kind: int, index: int) -> None:
+            self.kind, self.index = kind, index
 
-    class Tensor:
-        def __init__(self, pointer: int, shape=(8,), dtype="float32") -> None:
-            self.pointer, self.shape, self.dtype = pointer, shape, dtype
+        def __dlpack__(self, stream=None):
+            raise AssertionError("not exported to read the device")
 
-    views = InputViews(lambda array: array.pointer)
-    a = Tensor(100)
-    first = views.get(a, 1, 8, 0, None)
-    assert views.get(a, 1, 8, 0, None) is first and len(made) == 1
-    assert views.get(a, 2, 4, 0, None) is not first  # another layout of it: another view
-    a.pointer = 200  # new storage (torch's set_, .data = ...)
-    assert views.get(a, 1, 8, 0, None) is not first
-    a.shape = (4, 2)
-    views.get(a, 1, 8, 0, None)
-    a.dtype = "float64"
-    views.get(a, 1, 8, 0, None)
-    assert len(made) == 5
-    del a
-    gc.collect()
-    assert views._entries == {}  # collected: its view (and the storage it holds) let go
-    kept = [Tensor(i) for i in range(InputViews.VIEWS_KEPT + 3)]
-    for tensor in kept:
-        views.get(tensor, 1, 8, 0, None)
-    assert len(views._entries) == InputViews.VIEWS_KEPT
-    made.clear()
-    views.get(kept[-1], 1, 8, 0, None)  # a recent one: kept
-    views.get(kept[0], 1, 8, 0, None)  # pushed out: viewed again
-    assert len(made) == 1
+        def __dlpack_device__(self):
+            return (self.kind, self.index)
 
-    class Unreferenceable:
-        __slots__ = ("dtype", "pointer", "shape")
-
-    plain = Unreferenceable()
-    plain.pointer, plain.shape, plain.dtype = 1, (8,), "float32"
-    made.clear()
-    views.get(plain, 1, 8, 0, None)
-    views.get(plain, 1, 8, 0, None)
-    assert len(made) == 2
+    assert cuda_index(Device(2, 3)) == 3
+    assert cuda_index(Device(1, 0)) is None
+    assert cuda_index(Device(2, 0)) == 0
+    assert cuda_index(np.ones(3)) is None
+    assert cuda_index([1.0, 2.0]) is None
+    assert cuda_index(2.0) is None
 
 
 def test_ragged_batch_over_every_gpu_with_stand_in_engines(monkeypatch):

@@ -16,7 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "maxconv"
 
 # Lowest first. A new module must be placed here (the test says so).
 LAYERS: list[tuple[str, set[str]]] = [
-    ("runtime", {"atomic", "cache", "calibration_record", "devices", "engine", "transfer"}),
+    (
+        "runtime",
+        {"atomic", "cache", "calibration_record", "device_graphs", "devices", "engine", "transfer"},
+    ),
     (
         "core",
         {
