@@ -43,7 +43,8 @@ class DeviceGraphs:
     def __init__(self) -> None:
         self._graphs: dict[tuple, tuple[engine.Model, int]] = {}
         self._seen: dict[tuple, None] = {}
-        self._refused: set[int] = set()  # models whose capture failed: executed
+        # Models whose capture failed, executed from then on: why MAX refused.
+        self.refused: dict[int, str] = {}
         self._next_key = 1
 
     # One capture at a time in the process (engines of several GPUs in threads).
@@ -57,7 +58,7 @@ class DeviceGraphs:
         if found is not None:
             model._replay([found[1]], buffers)  # noqa: SLF001
             return
-        if key not in self._seen or id(model) in self._refused:
+        if key not in self._seen or id(model) in self.refused:
             with self._lock:
                 self._seen[key] = None
                 if len(self._seen) > self.SEEN_KEPT:
@@ -81,8 +82,8 @@ class DeviceGraphs:
         graph, self._next_key = self._next_key, self._next_key + 1
         try:
             model._capture([graph], buffers)  # noqa: SLF001
-        except Exception:  # noqa: BLE001 (capture is best-effort in MAX: execute instead)
-            self._refused.add(id(model))
+        except Exception as exc:  # noqa: BLE001 (capture is best-effort in MAX: execute instead)
+            self.refused[id(model)] = f"{type(exc).__name__}: {exc}"
             return None
         self._graphs[key] = (model, graph)
         return graph

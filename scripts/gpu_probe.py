@@ -20,6 +20,8 @@ python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, s
                                            bench's device rows without its host-side peers
 python3 scripts/gpu_probe.py replay        Model.capture/replay of the K = 64 op on kept views: time
                                            per call against execute, and its results
+python3 scripts/gpu_probe.py graphs        maxconv.correlate on torch tensors (K = 64) with its
+                                           device graphs and without: what was captured, refused
 python3 scripts/gpu_probe.py chunks        numpy augment batch (1000 x 48,000 through 8,000
                                            taps each) per GPU chunk size and copy threads
 """
@@ -682,6 +684,42 @@ def replay() -> None:
         print("replay into another output:", type(exc).__name__, exc)
 
 
+def graphs() -> None:
+    """Median microseconds (call + sync) of maxconv.correlate on torch tensors,
+    a new output and out=, with the engine's device graphs and without."""
+    import torch
+
+    import maxconv
+    from maxconv.device_graphs import DeviceGraphs
+    from maxconv.engine import get_engine
+
+    n, k = 1 << 24, 64
+    engine = get_engine("gpu")
+    x = torch.randn(n, device="cuda")
+    w = torch.randn(k, device="cuda")
+    out = torch.empty(n - k + 1, device="cuda")
+    steps = {
+        "new output": lambda: maxconv.correlate(x, w, "valid"),
+        "out=": lambda: maxconv.correlate(x, w, "valid", out=out),
+    }
+    for label, graphs in (
+        ("graphs", engine.graphs),
+        ("no graphs", None),
+        ("graphs", DeviceGraphs()),
+    ):
+        engine.graphs = graphs
+        for name, step in steps.items():
+            times = timings(
+                lambda s=step: (s(), torch.cuda.synchronize()), 200, torch.cuda.synchronize
+            )
+            print(f"{label:<10} {name:<12} call+sync {statistics.median(times) * 1e6:8.1f} us")
+        if graphs is not None:
+            kept = f"captured {len(graphs._graphs)}, seen {len(graphs._seen)}"
+            print(f"  {kept}, refused {graphs.refused}")
+    expect = torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)).view(-1)
+    print("max error", float((maxconv.correlate(x, w, "valid") - expect).abs().max()))
+
+
 def _run(engine, target, signal, taps):  # noqa: ANN001, ANN202
     engine.correlate(target, signal, taps, 0)
     return target
@@ -706,6 +744,8 @@ if __name__ == "__main__":
         fft_rows([int(k) for k in sys.argv[2:]])
     elif sys.argv[1:2] == ["replay"]:
         replay()
+    elif sys.argv[1:2] == ["graphs"]:
+        graphs()
     elif sys.argv[1:2] == ["chunks"]:
         chunks()
     else:
