@@ -5,19 +5,24 @@ front of the kernel; replaying the same call from a device graph captured
 by MAX (`Model.capture` / `Model.replay`) costs about 6: the K = 64 direct
 op on 2^24 samples takes 79 us a call with a synchronize executed and 69 us
 (the kernel's own time) replayed; capturing one takes 0.24 ms
-(docs/data/replay-probe-h200-2026-11-29.txt).
+(docs/data/replay-probe-h200-2026-11-29.txt). Through maxconv.correlate on
+torch tensors, 96 against 104 us a call with a new output, 88 against 92
+with out= (docs/data/graphs-probe-h200-2026-11-29.txt).
 
 A graph is bound to its buffers' addresses and shapes. So `DeviceGraphs`
 captures a call the second time the same buffers come (a loop over the same
 memory: the kept views of tensors passed again or put by their library's
-allocator where the last ones were, the engine's own device buffers) and
-replays it from then on; MAX itself refuses a replay whose buffers differ
-from the capture's. Only the direct op is captured: the FFT op allocates its
-scratch within the call, which a graph would hold for as long as it is kept.
+allocator where the last ones were) and replays it from then on; MAX itself
+refuses a replay whose buffers differ from the capture's. It serves calls on
+CUDA arrays (the per-call-bound path; the engine's other callers, batches in
+worker threads among them, execute). Only the direct op is captured: the FFT
+op allocates its scratch within the call, which a graph would hold for as
+long as it is kept.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from max import driver, engine
@@ -39,16 +44,17 @@ class DeviceGraphs:
 
     GRAPHS_KEPT = 8  # captured graphs kept; past that the oldest is released
     SEEN_KEPT = 64  # calls remembered as seen once (captured if they come again)
+    # One capture at a time in the process (engines of several GPUs in threads).
+    _lock = threading.Lock()
+    # Graph keys, unique in the process: MAX keeps a model's graphs by key, so a
+    # second DeviceGraphs numbering from 1 again would be refused by the model.
+    _keys = itertools.count(1)
 
     def __init__(self) -> None:
         self._graphs: dict[tuple, tuple[engine.Model, int]] = {}
         self._seen: dict[tuple, None] = {}
         # Models whose capture failed, executed from then on: why MAX refused.
         self.refused: dict[int, str] = {}
-        self._next_key = 1
-
-    # One capture at a time in the process (engines of several GPUs in threads).
-    _lock = threading.Lock()
 
     def run(self, model: engine.Model, buffers: list[driver.Buffer]) -> None:
         """The op's call on `buffers`: replayed if captured, else executed
@@ -79,7 +85,7 @@ class DeviceGraphs:
         while len(self._graphs) >= self.GRAPHS_KEPT:
             old_model, old_graph = self._graphs.pop(next(iter(self._graphs)))
             old_model._release_captured_graph([old_graph])  # noqa: SLF001
-        graph, self._next_key = self._next_key, self._next_key + 1
+        graph = next(self._keys)
         try:
             model._capture([graph], buffers)  # noqa: SLF001
         except Exception as exc:  # noqa: BLE001 (capture is best-effort in MAX: execute instead)

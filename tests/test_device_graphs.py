@@ -69,3 +69,14 @@ def test_the_oldest_graph_is_released_past_graphs_kept():
     model.calls.clear()
     graphs.run(model, [Buffer(0, (1, 8))])  # released: seen before, so captured again
     assert [call[0] for call in model.calls] == ["release", "capture", "replay"]
+
+
+def test_graph_keys_are_unique_across_instances():
+    """MAX keeps a model's graphs by key: two DeviceGraphs on one model never reuse one."""
+    model = Model()
+    first, second = DeviceGraphs(), DeviceGraphs()
+    for graphs in (first, second):
+        for _ in range(2):
+            graphs.run(model, [Buffer(100, (1, 8))])
+    captured = [call[1] for call in model.calls if call[0] == "capture"]
+    assert len(captured) == 2 and captured[0] != captured[1]
