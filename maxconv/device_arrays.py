@@ -13,10 +13,12 @@ Memory is handed to MAX as a bare DLPack capsule (the producer's own
 stream handshake costs 17 us a call on an H200 where the capsule costs 3,
 docs/data/cuda-exchange-h200-2026-11-28.txt; the order is kept as above
 anyway), made from the array's address, shape and dtype and kept for the
-next array in that memory (`AddressViews`). A CUDA kernel of the signal's library on
-its GPU stays there (flipped there for convolve); other kernels go through
-the host. Real float32/float64 samples along the last axis; other dtypes
-raise a TypeError that says how to convert.
+next array in that memory (`AddressViews`); the direct op's calls then
+repeat their buffers and replay from a captured device graph
+(maxconv/device_graphs.py). A CUDA kernel of the signal's library on its
+GPU stays there (flipped there for convolve); other kernels go through the
+host. Real float32/float64 samples along the last axis; other dtypes raise
+a TypeError that says how to convert.
 """
 
 from __future__ import annotations
