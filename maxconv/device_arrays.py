@@ -261,9 +261,10 @@ class AddressViews:
     made by MAX's `make_dlpack_capsule` that owns nothing), so it may serve
     any array that holds that memory when the call is made: the signal
     passed again, the taps of a filter bank, and a new output that the
-    library's caching allocator put where the last one was. Making a view
-    costs ~3.5 us of a call on the H200 host and finding one ~0.3
-    (docs/data/prelaunch-h200-2026-11-29.txt), in front of a ~70 us kernel.
+    library's caching allocator put where the last one was. MAX's DLPack
+    import of an array costs 3.5-4.3 us of a call on the H200 host, finding
+    its kept view 0.9 with the dtype and contiguity checks
+    (docs/data/prelaunch-h200-2026-11-29b.txt), in front of a ~70 us kernel.
     The caller's array keeps the memory alive for the call; a view is used
     only within a call, so one kept past its array's life is never read.
     """
