@@ -46,20 +46,18 @@ def _engine_for(index: int, device: str) -> Engine:
     return get_engine(f"gpu:{index}")
 
 
-class _Capsule:
-    """`array` as a DLPack producer without the stream handshake (see the module
-    doc); `device` is its DLPack device, known already (torch's
-    `__dlpack_device__` is Python: 1 us)."""
+class _Producer:
+    """A DLPack capsule made beforehand, handed to MAX's import without the
+    producer's stream handshake (see the module doc); `device` is its DLPack
+    device, known already (torch's `__dlpack_device__` is Python: 1 us)."""
 
-    __slots__ = ("array", "device", "export")
+    __slots__ = ("capsule", "device")
 
-    def __init__(self, array, export, device: tuple[int, int]) -> None:  # noqa: ANN001
-        self.array = array
-        self.export = export
-        self.device = device
+    def __init__(self, capsule, device: tuple[int, int]) -> None:  # noqa: ANN001
+        self.capsule, self.device = capsule, device
 
     def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
-        return self.export(self.array)
+        return self.capsule
 
     def __dlpack_device__(self) -> tuple[int, int]:
         return self.device
@@ -230,28 +228,13 @@ def _device_rows(value, rows: int, length: int, index: int, export) -> driver.Bu
     buffer (shared memory); `export` takes its DLPack capsule (see _exporter)."""
     _checked_dtype(value)
     try:
-        capsule = _Capsule(value, export, (DLPACK_CUDA, index))
-        buffer = driver.Buffer._from_dlpack(capsule)  # noqa: SLF001 (see the module doc)
+        producer = _Producer(export(value), (DLPACK_CUDA, index))
+        buffer = driver.Buffer._from_dlpack(producer)  # noqa: SLF001 (see the module doc)
     except Exception as exc:  # MAX refuses DLPack tensors it cannot view
         raise ValueError(
             f"CUDA arrays must be contiguous ({exc}); call .contiguous() first"
         ) from exc
     return buffer.view(buffer.dtype, (rows, length))
-
-
-class _Producer:
-    """Hands MAX's DLPack import one capsule made beforehand."""
-
-    __slots__ = ("capsule", "device")
-
-    def __init__(self, capsule, device: tuple[int, int]) -> None:  # noqa: ANN001
-        self.capsule, self.device = capsule, device
-
-    def __dlpack__(self, stream=None, **kwargs):  # noqa: ANN001, ANN003, ANN204, ARG002
-        return self.capsule
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return self.device
 
 
 class AddressViews:

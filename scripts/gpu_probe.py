@@ -340,9 +340,9 @@ def breakdown() -> None:
     import maxconv
     from maxconv.device_arrays import (
         StreamOrder,
-        _Capsule,
         _device_rows,
         _exporter,
+        _Producer,
         filter_cuda,
         legacy_orders,
     )
@@ -354,10 +354,10 @@ def breakdown() -> None:
     w = torch.randn(k, device="cuda")
     out = torch.empty(n - k + 1, device="cuda")
     export = _exporter(torch)
-    dtype = driver.Buffer._from_dlpack(_Capsule(x, export, (2, 0))).dtype
-    signal = driver.Buffer._from_dlpack(_Capsule(x, export, (2, 0))).view(dtype, (1, n))
-    taps = driver.Buffer._from_dlpack(_Capsule(w, export, (2, 0))).view(dtype, (1, k))
-    result = driver.Buffer._from_dlpack(_Capsule(out, export, (2, 0))).view(dtype, (1, n - k + 1))
+    dtype = driver.Buffer._from_dlpack(_Producer(export(x), (2, 0))).dtype
+    signal = driver.Buffer._from_dlpack(_Producer(export(x), (2, 0))).view(dtype, (1, n))
+    taps = driver.Buffer._from_dlpack(_Producer(export(w), (2, 0))).view(dtype, (1, k))
+    result = driver.Buffer._from_dlpack(_Producer(export(out), (2, 0))).view(dtype, (1, n - k + 1))
     order = StreamOrder.of(torch, engine, 0)
     handle = engine.device.default_queue.native_stream_handle
     queue = torch.cuda.ExternalStream(handle)
@@ -725,28 +725,24 @@ def _run(engine, target, signal, taps):  # noqa: ANN001, ANN202
     return target
 
 
+# The probes by name (see the module doc).
+PROBES = {
+    "memory": memory,
+    "tensors": tensors,
+    "exchange": exchange,
+    "order": order,
+    "breakdown": breakdown,
+    "output": output,
+    "prelaunch": prelaunch,
+    "fft": lambda: fft_rows([int(k) for k in sys.argv[2:]]),
+    "replay": replay,
+    "graphs": graphs,
+    "chunks": chunks,
+}
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["memory"]:
-        memory()
-    elif sys.argv[1:2] == ["tensors"]:
-        tensors()
-    elif sys.argv[1:2] == ["exchange"]:
-        exchange()
-    elif sys.argv[1:2] == ["order"]:
-        order()
-    elif sys.argv[1:2] == ["breakdown"]:
-        breakdown()
-    elif sys.argv[1:2] == ["output"]:
-        output()
-    elif sys.argv[1:2] == ["prelaunch"]:
-        prelaunch()
-    elif sys.argv[1:2] == ["fft"]:
-        fft_rows([int(k) for k in sys.argv[2:]])
-    elif sys.argv[1:2] == ["replay"]:
-        replay()
-    elif sys.argv[1:2] == ["graphs"]:
-        graphs()
-    elif sys.argv[1:2] == ["chunks"]:
-        chunks()
-    else:
+    probe = PROBES.get(sys.argv[1] if len(sys.argv) > 1 else "")
+    if probe is None:
         sys.exit(__doc__)
+    probe()
