@@ -42,7 +42,11 @@ kernel serves the other), laid out for speed:
   one pad word per 16 points: bank-conflict free at every stride used).
   A stage reads and writes the same slots in place, so one barrier per
   exchange suffices: lp = 12 runs 3 radix-16 stages with 2 exchanges each
-  way (4 barriers per block pair), lp = 13 one radix-2 and 3 radix-16.
+  way, lp = 13 one radix-2 and 3 radix-16. An exchange whose points stay
+  in one warp waits with a warp barrier (_exchange_sync: at lp = 12 the
+  one between stages 1 and 2 each way, so 2 block barriers a pair, not 4;
+  3-4 % faster at every fused L on the H200, 1 % on the staged chunks,
+  research/fft/results/gpu_h200_warp_sync_2026-11-29.txt).
 - The last forward stage (16 consecutive points per thread), the product
   with the taps' spectrum and the first inverse stage run in registers
   with no exchange.
@@ -53,7 +57,7 @@ kernel serves the other), laid out for speed:
 
 from max.gpu import block_dim, block_idx, thread_idx
 from max.gpu.memory import AddressSpace, external_memory
-from max.gpu.sync import barrier
+from max.gpu.sync import barrier, syncwarp
 from std.sys import size_of
 from std.utils import StaticTuple
 
@@ -99,6 +103,24 @@ def fused_cap_threads(vb: Int) -> Int:
     return FUSED_CAP_THREADS >> (vb - FUSED_VALUES_LOG)
 
 
+# Up to L = 2^FUSED_FREE_MAX_LOG the op's fused kernel runs uncapped (76
+# registers at L = 4096: three blocks an SM instead of four), which was
+# faster on the H200 in three runs (ms, N = 2^24, taps' spectrum kept):
+# K = 1024 at L = 4096 0.082 against 0.085 capped
+# (research/fft/results/gpu_h200_warp_sync_2026-11-29.txt), 0.100 / 0.102
+# and K = 512 0.090 / 0.095 (gpu_h200_fused.txt); from 8192 on capping wins
+# (K = 2048 at 8192: 0.103 against 0.127 uncapped).
+comptime FUSED_FREE_MAX_LOG = 12
+
+
+def fused_max_threads(lp: Int, vb: Int) -> Int:
+    """The nvvm.maxntid of the op's fused kernel at L = 2^lp: its own
+    thread count (uncapped) up to FUSED_FREE_MAX_LOG, else capped
+    (fused_cap_threads)."""
+    var threads = fused_threads(lp, vb)
+    return threads if lp <= FUSED_FREE_MAX_LOG else max(threads, fused_cap_threads(vb))
+
+
 def _fused_stages(lp: Int, vb: Int) -> Int:
     """Forward stages of an L = 2^lp transform with 2^vb values a thread: a
     head of radix 2^(lp % vb), then radix 2^vb."""
@@ -132,6 +154,36 @@ def fused_tw_entries(lp: Int, vb: Int) -> Int:
     """Complex entries of the twiddle table for L = 2^lp (the last stage's
     V - 1 ones included)."""
     return _fused_tw_offset(lp, _fused_stages(lp, vb), vb)
+
+
+def _exchange_in_warp(lp: Int, vb: Int, s: Int) -> Bool:
+    """Whether the shared-memory exchange between forward stages s and s + 1
+    (and its mirror in the inverse) stays inside one warp. For s >= 1 the
+    points of a stage-s block (radix * m_s of them, m_s its stride) are
+    read and written, in stage s and in stage s + 1 alike (the center
+    included), by the m_s consecutive threads with the same t >> log2(m_s):
+    m_s <= 32 keeps them in one warp. Stage 0's block is the whole row.
+    The kernel must be at least a warp wide (a syncwarp's mask is full)."""
+    return s >= 1 and _fused_span_log(lp, s, vb) <= 5 and lp - vb >= 5
+
+
+@always_inline
+def _exchange_sync[lp: Int, vb: Int, s: Int, lean: Bool]():
+    """Wait for the exchange between forward stages s and s + 1: a warp's
+    barrier where it stays in one warp (_exchange_in_warp) and `lean`, the
+    thread block's otherwise. With 3 stages (L = 4096 at V = 16, 8192 and
+    16384 at V = 32) two of the four barriers a block pair become warp
+    barriers, so a warp goes on while others of its block are still in
+    the previous stage (H200, N = 2^24, ms, taps' spectrum kept, against
+    lean=False in the same run: K = 1024 at L = 4096 0.085 / 0.089, 2048
+    at 8192 0.104 / 0.109, 4096 at 16384 0.128 / 0.131, 8192 at 16384
+    0.160 / 0.166; gpu_h200_warp_sync_2026-11-29.txt. Unchecked loads and
+    stores for pairs inside the row, tried with it, made V = 32 7-11 %
+    slower: gpu_h200_lean_2026-11-29.txt)."""
+    comptime if lean and _exchange_in_warp(lp, vb, s):
+        syncwarp()
+    else:
+        barrier()
 
 
 def fused_threads(lp: Int, vb: Int) -> Int:
@@ -427,7 +479,7 @@ def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace](
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
-def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int](
+def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int, lean: Bool = True](
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -457,6 +509,9 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int]
 
     max_threads (nvvm.maxntid, at least the 2^(lp-4) launched) caps the
     registers ptxas may use at 65536 / max_threads: see FUSED_CAP_THREADS.
+    lean (the op's): warp barriers for the exchanges that stay in one warp
+    (_exchange_sync); False (the harness's GPU_FUSED_PLAIN): a block
+    barrier for every exchange.
     """
     comptime stages = _fused_stages(lp, vb)
     comptime PL = (1 << lp) + (1 << (lp - vb))
@@ -475,14 +530,14 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int]
     barrier()
     comptime for s in range(1, stages - 1):
         _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
-        barrier()
+        _exchange_sync[lp, vb, s, lean]()
     var g_row = Int(pair) if spectrum else (Int(r) if taps_rows > 1 else 0)
     _fused_center[dtype, lp, vb, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
     comptime if not spectrum:
-        barrier()
+        _exchange_sync[lp, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
             _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
-            barrier()
+            _exchange_sync[lp, vb, stages - 2 - s_rev, lean]()
         _fused_last[dtype, lp, vb, AddressSpace.SHARED](
             t, xr, xi, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
             row_outputs, second,

@@ -33,6 +33,7 @@ from .fft_gpu_fused import (
     _gpu_fused,
     _gpu_fused_twiddles,
     fused_cap_threads,
+    fused_max_threads,
     fused_smem_bytes,
     fused_threads,
     fused_tw_entries,
@@ -56,7 +57,7 @@ from .fft_gpu_staged import (
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
 # .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
 # (fused_values_log(lp) values a thread: 16 up to 4096, 32 at 8192 and
-# 16384) with registers capped (64 at V = 16, 128 at 32: fused_cap_threads),
+# 16384; registers capped from 8192 on, 128 at V = 32: fused_max_threads),
 # and longer float32 rows through the new staged kernels of
 # fft_gpu_staged.mojo (chunks by L: staged_chunk_log, staged_values_log;
 # capped registers too); GPU_FUSED_FREE is the same kernels with ptxas
@@ -80,6 +81,10 @@ comptime GPU_FUSED_FREE = 2
 comptime GPU_FUSED_16K = 3
 comptime GPU_FUSED_V32 = 4
 comptime GPU_FUSED_V64 = 5
+# GPU_FUSED_PLAIN: the op's kernels and L's, but every shared-memory
+# exchange a block barrier (the fused and chunk kernels with lean=False:
+# what the op ran before _exchange_sync).
+comptime GPU_FUSED_PLAIN = 6
 comptime TRIAL_MIN_LOG = 12
 comptime TRIAL_MAX_LOG = 14
 
@@ -110,7 +115,7 @@ def _enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool](
             )
 
 
-def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int](
+def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int, lean: Bool](
     ctx: DeviceContext,
     source: Pointer[Scalar[dtype], MutAnyOrigin],
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -123,7 +128,7 @@ def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int
 ) raises:
     """Launch _gpu_fused over n_rows block pairs (spectrum: taps rows)."""
     var smem = fused_smem_bytes[dtype](lp, vb)
-    ctx.enqueue_function[_gpu_fused[dtype, lp, vb, spectrum, max_threads]](
+    ctx.enqueue_function[_gpu_fused[dtype, lp, vb, spectrum, max_threads, lean]](
         source, result, g_re, g_im, tw,
         Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
         Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs), Int32(geo.taps_rows), scale,
@@ -133,7 +138,7 @@ def _fused_rows[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int
     )
 
 
-def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int](
+def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int, lean: Bool = True](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -167,8 +172,12 @@ def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int](
         )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
-        _fused_rows[dtype, lp, vb, True, max_threads](ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale)
-    _fused_rows[dtype, lp, vb, False, max_threads](ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale)
+        _fused_rows[dtype, lp, vb, True, max_threads, lean](
+            ctx, taps, result, g_re_p, g_im_p, tw_p, taps_rows, spectra, scale
+        )
+    _fused_rows[dtype, lp, vb, False, max_threads, lean](
+        ctx, signal, result, g_re_p, g_im_p, tw_p, rows * geo.pairs, geo, scale
+    )
 
 
 def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
@@ -201,7 +210,9 @@ def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, 
             )
 
 
-def _staged_rows[dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_rows[
+    dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int, lean: Bool
+](
     ctx: DeviceContext,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -237,7 +248,7 @@ def _staged_rows[dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_c
             )
         lb -= bits
     var smem = fused_smem_bytes[dtype](lc, vb)
-    ctx.enqueue_function[_staged_chunk[dtype, lc, vb, spectrum, chunk_threads_cap]](
+    ctx.enqueue_function[_staged_chunk[dtype, lc, vb, spectrum, chunk_threads_cap, lean]](
         re, im, g_re, g_im, tw_chunk, Int32(lp), Int32(pair0), Int32(geo.pairs), Int32(geo.taps_rows), scale,
         grid_dim=n_rows << above, block_dim=fused_threads(lc, vb),
         shared_mem_bytes=smem,
@@ -263,7 +274,7 @@ def _staged_rows[dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_c
 comptime STAGED_MAX_BATCH_POINTS = 1 << 31
 
 
-def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_threads_cap: Int](
+def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_threads_cap: Int, lean: Bool = True](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -324,7 +335,7 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
         var first = 0
         while first < taps_rows:
             var n = min(taps_batch, taps_rows - first)
-            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap](
+            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap, lean](
                 ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
                 spectra, scale,
             )
@@ -332,7 +343,7 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
     var first = 0
     while first < total_pairs:
         var n = min(batch, total_pairs - first)
-        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap](
+        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap, lean](
             ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
             geo, scale,
         )
@@ -467,7 +478,34 @@ def _trial_conv[dtype: DType](
     0 or >= lp; 16K only where the op's fused kernel is not V = 16); past
     it V32 / V64 run the staged path with chunks of 2^chunk_log (12 .. 14;
     0: 13 for V32, 12 for V64) of their own V. V32 at 2^13 / 2^14, and
-    with chunk 2^13 at 2^18 / 2^22 and 2^14 at 2^19, is the op's kernel."""
+    with chunk 2^13 at 2^18 / 2^22 and 2^14 at 2^19, is the op's kernel.
+    GPU_FUSED_PLAIN: the op's kernel of every float32 L from
+    2^FUSED_MIN_LOG with chunk_log 0, lean=False."""
+    if variant == GPU_FUSED_PLAIN:
+        if chunk_log != 0:
+            return False
+        if lp <= FUSED_MAX_LOG:
+            comptime for lpc in range(FUSED_MIN_LOG, FUSED_MAX_LOG + 1):
+                if lp == lpc:
+                    comptime vb = fused_values_log(lpc)
+                    _fused_conv[dtype, lpc, vb, fused_max_threads(lpc, vb), False](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, geo, spectrum, spectrum_given,
+                        spectrum_ready, spectrum_elements,
+                    )
+                    return True
+            return False
+        comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
+            comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
+                comptime if _staged_compiled(lcc, vbc):
+                    if staged_chunk_log(lp) == lcc and staged_values_log(lp) == vbc:
+                        _staged_conv[
+                            dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS, False
+                        ](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                        )
+                        return True
+        return False
     if lp > TRIAL_MAX_LOG:
         var lc = chunk_log if chunk_log > 0 else (13 if variant == GPU_FUSED_V32 else 12)
         comptime for lcc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
@@ -560,8 +598,8 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     outside the row, straight from the caller's buffer.
 
     trials (the harness's build only) adds the trial variants
-    GPU_FUSED_16K, GPU_FUSED_V32 and GPU_FUSED_V64 (float32; see
-    _trial_conv); the op leaves them out of its GPU compile.
+    GPU_FUSED_16K, GPU_FUSED_V32, GPU_FUSED_V64 and GPU_FUSED_PLAIN
+    (float32; see _trial_conv); the op leaves them out of its GPU compile.
 
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block
@@ -594,7 +632,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     var lp = _log2(points)
     var v = variant
     comptime if trials:
-        if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_V64:
+        if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_PLAIN:
             comptime if dtype == DType.float32:
                 var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
                 if _trial_conv[dtype](
@@ -607,7 +645,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     if v != GPU_OLD and v != GPU_FUSED and v != GPU_FUSED_FREE:
         raise Error(
             "fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2)",
-            " (3 .. 5 in trials builds), not ", variant,
+            " (3 .. 6 in trials builds), not ", variant,
         )
     comptime if dtype == DType.float32:
         if v != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):
@@ -617,7 +655,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
                     comptime vb = fused_values_log(lpc)
                     comptime threads = fused_threads(lpc, vb)
                     if v == GPU_FUSED:
-                        _fused_conv[dtype, lpc, vb, max(threads, fused_cap_threads(vb))](
+                        _fused_conv[dtype, lpc, vb, fused_max_threads(lpc, vb)](
                             ctx, result, signal, taps, rows, taps_rows, n_taps, rows_geo,
                             spectrum, spectrum_given, spectrum_ready, spectrum_elements,
                         )

@@ -53,6 +53,7 @@ from .fft_gpu import _bitrev, _reg_dif, _reg_dit
 from .fft_gpu_fused import (
     FUSED_VALUES_LOG,
     XPtr,
+    _exchange_sync,
     _fused_center,
     _fused_middle,
     _fused_radix_log,
@@ -406,7 +407,7 @@ def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
-def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: Int](
+def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: Int, lean: Bool = True](
     re: Pointer[Scalar[dtype], MutAnyOrigin],
     im: Pointer[Scalar[dtype], MutAnyOrigin],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -426,7 +427,8 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
 
     The spectrum of channel c, chunk ci sits at (c << lp) + (ci << lc), in
     the order of the old _gpu_chunk when lc is its chunk log and V = 16.
-    max_threads: see staged_chunk_cap_threads.
+    max_threads: see staged_chunk_cap_threads. lean: warp barriers where
+    an exchange stays in one warp (fft_gpu_fused._exchange_sync).
     """
     comptime stages = _fused_stages(lc, vb)
     comptime PL = (1 << lc) + (1 << (lc - vb))
@@ -441,13 +443,13 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
     barrier()
     comptime for s in range(1, stages - 1):
         _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
-        barrier()
+        _exchange_sync[lc, vb, s, lean]()
     _fused_center[dtype, lc, vb, spectrum, AddressSpace.SHARED](
         t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
     )
     comptime if not spectrum:
-        barrier()
+        _exchange_sync[lc, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
             _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
-            barrier()
+            _exchange_sync[lc, vb, stages - 2 - s_rev, lean]()
         _chunk_last[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)

@@ -1,15 +1,20 @@
 # The fused GPU kernel's per-thread phases (maxconv/ops/fft_gpu_fused.mojo)
-# run on the CPU, thread by thread, a barrier being the end of a loop over
-# the threads: checks the index math, the twiddle table, the spectrum order
-# and the product against a float64 direct sum, with no GPU.
+# run on the CPU, thread by thread, a block barrier being the end of a loop
+# over the threads: checks the index math, the twiddle table, the spectrum
+# order and the product against a float64 direct sum, with no GPU. Where the
+# kernel waits with a warp barrier (_exchange_sync), the stages up to the
+# next block barrier run warp by warp, all of warp 0's first: an exchange
+# that crossed warps would read values not yet (or already over-) written
+# and show as an error.
 #   .venv/bin/mojo run -I . research/fft/fused_sim.mojo
-# It cannot see GPU-only faults (a missing barrier, shared-memory races,
+# It cannot see other GPU-only faults (shared-memory races inside a warp,
 # launch limits): research/fft/gpu_check.mojo checks those on the device.
 from max.gpu.memory import AddressSpace
 from maxconv.ops.fft_common import _log2, fft_points
 from maxconv.ops.fft_gpu_fused import (
     FUSED_VALUES_LOG,
     XPtr,
+    _exchange_in_warp,
     _fused_center,
     _fused_first,
     _fused_last,
@@ -51,10 +56,14 @@ def _block[lp: Int, vb: Int, spectrum: Bool](
     at: Int,
     t_out: Int,
 ):
-    """One thread block of _gpu_fused, thread by thread."""
+    """One thread block of _gpu_fused (lean, as the op runs it), thread by
+    thread. Phases between the first stage and the last: forward middles
+    1 .. S-2, the center, inverse middles S-2 .. 1; a run of phases joined
+    by warp barriers runs warp by warp."""
     comptime T = 1 << (lp - vb)
     comptime stages = _fused_stages(lp, vb)
     comptime PL = (1 << lp) + T
+    comptime phases = (stages - 2) + (1 if spectrum else stages - 1)
     var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
     var xi = xr.unsafe_offset(PL)
     var twp = _ptr(tw)
@@ -65,18 +74,60 @@ def _block[lp: Int, vb: Int, spectrum: Bool](
         _fused_first[F, lp, vb, spectrum, G](
             Int32(t), xr, xi, twp, s, Int32(start), Int32(t_blk), second, UInt32(n_in)
         )
-    comptime for st in range(1, stages - 1):
-        for t in range(T):
-            _fused_middle[F, lp, vb, st, False, G](Int32(t), xr, xi, twp)
-    for t in range(T):
-        _fused_center[F, lp, vb, spectrum, G](Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale)
+    var p = 0
+    while p < phases:
+        var end = p
+        while end < phases - 1 and _warp_after[lp, vb, phases](end):
+            end += 1
+        var width = 32 if end > p else T
+        for w in range(0, T, width):
+            for q in range(p, end + 1):
+                for t in range(w, min(T, w + width)):
+                    _phase[lp, vb, spectrum, phases](q, t, xr, xi, twp, gp, g_row, g_im_off, scale)
+        p = end + 1
     comptime if not spectrum:
-        comptime for s_rev in range(1, stages - 1):
-            for t in range(T):
-                _fused_middle[F, lp, vb, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
         var d = _ptr(dst).unsafe_offset(dst_off)
         for t in range(T):
-            _fused_last[F, lp, vb, G](Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second)
+            _fused_last[F, lp, vb, G](
+                Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second
+            )
+
+
+def _warp_after[lp: Int, vb: Int, phases: Int](q: Int) -> Bool:
+    """Whether phase q ends with a warp barrier in the kernel: forward
+    middle s (q = s - 1) with the exchange s / s + 1, the center with
+    S-2 / S-1, inverse middle s with s - 1 / s."""
+    comptime stages = _fused_stages(lp, vb)
+    if q < stages - 2:
+        return _exchange_in_warp(lp, vb, q + 1)
+    if q == stages - 2:
+        return _exchange_in_warp(lp, vb, stages - 2)
+    return _exchange_in_warp(lp, vb, 2 * stages - 4 - q)
+
+
+def _phase[lp: Int, vb: Int, spectrum: Bool, phases: Int](
+    q: Int,
+    t: Int,
+    xr: XPtr[F, G],
+    xi: XPtr[F, G],
+    twp: Pointer[Float32, MutAnyOrigin],
+    gp: Pointer[Float32, MutAnyOrigin],
+    g_row: Int,
+    g_im_off: Int,
+    scale: Float32,
+):
+    """Phase q of thread t (see _block)."""
+    comptime stages = _fused_stages(lp, vb)
+    comptime for qq in range(phases):
+        if q == qq:
+            comptime if qq < stages - 2:
+                _fused_middle[F, lp, vb, qq + 1, False, G](Int32(t), xr, xi, twp)
+            elif qq == stages - 2:
+                _fused_center[F, lp, vb, spectrum, G](
+                    Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale
+                )
+            else:
+                _fused_middle[F, lp, vb, 2 * stages - 3 - qq, True, G](Int32(t), xr, xi, twp)
 
 
 def _conv[lp: Int, vb: Int](

@@ -18,6 +18,9 @@
 # the old kernels share one; the op's V = 32 kernels (fused 8192 / 16384,
 # staged chunks at 2^18, 2^19, 2^22) each have their own, which
 # GPU_FUSED_FREE shares (and V32 where it runs the same chunk).
+# lbench times the op's kernels (lean: warp barriers where an exchange
+# stays in one warp) against GPU_FUSED_PLAIN (a block barrier at every
+# exchange) and the uncapped build, at the planner's L.
 # Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
@@ -25,6 +28,7 @@ from maxconv.ops.fft_gpu_launch import (
     GPU_FUSED,
     GPU_FUSED_16K,
     GPU_FUSED_FREE,
+    GPU_FUSED_PLAIN,
     GPU_FUSED_V32,
     GPU_FUSED_V64,
     GPU_OLD,
@@ -288,6 +292,12 @@ def fused_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "free L2048", fails, 2, 2, 12345, 1024, 2048, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "free L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_FREE, GPU_OLD)
     report[F](ctx, "free L8192", fails, 2, 2, 3901, 4097, 8000, "full", 2, GPU_FUSED_FREE, GPU_FUSED)
+    # Without the lean paths (same kernels, same spectrum orders).
+    report[F](ctx, "plain L1024", fails, 3, 3, 3001, 33, 1024, "same", 3, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "plain L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "plain L8192", fails, 1, 1, 100000, 2048, 8192, "same", 1, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "plain L16384", fails, 2, 2, 40001, 4097, 16384, "full", 2, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "lean <- plain L16384", fails, 1, 1, 147456, 8192, 16384, "same", 1, GPU_FUSED, GPU_FUSED_PLAIN)
     # float64 keeps the old path whatever the variant.
     report[DType.float64](ctx, "f64 L4096", fails, 2, 2, 20001, 2048, 4096, "same", 2)
     # Trial variants. 16K: V = 16 at L = 2^13 (the op's kernel there
@@ -383,6 +393,10 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "S13 L2^14 same", fails, 2, 2, 40001, 4096, 16384, "same", 2, GPU_FUSED, GPU_OLD, 13)
     report[F](ctx, "S13 L2^16 same", fails, 1, 1, 147456, 16384, 65536, "same", 1, GPU_FUSED, GPU_OLD, 13)
     report[F](ctx, "S13 L2^19 batch 1", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED, GPU_OLD, 13, 1)
+    # Without the lean paths (chunks with a block barrier at every exchange).
+    report[F](ctx, "Splain L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "Splain L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_PLAIN, GPU_FUSED)
+    report[F](ctx, "Splain L2^18 full", fails, 1, 1, 400000, 65536, 262144, "full", 1, GPU_FUSED_PLAIN, GPU_FUSED)
     # Uncapped registers.
     report[F](ctx, "Sfree L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_FUSED)
@@ -482,6 +496,18 @@ def trial_bench(ctx: DeviceContext) raises:
                 bench[DType.float32](ctx, n24, k, points, c, 0, GPU_FUSED_V64, 20)
 
 
+def lean_bench(ctx: DeviceContext) raises:
+    """The op's kernels (lean) against GPU_FUSED_PLAIN and the uncapped
+    build at N = 2^24 float32, the planner's L for each K, twiddle tables
+    kept (as the engine runs them); the default timed again last, to show
+    the run's own drift."""
+    var n24 = 1 << 24
+    for kl in [(512, 4096), (1024, 4096), (2048, 8192), (4096, 16384), (8192, 16384), (16384, 65536),
+               (65536, 262144), (131072, 524288), (1 << 20, 1 << 22)]:
+        for variant in [GPU_FUSED, GPU_FUSED_PLAIN, GPU_FUSED_FREE, GPU_FUSED]:
+            bench[DType.float32](ctx, n24, kl[0], kl[1], 0, 0, variant, 20, 0, True)
+
+
 def bench[dtype: DType](
     ctx: DeviceContext, n: Int, k: Int, points: Int, chunk_log: Int = 0, chunk_threads: Int = 0,
     variant: Int = GPU_FUSED, repeats: Int = 6, batch_pairs: Int = 0, keep_tables: Bool = False,
@@ -554,6 +580,8 @@ def _variant_name(variant: Int) -> String:
         return "fused_free"
     if variant == GPU_FUSED_16K:
         return "fused16k"
+    if variant == GPU_FUSED_PLAIN:
+        return "plain"
     return "v32" if variant == GPU_FUSED_V32 else "v64"
 
 
@@ -562,7 +590,8 @@ def main() raises:
     # fused (the fused kernel's PASS/FAIL cases), staged (the new staged
     # kernels' PASS/FAIL cases), bench (old against fused timings at
     # N = 2^24), sbench (old against new staged timings at N = 2^24), tbench
-    # (the trial variants against the default at N = 2^24), orig (the
+    # (the trial variants against the default at N = 2^24), lbench (the
+    # op's lean kernels against GPU_FUSED_PLAIN and uncapped), orig (the
     # original error list and timings).
     var args = argv()
     var want = List[String]()
@@ -588,6 +617,8 @@ def main() raises:
         staged_bench(ctx)
     if "tbench" in want:
         trial_bench(ctx)
+    if "lbench" in want:
+        lean_bench(ctx)
     if "orig" in want:
         original(ctx)
     if fails >= 0:
