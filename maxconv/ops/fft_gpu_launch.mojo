@@ -154,10 +154,19 @@ def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int, lean: Bool = T
 ) raises:
     """fft_conv_gpu for L = 2^lp through fft_gpu_fused.mojo (2^vb values a
     thread): the twiddle table (unless kept and ready, _tables_kept), the
-    taps' spectra unless ready, then one kernel for every block pair."""
+    taps' spectra unless ready, then one kernel for every block pair. With
+    spectra and tables kept and ready (a filter run, a stream of chunks)
+    that kernel is all the call enqueues: no scratch is allocated."""
     comptime points = 1 << lp
     comptime n_tw = fused_tw_entries(lp, vb)
     var kept = _tables_kept(spectrum_given, spectrum_elements, taps_rows, points, 2 * n_tw)
+    var scale = Scalar[dtype](1.0 / Float64(points))
+    if kept and spectrum_ready:
+        _fused_rows[dtype, lp, vb, False, max_threads, lean](
+            ctx, signal, result, spectrum, spectrum.unsafe_offset(taps_rows * points),
+            spectrum.unsafe_offset(table_offset(taps_rows, points)), rows * geo.pairs, geo, scale,
+        )
+        return
     var tw = ctx.enqueue_create_buffer[dtype](1 if kept else 2 * n_tw)
     var scratch_spectra = ctx.enqueue_create_buffer[dtype](1 if spectrum_given else 2 * taps_rows * points)
     var tw_p = spectrum.unsafe_offset(table_offset(taps_rows, points)) if kept else tw.unsafe_ptr().unsafe_origin_cast[
@@ -165,11 +174,9 @@ def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int, lean: Bool = T
     ]()
     var g_re_p = spectrum if spectrum_given else scratch_spectra.unsafe_ptr().unsafe_origin_cast[MutAnyOrigin]()
     var g_im_p = g_re_p.unsafe_offset(taps_rows * points)
-    var scale = Scalar[dtype](1.0 / Float64(points))
-    if not (kept and spectrum_ready):
-        ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
-            tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
-        )
+    ctx.enqueue_function[_gpu_fused_twiddles[dtype, lp, vb]](
+        tw_p, grid_dim=ceildiv(n_tw, FUSED_TW_TPB), block_dim=FUSED_TW_TPB,
+    )
     if not spectrum_ready:
         var spectra = Blocks(n_taps, n_taps, 0, 0, geo.block_outputs, 1, 1, taps_rows)
         _fused_rows[dtype, lp, vb, True, max_threads, lean](
