@@ -29,7 +29,9 @@ measurement; the harness's trial variants run V = 32 / 64 chunks of
   2^19 (2^14); V = 32 / 64 with chunks of 2^12 .. 2^14 in the trial
   variants; ptxas -v, sm_90: V = 32 chunks 106-128 registers, no spills,
   V = 64 212-255, spills 0-36 bytes; one barrier per shared-memory
-  exchange, the exact per-stage twiddle table of fused_tw_value[lc, vb]):
+  exchange, a warp's where it stays in one warp (_exchange_sync: 1 % faster
+  at L = 2^16 .. 2^22 on the H200), the exact per-stage twiddle table of
+  fused_tw_value[lc, vb]):
   stage 0 loads straight from the scratch rows (coalesced) and the last
   inverse stage stores straight back; the product with the taps' spectrum sits in registers
   between the last forward and first inverse stage.
