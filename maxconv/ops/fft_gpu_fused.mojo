@@ -246,6 +246,107 @@ def _tw_mul_in[dtype: DType](
     b = b * w[0] - x * w[1]
 
 
+@always_inline
+def _cmul[dtype: DType](a: SIMD[dtype, 2], b: SIMD[dtype, 2]) -> SIMD[dtype, 2]:
+    """The complex product of two (re, im) pairs."""
+    return SIMD[dtype, 2](a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0])
+
+
+@always_inline
+def _twiddles[dtype: DType, rl: Int, inverse: Bool, derive: Bool](
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    base: Int32,
+    stride: Int,
+    mut vr: SIMD[dtype, 1 << rl],
+    mut vi: SIMD[dtype, 1 << rl],
+):
+    """Multiply frequency p (register bitrev(p)) of a radix-2^rl butterfly,
+    1 <= p < 2^rl, by table entry base + (p - 1) * stride (forward) or by
+    its conjugate (inverse). The entries hold W^p for one W, so with
+    `derive` (radix >= 8) only those of p = 1, 2, 4, 8, ... are read and
+    the others are products of them, W^p = W^(p % 8) * W^(p - p % 8), each
+    at most five roundings deep: 4 of 15 table reads at radix 16, 5 of 31
+    at 32, for 11 and 26 more complex products. The reads go through the
+    L1 cache that the shared-memory exchanges use; ncu on the H200 found
+    it 83 % busy in the fused kernel at L = 4096."""
+    comptime R = 1 << rl
+    comptime if not derive or R < 8:
+        comptime for p in range(1, R):
+            comptime i = _bitrev(p, rl)
+            var a = vr[i]
+            var b = vi[i]
+            comptime if inverse:
+                _tw_mul_in[dtype](tw, base + Int32((p - 1) * stride), a, b)
+            else:
+                _tw_mul_out[dtype](tw, base + Int32((p - 1) * stride), a, b)
+            vr[i] = a
+            vi[i] = b
+    else:
+        _derived_twiddles[dtype, rl, inverse](tw, base, stride, vr, vi)
+
+
+@always_inline
+def _derived_twiddles[dtype: DType, rl: Int, inverse: Bool](
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    base: Int32,
+    stride: Int,
+    mut vr: SIMD[dtype, 1 << rl],
+    mut vi: SIMD[dtype, 1 << rl],
+):
+    """_twiddles with derive, radix R = 2^rl >= 8: W^1, W^2, W^4 and their
+    products give W^(p % 8); W^8, W^16, ... give hw[h] = W^(8 h) (h < R / 8,
+    hw[h] = hw[h - top] * W^(8 top), top the highest bit of h)."""
+    comptime R = 1 << rl
+    comptime H = R // 8
+    var b1 = tw.unsafe_load[width=2, alignment=8](Int(2 * base))
+    var b2 = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(stride))))
+    var b4 = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(3 * stride))))
+    var w3 = _cmul(b1, b2)
+    var hr = SIMD[dtype, H](1)
+    var hi = SIMD[dtype, H](0)
+    comptime for h in range(1, H):
+        comptime top = 1 << (_log2(h + 1) - 1)
+        var w: SIMD[dtype, 2]
+        comptime if top == h:
+            w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32((8 * h - 1) * stride))))
+        else:
+            w = _cmul(SIMD[dtype, 2](hr[h - top], hi[h - top]), SIMD[dtype, 2](hr[top], hi[top]))
+        hr[h] = w[0]
+        hi[h] = w[1]
+    comptime for low in range(8):
+        var wl = SIMD[dtype, 2](1, 0)
+        comptime if low == 1:
+            wl = b1
+        elif low == 2:
+            wl = b2
+        elif low == 3:
+            wl = w3
+        elif low == 4:
+            wl = b4
+        elif low == 5:
+            wl = _cmul(b1, b4)
+        elif low == 6:
+            wl = _cmul(b2, b4)
+        elif low == 7:
+            wl = _cmul(w3, b4)
+        comptime for h in range(H):
+            comptime p = low + 8 * h
+            comptime if p != 0:
+                var w = wl
+                comptime if h != 0:
+                    var wh = SIMD[dtype, 2](hr[h], hi[h])
+                    w = wh if low == 0 else _cmul(wl, wh)
+                comptime i = _bitrev(p, rl)
+                var a = vr[i]
+                var b = vi[i]
+                comptime if inverse:
+                    vr[i] = a * w[0] + b * w[1]
+                    vi[i] = b * w[0] - a * w[1]
+                else:
+                    vr[i] = a * w[0] - b * w[1]
+                    vi[i] = a * w[1] + b * w[0]
+
+
 # The exchange rows: shared memory on the GPU, any memory for
 # research/fft/fused_sim.mojo, which runs the same per-thread phases on the
 # CPU thread by thread, a barrier being the end of a loop over threads.
@@ -253,7 +354,7 @@ comptime XPtr[dtype: DType, space: AddressSpace] = Pointer[Scalar[dtype], MutUnt
 
 
 @always_inline
-def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace](
+def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace, derive: Bool = True](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -299,13 +400,7 @@ def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressS
             ar[p] = vr[c + c0 * p]
             ai[p] = vi[c + c0 * p]
         _reg_dif[dtype, r0](ar, ai)
-        comptime for p in range(1, r0):
-            comptime i = _bitrev(p, rl0)
-            var a = ar[i]
-            var b = ai[i]
-            _tw_mul_out[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
-            ar[i] = a
-            ai[i] = b
+        _twiddles[dtype, rl0, False, derive](tw, Int32(T * c) + t, 1 << lm0, ar, ai)
         comptime for p in range(r0):
             comptime i = _bitrev(p, rl0)
             vr[c + c0 * p] = ar[i]
@@ -319,7 +414,7 @@ def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressS
 
 
 @always_inline
-def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: AddressSpace](
+def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: AddressSpace, derive: Bool = True](
     t: Int32, xr: XPtr[dtype, space], xi: XPtr[dtype, space], tw: Pointer[Scalar[dtype], MutAnyOrigin],
 ):
     """Thread t: radix-V stage s (stride m >= V), butterfly t, in place
@@ -340,13 +435,7 @@ def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: 
             vr[q] = xr[unsafe_offset=Int(pb + Int32(o))]
             vi[q] = xi[unsafe_offset=Int(pb + Int32(o))]
         _reg_dif[dtype, V](vr, vi)
-        comptime for p in range(1, V):
-            comptime i = _bitrev(p, vb)
-            var a = vr[i]
-            var b = vi[i]
-            _tw_mul_out[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
-            vr[i] = a
-            vi[i] = b
+        _twiddles[dtype, vb, False, derive](tw, Int32(off) + j, m, vr, vi)
         comptime for p in range(V):
             comptime i = _bitrev(p, vb)
             comptime o = m * p + ((m * p) >> vb)
@@ -358,13 +447,7 @@ def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: 
             comptime o = m * p + ((m * p) >> vb)
             vr[i] = xr[unsafe_offset=Int(pb + Int32(o))]
             vi[i] = xi[unsafe_offset=Int(pb + Int32(o))]
-        comptime for p in range(1, V):
-            comptime i = _bitrev(p, vb)
-            var a = vr[i]
-            var b = vi[i]
-            _tw_mul_in[dtype](tw, Int32(off + (p - 1) * m) + j, a, b)
-            vr[i] = a
-            vi[i] = b
+        _twiddles[dtype, vb, True, derive](tw, Int32(off) + j, m, vr, vi)
         _reg_dit[dtype, V](vr, vi)
         comptime for q in range(V):
             comptime o = m * q + ((m * q) >> vb)
@@ -421,7 +504,7 @@ def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: Address
 
 
 @always_inline
-def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace](
+def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -456,13 +539,7 @@ def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace](
             comptime i = _bitrev(p, rl0)
             ar[i] = vr[c + c0 * p]
             ai[i] = vi[c + c0 * p]
-        comptime for p in range(1, r0):
-            comptime i = _bitrev(p, rl0)
-            var a = ar[i]
-            var b = ai[i]
-            _tw_mul_in[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
-            ar[i] = a
-            ai[i] = b
+        _twiddles[dtype, rl0, True, derive](tw, Int32(T * c) + t, 1 << lm0, ar, ai)
         _reg_dit[dtype, r0](ar, ai)
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
@@ -510,8 +587,9 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int,
     max_threads (nvvm.maxntid, at least the 2^(lp-4) launched) caps the
     registers ptxas may use at 65536 / max_threads: see FUSED_CAP_THREADS.
     lean (the op's): warp barriers for the exchanges that stay in one warp
-    (_exchange_sync); False (the harness's GPU_FUSED_PLAIN): a block
-    barrier for every exchange.
+    (_exchange_sync) and twiddles derived from a few table reads
+    (_twiddles); False (the harness's GPU_FUSED_PLAIN): a block barrier
+    for every exchange and every twiddle read.
     """
     comptime stages = _fused_stages(lp, vb)
     comptime PL = (1 << lp) + (1 << (lp - vb))
@@ -524,21 +602,21 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int,
     var second = b0 + 1 < blocks
     var t_blk = block_outputs
     var src = source.unsafe_offset(Int(r) * Int(signal_stride))
-    _fused_first[dtype, lp, vb, spectrum, AddressSpace.SHARED](
+    _fused_first[dtype, lp, vb, spectrum, AddressSpace.SHARED, lean](
         t, xr, xi, tw, src, b0 * t_blk - pad, t_blk, second, length.cast[DType.uint32]()
     )
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED, lean](t, xr, xi, tw)
         _exchange_sync[lp, vb, s, lean]()
     var g_row = Int(pair) if spectrum else (Int(r) if taps_rows > 1 else 0)
     _fused_center[dtype, lp, vb, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
     comptime if not spectrum:
         _exchange_sync[lp, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, xr, xi, tw)
             _exchange_sync[lp, vb, stages - 2 - s_rev, lean]()
-        _fused_last[dtype, lp, vb, AddressSpace.SHARED](
+        _fused_last[dtype, lp, vb, AddressSpace.SHARED, lean](
             t, xr, xi, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
             row_outputs, second,
         )

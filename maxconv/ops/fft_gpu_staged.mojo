@@ -61,8 +61,7 @@ from .fft_gpu_fused import (
     _fused_radix_log,
     _fused_span_log,
     _fused_stages,
-    _tw_mul_in,
-    _tw_mul_out,
+    _twiddles,
     fused_cap_threads,
     fused_threads,
 )
@@ -312,7 +311,7 @@ def _staged_chunk_offsets[spectrum: Bool](
 
 
 @always_inline
-def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
+def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -342,13 +341,7 @@ def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
             ar[p] = vr[c + c0 * p]
             ai[p] = vi[c + c0 * p]
         _reg_dif[dtype, r0](ar, ai)
-        comptime for p in range(1, r0):
-            comptime i = _bitrev(p, rl0)
-            var a = ar[i]
-            var b = ai[i]
-            _tw_mul_out[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
-            ar[i] = a
-            ai[i] = b
+        _twiddles[dtype, rl0, False, derive](tw, Int32(T * c) + t, 1 << lm0, ar, ai)
         comptime for p in range(r0):
             comptime i = _bitrev(p, rl0)
             vr[c + c0 * p] = ar[i]
@@ -361,7 +354,7 @@ def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
 
 
 @always_inline
-def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
+def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
     xr: XPtr[dtype, space],
     xi: XPtr[dtype, space],
@@ -392,13 +385,7 @@ def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace](
             comptime i = _bitrev(p, rl0)
             ar[i] = vr[c + c0 * p]
             ai[i] = vi[c + c0 * p]
-        comptime for p in range(1, r0):
-            comptime i = _bitrev(p, rl0)
-            var a = ar[i]
-            var b = ai[i]
-            _tw_mul_in[dtype](tw, Int32(((p - 1) << lm0) + T * c) + t, a, b)
-            ar[i] = a
-            ai[i] = b
+        _twiddles[dtype, rl0, True, derive](tw, Int32(T * c) + t, 1 << lm0, ar, ai)
         _reg_dit[dtype, r0](ar, ai)
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
@@ -430,7 +417,8 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
     The spectrum of channel c, chunk ci sits at (c << lp) + (ci << lc), in
     the order of the old _gpu_chunk when lc is its chunk log and V = 16.
     max_threads: see staged_chunk_cap_threads. lean: warp barriers where
-    an exchange stays in one warp (fft_gpu_fused._exchange_sync).
+    an exchange stays in one warp (fft_gpu_fused._exchange_sync) and
+    derived twiddles (_twiddles).
     """
     comptime stages = _fused_stages(lc, vb)
     comptime PL = (1 << lc) + (1 << (lc - vb))
@@ -441,10 +429,10 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
     var row_re = re.unsafe_offset(at[0])
     var row_im = im.unsafe_offset(at[0])
     var g_off = at[1]
-    _chunk_first[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+    _chunk_first[dtype, lc, vb, AddressSpace.SHARED, lean](t, xr, xi, tw, row_re, row_im)
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED](t, xr, xi, tw)
+        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED, lean](t, xr, xi, tw)
         _exchange_sync[lc, vb, s, lean]()
     _fused_center[dtype, lc, vb, spectrum, AddressSpace.SHARED](
         t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
@@ -452,6 +440,6 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
     comptime if not spectrum:
         _exchange_sync[lc, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED](t, xr, xi, tw)
+            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, xr, xi, tw)
             _exchange_sync[lc, vb, stages - 2 - s_rev, lean]()
-        _chunk_last[dtype, lc, vb, AddressSpace.SHARED](t, xr, xi, tw, row_re, row_im)
+        _chunk_last[dtype, lc, vb, AddressSpace.SHARED, lean](t, xr, xi, tw, row_re, row_im)
