@@ -293,24 +293,55 @@ def _derived_twiddles[dtype: DType, rl: Int, inverse: Bool](
     mut vr: SIMD[dtype, 1 << rl],
     mut vi: SIMD[dtype, 1 << rl],
 ):
-    """_twiddles with derive, radix R = 2^rl >= 8: W^1, W^2, W^4 and their
-    products give W^(p % 8); W^8, W^16, ... give hw[h] = W^(8 h) (h < R / 8,
-    hw[h] = hw[h - top] * W^(8 top), top the highest bit of h)."""
+    """_twiddles with derive, radix 2^rl >= 8: the table's W^1, W^2, W^4,
+    W^8, W^16, ... (entry p - 1 of each), then _apply_powers."""
+    comptime HB = _powers_width(rl)
+    var hr = SIMD[dtype, HB](0)
+    var hi = SIMD[dtype, HB](0)
+    comptime for b in range(rl - 3):
+        var w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(((8 << b) - 1) * stride))))
+        hr[b] = w[0]
+        hi[b] = w[1]
+    _apply_powers[dtype, rl, inverse](
+        tw.unsafe_load[width=2, alignment=8](Int(2 * base)),
+        tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(stride)))),
+        tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(3 * stride)))),
+        hr, hi, vr, vi,
+    )
+
+
+def _powers_width(rl: Int) -> Int:
+    """Lanes holding W^8, W^16, ... for radix 2^rl (rl - 3 of them, at
+    least one lane, a power of two as SIMD wants)."""
+    return 1 << _log2(max(rl - 3, 1))
+
+
+@always_inline
+def _apply_powers[dtype: DType, rl: Int, inverse: Bool](
+    b1: SIMD[dtype, 2],
+    b2: SIMD[dtype, 2],
+    b4: SIMD[dtype, 2],
+    br: SIMD[dtype, _powers_width(rl)],
+    bi: SIMD[dtype, _powers_width(rl)],
+    mut vr: SIMD[dtype, 1 << rl],
+    mut vi: SIMD[dtype, 1 << rl],
+):
+    """Multiply frequency p (register bitrev(p)) of a radix-R butterfly
+    (R = 2^rl >= 8) by W^p (inverse: its conjugate), given b1, b2, b4 =
+    W^1, W^2, W^4 and (br, bi)[b] = W^(8 * 2^b): W^p = W^(p % 8) * W^(p -
+    p % 8), the low part from b1, b2, b4 (W^3 = b1 b2, W^7 = W^3 b4), the
+    high part hw[h] = W^(8 h) = hw[h - top] * W^(8 top) (top the highest
+    bit of h), so each W^p is at most five roundings deep."""
     comptime R = 1 << rl
     comptime H = R // 8
-    var b1 = tw.unsafe_load[width=2, alignment=8](Int(2 * base))
-    var b2 = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(stride))))
-    var b4 = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(3 * stride))))
     var w3 = _cmul(b1, b2)
     var hr = SIMD[dtype, H](1)
     var hi = SIMD[dtype, H](0)
     comptime for h in range(1, H):
         comptime top = 1 << (_log2(h + 1) - 1)
-        var w: SIMD[dtype, 2]
-        comptime if top == h:
-            w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32((8 * h - 1) * stride))))
-        else:
-            w = _cmul(SIMD[dtype, 2](hr[h - top], hi[h - top]), SIMD[dtype, 2](hr[top], hi[top]))
+        var w = SIMD[dtype, 2](br[_log2(top)], bi[_log2(top)])
+        comptime if top != h:
+            w = _cmul(SIMD[dtype, 2](hr[h - top], hi[h - top]), w)
         hr[h] = w[0]
         hi[h] = w[1]
     comptime for low in range(8):
