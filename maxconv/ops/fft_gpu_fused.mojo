@@ -51,8 +51,9 @@ kernel serves the other), laid out for speed:
   with the taps' spectrum and the first inverse stage run in registers
   with no exchange.
 - Twiddles come from one exact table per L (rounded from float64), laid
-  out per stage as [p - 1][j] for W_{r m}^(p j): a thread's 15 twiddles of a
-  stage are 15 coalesced 8-byte loads that every block reads from L1/L2.
+  out per stage as [p - 1][j] for W_{r m}^(p j): a thread reads the
+  entries of p = 1, 2, 4, 8 of a stage (coalesced 8-byte loads from
+  L1/L2) and forms the other 11 as products (_twiddles).
 """
 
 from max.gpu import block_dim, block_idx, thread_idx
