@@ -619,6 +619,13 @@ def main() raises:
         trial_bench(ctx)
     if "lbench" in want:
         lean_bench(ctx)
+    if "lsweep" in want:
+        # The op's kernels at every L of 2K .. 8K (and 16384) for the K where
+        # the planner's choice is closest, tables kept.
+        for k in [1024, 2048, 4096, 8192, 16384, 32768]:
+            for points in [4096, 8192, 16384, 32768, 65536, 131072, 262144]:
+                if points >= 2 * k and points <= 8 * k:
+                    bench[DType.float32](ctx, 1 << 24, k, points, 0, 0, GPU_FUSED, 20, 0, True)
     if "prof" in want:
         # A few calls of the op's kernels at three planner sizes, for a
         # profiler (ncu) to pick from.
