@@ -104,7 +104,7 @@ def fused_cap_threads(vb: Int) -> Int:
     return FUSED_CAP_THREADS >> (vb - FUSED_VALUES_LOG)
 
 
-# Up to L = 2^FUSED_FREE_MAX_LOG the op's fused kernel runs uncapped (76
+# Up to L = 2^FUSED_FREE_MAX_LOG the op's fused kernel runs uncapped (76-79
 # registers at L = 4096: three blocks an SM instead of four), which was
 # faster on the H200 in three runs (ms, N = 2^24, taps' spectrum kept):
 # K = 1024 at L = 4096 0.082 against 0.085 capped
@@ -176,7 +176,8 @@ def _exchange_sync[lp: Int, vb: Int, s: Int, lean: Bool]():
     16384 at V = 32) two of the four barriers a block pair become warp
     barriers, so a warp goes on while others of its block are still in
     the previous stage (H200, N = 2^24, ms, taps' spectrum kept, against
-    lean=False in the same run: K = 1024 at L = 4096 0.085 / 0.089, 2048
+    a block barrier at every exchange in the same run, both with table
+    twiddles: K = 1024 at L = 4096 0.085 / 0.089, 2048
     at 8192 0.104 / 0.109, 4096 at 16384 0.128 / 0.131, 8192 at 16384
     0.160 / 0.166; gpu_h200_warp_sync_2026-11-29.txt. Unchecked loads and
     stores for pairs inside the row, tried with it, made V = 32 7-11 %
