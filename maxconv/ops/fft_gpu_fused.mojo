@@ -227,25 +227,19 @@ def _gpu_fused_twiddles[dtype: DType, lp: Int, vb: Int](tw: Pointer[Scalar[dtype
 
 
 @always_inline
-def _tw_mul_out[dtype: DType](
-    tw: Pointer[Scalar[dtype], MutAnyOrigin], at: Int32, mut a: Scalar[dtype], mut b: Scalar[dtype]
+def _rotate[dtype: DType, inverse: Bool, i: Int](
+    mut vr: SIMD[dtype, _], mut vi: SIMD[dtype, _], w: SIMD[dtype, 2]
 ):
-    """(a + ib) *= table entry `at` (forward)."""
-    var w = tw.unsafe_load[width=2, alignment=8](Int(2 * at))
-    var x = a
-    a = x * w[0] - b * w[1]
-    b = x * w[1] + b * w[0]
-
-
-@always_inline
-def _tw_mul_in[dtype: DType](
-    tw: Pointer[Scalar[dtype], MutAnyOrigin], at: Int32, mut a: Scalar[dtype], mut b: Scalar[dtype]
-):
-    """(a + ib) *= conj(table entry `at`) (inverse)."""
-    var w = tw.unsafe_load[width=2, alignment=8](Int(2 * at))
-    var x = a
-    a = x * w[0] + b * w[1]
-    b = b * w[0] - x * w[1]
+    """(vr[i] + i vi[i]) *= w (forward) or conj(w) (inverse); the index a
+    compile-time parameter, as every caller's is."""
+    var a = vr[i]
+    var b = vi[i]
+    comptime if inverse:
+        vr[i] = a * w[0] + b * w[1]
+        vi[i] = b * w[0] - a * w[1]
+    else:
+        vr[i] = a * w[0] - b * w[1]
+        vi[i] = a * w[1] + b * w[0]
 
 
 @always_inline
@@ -274,15 +268,8 @@ def _twiddles[dtype: DType, rl: Int, inverse: Bool, derive: Bool](
     comptime R = 1 << rl
     comptime if not derive or R < 8:
         comptime for p in range(1, R):
-            comptime i = _bitrev(p, rl)
-            var a = vr[i]
-            var b = vi[i]
-            comptime if inverse:
-                _tw_mul_in[dtype](tw, base + Int32((p - 1) * stride), a, b)
-            else:
-                _tw_mul_out[dtype](tw, base + Int32((p - 1) * stride), a, b)
-            vr[i] = a
-            vi[i] = b
+            var w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32((p - 1) * stride))))
+            _rotate[dtype, inverse, _bitrev(p, rl)](vr, vi, w)
     else:
         _derived_twiddles[dtype, rl, inverse](tw, base, stride, vr, vi)
 
@@ -369,15 +356,7 @@ def _apply_powers[dtype: DType, rl: Int, inverse: Bool](
                 comptime if h != 0:
                     var wh = SIMD[dtype, 2](hr[h], hi[h])
                     w = wh if low == 0 else _cmul(wl, wh)
-                comptime i = _bitrev(p, rl)
-                var a = vr[i]
-                var b = vi[i]
-                comptime if inverse:
-                    vr[i] = a * w[0] + b * w[1]
-                    vi[i] = b * w[0] - a * w[1]
-                else:
-                    vr[i] = a * w[0] - b * w[1]
-                    vi[i] = a * w[1] + b * w[0]
+                _rotate[dtype, inverse, _bitrev(p, rl)](vr, vi, w)
 
 
 # The exchange rows: shared memory on the GPU, any memory for

@@ -62,7 +62,9 @@ from .fft_gpu_fused import (
     _fused_span_log,
     _fused_stages,
     _apply_powers,
+    _cmul,
     _powers_width,
+    _rotate,
     _twiddles,
     fused_cap_threads,
     fused_threads,
@@ -137,7 +139,7 @@ def _lohi_root[dtype: DType](tw: Pointer[Scalar[dtype], MutAnyOrigin], u: Int32,
     tables of _gpu_twiddles (lo first, 2^lo_bits entries, then hi)."""
     var lo = tw.unsafe_load[width=2, alignment=8](Int(2 * (u & ((Int32(1) << lo_bits) - 1))))
     var hi = tw.unsafe_load[width=2, alignment=8](Int((Int32(2) << lo_bits) + 2 * (u >> lo_bits)))
-    return SIMD[dtype, 2](hi[0] * lo[0] - hi[1] * lo[1], hi[0] * lo[1] + hi[1] * lo[0])
+    return _cmul(hi, lo)
 
 
 @always_inline
@@ -155,16 +157,7 @@ def _pass_twiddles[dtype: DType, rb: Int, inverse: Bool](
     comptime r = 1 << rb
     comptime if r < 8:
         comptime for p in range(1, r):
-            comptime i = _bitrev(p, rb)
-            var w = _lohi_root[dtype](tw, Int32(p) * ustep, lo_bits)
-            var a = vr[i]
-            var b = vi[i]
-            comptime if inverse:
-                vr[i] = a * w[0] + b * w[1]
-                vi[i] = b * w[0] - a * w[1]
-            else:
-                vr[i] = a * w[0] - b * w[1]
-                vi[i] = a * w[1] + b * w[0]
+            _rotate[dtype, inverse, _bitrev(p, rb)](vr, vi, _lohi_root[dtype](tw, Int32(p) * ustep, lo_bits))
     else:
         comptime HB = _powers_width(rb)
         var hr = SIMD[dtype, HB](0)
