@@ -17,7 +17,10 @@ next array in that memory (`AddressViews`); the direct op's calls then
 repeat their buffers and replay from a captured device graph
 (maxconv/device_graphs.py). A CUDA kernel of the signal's library on its
 GPU stays there (flipped there for convolve); other kernels go through the
-host. Real float32/float64 samples along the last axis; other dtypes raise
+host once: the engine keeps host taps on the device, found by value, with
+their FFT spectra (so the FFT op's fused calls replay too). CUDA taps get
+their spectrum computed every call: nothing tells that their memory still
+holds the same values. Real float32/float64 samples along the last axis; other dtypes raise
 a TypeError that says how to convert.
 """
 
@@ -306,19 +309,27 @@ def _empty(library, like, shape: tuple[int, ...]):
         return library.empty(shape, dtype=like.dtype)
 
 
-def _taps_rows(target: _Target, kernel, flip: bool, dtype: np.dtype) -> driver.Buffer:  # noqa: ANN001
-    """The taps as [rows, K] on the target's GPU: a CUDA kernel of the signal's
-    library on that GPU stays there (flipped there for convolve); anything
-    else goes through the host."""
+def _taps_rows(
+    target: _Target,
+    kernel,  # noqa: ANN001
+    flip: bool,
+    dtype: np.dtype,
+) -> tuple[driver.Buffer, np.ndarray | None]:
+    """The taps as [rows, K] on the target's GPU, and their host copy if they
+    came from the host. A CUDA kernel of the signal's library on that GPU
+    stays there (flipped there for convolve); anything else goes through the
+    host once: the engine keeps host taps on the device with their spectra,
+    found by value at the next call (Engine.device_taps)."""
     n_taps = int(kernel.shape[-1])
     library = target.library
     same_library = type(kernel) is target.kind or library_of(kernel) is library
     if same_library and _numpy_dtype(kernel) == dtype and cuda_index(kernel) == target.index:
         rows = math.prod(kernel.shape[:-1])
-        return target.rows(_flip_last(library, kernel) if flip else kernel, rows, n_taps)
+        return target.rows(_flip_last(library, kernel) if flip else kernel, rows, n_taps), None
     host = _host_copy(kernel)
     taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
-    return target.engine.to_device(np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype))
+    taps = np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype)
+    return target.engine.device_taps(taps), taps
 
 
 # The address of an array's first element, per library (for AddressViews).
@@ -405,10 +416,13 @@ def filter_cuda(
         result = out
     else:
         result = _empty(target.library, in1, (*lead, count))
-    taps = _taps_rows(target, in2, flip, dtype)
+    taps, host_taps = _taps_rows(target, in2, flip, dtype)
+    spectrum = None
+    if method == "fft" and host_taps is not None:
+        spectrum = engine.spectrum(host_taps, block)
     output = target.rows(result, rows, count)
     target.order.before()
-    engine.correlate(output, signal, taps, pad, method, block, replay=True)
+    engine.correlate(output, signal, taps, pad, method, block, spectrum, replay=True)
     target.order.after()
     return result
 

@@ -28,7 +28,7 @@ from .cache import GraphCache, cache_key
 from .calibration_record import calibration_path, load_calibration
 from .device_graphs import DeviceGraphs, execute
 from .devices import open_device
-from .planning import FFT_FROM_TAPS, choose_method, fft_block_points
+from .planning import FFT_FROM_TAPS, choose_method, fft_block_points, gpu_fft_single_kernel
 from .transfer import Staging
 
 OPS_DIR = Path(__file__).parent / "ops"
@@ -41,8 +41,10 @@ SPECTRUM_MIN_POINTS = 256
 # this many L for V >= 2 (see table_points in maxconv/ops/fft_cpu.mojo); on
 # a GPU at most 2L (_tables_kept in maxconv/ops/fft_gpu_launch.mojo).
 SPECTRUM_TABLE_POINTS = 3
-# Taps spectra kept per engine (a filter run and a few API callers), for
-# taps of at most SPECTRA_MAX_ROWS rows (channels, true-stereo paths).
+# Host taps kept per engine by value (a filter run and a few API callers),
+# with their spectra per block length and, for callers on CUDA arrays, their
+# device copy; for taps of at most SPECTRA_MAX_ROWS rows (channels,
+# true-stereo paths).
 SPECTRA_KEPT = 4
 SPECTRA_MAX_ROWS = 16
 # Spectra kept under a caller's key (an augmentation job's responses: each serves
@@ -111,6 +113,18 @@ def build_graph(dtype: DType, device: DeviceRef, method: str = "direct") -> Grap
     return graph
 
 
+@dataclass
+class KeptTaps:
+    """Host taps kept by value: their bytes, their spectrum buffers by block
+    length (see Engine.spectrum) and their device copy once asked for."""
+
+    data: bytes
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    spectra: dict[int, driver.Buffer] = field(default_factory=dict)
+    device: driver.Buffer | None = None
+
+
 class Engine:
     """One MAX session on one device, and its compiled graphs."""
 
@@ -127,7 +141,7 @@ class Engine:
         self._buffers: dict[tuple[str, np.dtype], driver.Buffer] = {}
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
-        self._spectra: dict[tuple, driver.Buffer] = {}
+        self._kept_taps: list[KeptTaps] = []  # most recently used last
         self._keyed_spectra: collections.OrderedDict[tuple, driver.Buffer] = (
             collections.OrderedDict()
         )
@@ -265,28 +279,56 @@ class Engine:
         and whether they are already there (the same taps at the same block
         length as a recent call: a stream of chunks, a filter run).
 
-        Without `key`: keyed on a digest of the taps' bytes; the few latest
+        Without `key`: found by the taps' value (see _kept); the few latest
         are kept. None for taps of many rows (a batch of responses, new every
-        call): hashing and keeping them would cost more than it saves.
+        call): comparing and keeping them would cost more than it saves.
 
         With `key`, the caller's name for exactly these taps (it must never
         name other taps; an object compared by identity, held by the key,
-        cannot): no digest (hashing 100 KB of taps per call), and up to
+        cannot): no comparison of the taps a call, and up to
         SPECTRA_KEYED_BYTES kept, least recently used dropped first.
         """
         if key is not None:
             return self._keyed_spectrum(taps, block, key)
         if taps.shape[0] > SPECTRA_MAX_ROWS:
             return None
-        digest = hashlib.blake2b(np.ascontiguousarray(taps).data, digest_size=16).digest()
-        found = (digest, taps.shape, np.dtype(taps.dtype), block)
-        if found in self._spectra:
-            return self._spectra[found], True
-        if len(self._spectra) >= SPECTRA_KEPT:
-            self._spectra.pop(next(iter(self._spectra)))
-        buffer = self._spectrum_buffer(taps, block)
-        self._spectra[found] = buffer
+        kept = self._kept(taps)
+        buffer = kept.spectra.get(block)
+        if buffer is not None:
+            return buffer, True
+        buffer = kept.spectra[block] = self._spectrum_buffer(taps, block)
         return buffer, False
+
+    def device_taps(self, taps: np.ndarray) -> driver.Buffer:
+        """Host taps [R, K] on this device: a copy kept with their spectra (a
+        loop of calls on CUDA arrays with the same host taps finds the same
+        buffer, so its calls can replay, see device_graphs), else a new one
+        for taps of more than SPECTRA_MAX_ROWS rows."""
+        if taps.shape[0] > SPECTRA_MAX_ROWS:
+            return self.to_device(taps)
+        kept = self._kept(taps)
+        if kept.device is None:
+            kept.device = self.to_device(taps.copy())  # the CPU would share the memory
+        return kept.device
+
+    def _kept(self, taps: np.ndarray) -> KeptTaps:
+        """The kept entry of taps equal to `taps` (same shape, dtype and bytes),
+        made if none is; the least recently used goes past SPECTRA_KEPT.
+
+        Compared by value, not by a digest: a byte comparison of the taps
+        costs ~12 us at 131,072 float32 taps on the 2-core machine where a
+        blake2b digest costs 710 (and the host API looks taps up every call).
+        """
+        data = np.ascontiguousarray(taps).tobytes()
+        for index, kept in enumerate(self._kept_taps):
+            if kept.shape == taps.shape and kept.dtype == taps.dtype and kept.data == data:
+                self._kept_taps.append(self._kept_taps.pop(index))
+                return kept
+        if len(self._kept_taps) >= SPECTRA_KEPT:
+            self._kept_taps.pop(0)
+        kept = KeptTaps(data, taps.shape, np.dtype(taps.dtype))
+        self._kept_taps.append(kept)
+        return kept
 
     def _keyed_spectrum(
         self, taps: np.ndarray, block: int, key: Hashable
@@ -332,9 +374,11 @@ class Engine:
         with the signal zero outside its row. `block` is the FFT op's block
         length (see fft_block); `spectrum` (from `spectrum`) where it keeps
         or finds the taps' spectra; `workers` the CPU cores the FFT op uses at
-        most (0: all); `replay`: a GPU's direct-op call may be replayed from a
-        captured device graph (see device_graphs; for callers in one thread
-        whose calls come back with the same buffers: CUDA arrays in a loop).
+        most (0: all); `replay`: a GPU's call may be replayed from a captured
+        device graph (see device_graphs; for callers in one thread whose calls
+        come back with the same buffers: CUDA arrays in a loop): a direct-op
+        call, or an FFT-op call of the fused kernel with its spectra ready
+        (planning.gpu_fft_single_kernel).
         Work is queued on the device; on a GPU, synchronize before reading
         the output from the host.
         """
@@ -346,8 +390,16 @@ class Engine:
             if spectrum is None:
                 spectrum = (self._no_spectrum(np.dtype(output.dtype.to_numpy())), False)
             buffer, ready = spectrum
-            window = self.window(pad, block, ready, workers)
-            execute(model, [output, signal, taps, buffer, window])
+            buffers = [output, signal, taps, buffer, self.window(pad, block, ready, workers)]
+            if (
+                replay
+                and ready
+                and self.graphs is not None
+                and gpu_fft_single_kernel(taps.shape[1], block, output.dtype.name)
+            ):
+                self.graphs.run(model, buffers)
+            else:
+                execute(model, buffers)
         elif replay and self.graphs is not None:
             self.graphs.run(model, [output, signal, taps, self.window(pad, block)])
         else:

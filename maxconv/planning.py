@@ -42,6 +42,11 @@ FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
 # 16384 0.176, staged 32768 0.190 kept, 65536 0.178; K = 16384: the 4K rule,
 # 65536 0.188 kept, 131072 0.208 (V = 32 chunks: 0.203).
 FFT_GPU_F32_POINTS = ((1024, 1 << 12), (2048, 1 << 13), (8192, 1 << 14))
+# The GPU op's fused float32 kernel transforms L = 2^8 .. 2^14 (FUSED_MIN_LOG,
+# FUSED_MAX_LOG in ops/fft_gpu_fused.mojo): a call of it with the taps'
+# spectrum and tables kept and ready enqueues that one kernel and allocates
+# nothing, so it may be captured in a device graph and replayed.
+GPU_FUSED_POINTS = (1 << 8, 1 << 14)
 
 
 def check_mode(mode: str) -> None:
@@ -126,3 +131,12 @@ def full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
     if mode == "same":
         return (n_taps - 1) // 2, length
     return min(length, n_taps) - 1, abs(length - n_taps) + 1
+
+
+def gpu_fft_single_kernel(n_taps: int, block: int, dtype: str) -> bool:
+    """Whether a GPU FFT-op call of K = `n_taps` at `block` runs the fused kernel
+    (once spectra and tables are kept and ready: one kernel, no allocation).
+    The op's L is the power of two at least block, K and 64 (fft_points in
+    ops/fft_common.mojo)."""
+    points = 1 << (max(block, n_taps, 64) - 1).bit_length()
+    return dtype == "float32" and GPU_FUSED_POINTS[0] <= points <= GPU_FUSED_POINTS[1]

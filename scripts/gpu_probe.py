@@ -15,9 +15,10 @@ python3 scripts/gpu_probe.py output        where a new output tensor's ~19 us go
                                            an output MAX allocates and torch takes
 python3 scripts/gpu_probe.py prelaunch     each host step of maxconv.correlate on torch tensors
                                            (K = 64) timed alone, in call order
-python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, spectrum kept or not)
-                                           and cupyx oaconvolve at N = 2^24, as JSON lines: the
-                                           bench's device rows without its host-side peers
+python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, spectrum kept or
+                                           not), the API on torch tensors and cupyx oaconvolve
+                                           at N = 2^24, as JSON lines: the bench's device and
+                                           tensor rows without its host-side peers
 python3 scripts/gpu_probe.py replay        Model.capture/replay of the K = 64 op on kept views: time
                                            per call against execute, and its results
 python3 scripts/gpu_probe.py graphs        maxconv.correlate on torch tensors (K = 64) with its
@@ -600,11 +601,12 @@ def prelaunch() -> None:
 
 
 def fft_rows(ks: list[int]) -> None:
-    """maxconv bench's device-resident rows and cupyx's, one JSON line each."""
+    """maxconv bench's device-resident rows, its torch-tensor rows (the API on
+    CUDA tensors) and cupyx's, one JSON line each."""
     import json
 
     from maxconv.bench import bench_inputs, measure_ops
-    from maxconv.bench_peers import _cupy_peer
+    from maxconv.bench_peers import _cupy_peer, measure_torch_tensors
     from maxconv.engine import get_engine
 
     engine = get_engine("gpu")
@@ -612,6 +614,7 @@ def fft_rows(ks: list[int]) -> None:
     for k in ks:
         signal, taps = bench_inputs(np.dtype(np.float32), n, k)
         rows = measure_ops(engine, signal, taps, 2, 20, stream=True)
+        rows += measure_torch_tensors(engine, np.dtype(np.float32), n, k, 2, 20)
         rows += _cupy_peer(np.dtype(np.float32), n, k, 2, 20)
         for row in rows:
             print(json.dumps(row.as_dict()), flush=True)

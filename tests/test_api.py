@@ -561,7 +561,7 @@ def test_fft_taps_spectrum_is_kept_between_calls_with_the_same_taps(rows):
 
 
 def test_spectra_kept_under_a_key_least_recently_used_dropped(monkeypatch):
-    """Keyed spectra: found again under their key (no digest of the taps), kept
+    """Keyed spectra: found again under their key (the taps not compared), kept
     within SPECTRA_KEYED_BYTES, the least recently used dropped first."""
     import maxconv.engine as engine_module
 
