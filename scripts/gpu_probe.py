@@ -19,6 +19,8 @@ python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, s
                                            not), the API on torch tensors and cupyx oaconvolve
                                            at N = 2^24, as JSON lines: the bench's device and
                                            tensor rows without its host-side peers
+python3 scripts/gpu_probe.py fftapi        the FFT op (K = 1024, 4096) through the engine and the
+                                           API on torch tensors, executed and replayed
 python3 scripts/gpu_probe.py replay        Model.capture/replay of the K = 64 op on kept views: time
                                            per call against execute, and its results
 python3 scripts/gpu_probe.py graphs        maxconv.correlate on torch tensors (K = 64) with its
@@ -605,10 +607,12 @@ def fft_rows(ks: list[int]) -> None:
     CUDA tensors) and cupyx's, one JSON line each."""
     import json
 
+    from maxconv import bench_peers
     from maxconv.bench import bench_inputs, measure_ops
     from maxconv.bench_peers import _cupy_peer, measure_torch_tensors
     from maxconv.engine import get_engine
 
+    bench_peers.TORCH_MAX_MACS = 0  # torch's conv1d takes 0.06-0.45 s a call at K >= 1024
     engine = get_engine("gpu")
     n = 1 << 24
     for k in ks:
@@ -618,6 +622,70 @@ def fft_rows(ks: list[int]) -> None:
         rows += _cupy_peer(np.dtype(np.float32), n, k, 2, 20)
         for row in rows:
             print(json.dumps(row.as_dict()), flush=True)
+
+
+def fft_api() -> None:
+    """Median microseconds (call + sync) of the FFT op at K = 1024 and 4096
+    (N = 2^24 float32) on kept buffers through the engine, executed and
+    replayed, and through maxconv.correlate on torch tensors with numpy or
+    CUDA taps (out=), with the engine's device graphs and without; and the
+    host's time of each call alone (its GPU work synchronized untimed)."""
+    from maxconv.engine import get_engine
+
+    engine = get_engine("gpu")
+    graphs = engine.graphs
+    for k in (1024, 4096):
+        for label, name, step in _fft_api_steps(engine, k):
+            engine.graphs = graphs if label == "graphs" else None
+            _print_call(f"K={k} {label:<9} {name:<24}", step)
+        engine.graphs = graphs
+        print(f"  captured {len(graphs._graphs)}, refused {graphs.refused}", flush=True)
+
+
+def _fft_api_steps(engine, k: int):  # noqa: ANN001, ANN202
+    """(graphs label, name, call) of fft_api at K = k."""
+    import torch
+
+    import maxconv
+
+    n = 1 << 24
+    x = torch.randn(n + k - 1, device="cuda")
+    w = torch.randn(k, device="cuda")
+    h = w.cpu().numpy()
+    out = torch.empty(n, device="cuda")
+    taps = np.ascontiguousarray(h.reshape(1, k))
+    block = engine.fft_block(k, n, np.float32)
+    signal = engine.to_device(x.cpu().numpy().reshape(1, -1))
+    result = engine.device_buffer("probe", (1, n), np.float32)
+    taps_dev = engine.device_taps(taps)
+    engine.correlate(result, signal, taps_dev, 0, "fft", block, engine.spectrum(taps, block))
+    kept = engine.spectrum(taps, block)
+    steps = {
+        "engine, kept, execute": lambda: engine.correlate(
+            result, signal, taps_dev, 0, "fft", block, kept
+        ),
+        "engine, kept, replay": lambda: engine.correlate(
+            result, signal, taps_dev, 0, "fft", block, kept, replay=True
+        ),
+        "api, numpy taps, out=": lambda: maxconv.correlate(x, h, "valid", out=out),
+        "api, cuda taps, out=": lambda: maxconv.correlate(x, w, "valid", out=out),
+    }
+    labels = ("graphs", "no graphs")
+    return [(label, name, step) for label in labels for name, step in steps.items()]
+
+
+def _print_call(label: str, step: Callable[[], object]) -> None:
+    """Median microseconds of `step` with a device sync, and of its host part alone."""
+    import torch
+
+    sync = torch.cuda.synchronize
+    times = timings(lambda: (step(), sync()), 200, sync)
+    host = timings(step, 200, sync)
+    print(
+        f"{label} call+sync {statistics.median(times) * 1e6:7.1f} us"
+        f"  host {statistics.median(host) * 1e6:6.1f} us",
+        flush=True,
+    )
 
 
 def replay() -> None:
@@ -738,6 +806,7 @@ PROBES = {
     "output": output,
     "prelaunch": prelaunch,
     "fft": lambda: fft_rows([int(k) for k in sys.argv[2:]]),
+    "fftapi": fft_api,
     "replay": replay,
     "graphs": graphs,
     "chunks": chunks,
