@@ -52,6 +52,8 @@ SPECTRA_MAX_ROWS = 16
 # up to this many bytes, least recently used dropped first. A 24,000-tap response
 # takes 1.3 MB at L = 2^16 (spectrum and tables), so 100 of them fit in 130 MB.
 SPECTRA_KEYED_BYTES = 256 << 20
+# FFT block lengths remembered per engine (fft_block), by call shape.
+FFT_BLOCKS_KEPT = 256
 # Bumped when the graph built around the op changes shape or meaning.
 GRAPH_REVISION = "4"
 
@@ -147,6 +149,7 @@ class Engine:
         )
         self._keyed_bytes = 0
         self._fft_from_taps: tuple[int, str] | None = None
+        self._fft_blocks: dict[tuple, int] = {}
         self.graphs = DeviceGraphs() if self.spec.kind == "gpu" else None
 
     @property
@@ -226,8 +229,18 @@ class Engine:
         return self._fft_from_taps
 
     def fft_block(self, n_taps: int, outputs: int, dtype: np.dtype, shared_rows: int = 1) -> int:
-        """The FFT op's block length on this device (planning.fft_block_points)."""
-        return fft_block_points(n_taps, outputs, self.spec.kind, np.dtype(dtype).name, shared_rows)
+        """The FFT op's block length on this device (planning.fft_block_points),
+        remembered: a call on CUDA arrays asks every time, and numpy's dtype
+        name alone costs ~3 us."""
+        key = (n_taps, outputs, dtype, shared_rows)
+        block = self._fft_blocks.get(key)
+        if block is None:
+            if len(self._fft_blocks) >= FFT_BLOCKS_KEPT:
+                self._fft_blocks.clear()
+            name = np.dtype(dtype).name
+            block = fft_block_points(n_taps, outputs, self.spec.kind, name, shared_rows)
+            self._fft_blocks[key] = block
+        return block
 
     def forget_calibration(self) -> None:
         """Look the calibration up again at the next method choice."""

@@ -21,6 +21,8 @@ python3 scripts/gpu_probe.py fft K ...     the FFT op on the device (per call, s
                                            tensor rows without its host-side peers
 python3 scripts/gpu_probe.py fftapi        the FFT op (K = 1024, 4096) through the engine and the
                                            API on torch tensors, executed and replayed
+python3 scripts/gpu_probe.py fftprofile    cProfile of those API calls (K = 1024): host time by
+                                           function
 python3 scripts/gpu_probe.py replay        Model.capture/replay of the K = 64 op on kept views: time
                                            per call against execute, and its results
 python3 scripts/gpu_probe.py graphs        maxconv.correlate on torch tensors (K = 64) with its
@@ -642,6 +644,33 @@ def fft_api() -> None:
         print(f"  captured {len(graphs._graphs)}, refused {graphs.refused}", flush=True)
 
 
+def fft_profile() -> None:
+    """cProfile of 500 maxconv.correlate calls on torch tensors (K = 1024, N = 2^24,
+    out=) with numpy taps and with CUDA taps: the host's functions by own time."""
+    import cProfile
+    import pstats
+
+    import torch
+
+    from maxconv.engine import get_engine
+
+    steps = _fft_api_steps(get_engine("gpu"), 1024)
+    for label, name, step in steps:
+        if label != "graphs" or not name.startswith("api"):
+            continue
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        profile = cProfile.Profile()
+        for _ in range(500):
+            profile.enable()
+            step()
+            profile.disable()
+            torch.cuda.synchronize()
+        print(f"== {name}: 500 calls", flush=True)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
 def _fft_api_steps(engine, k: int):  # noqa: ANN001, ANN202
     """(graphs label, name, call) of fft_api at K = k."""
     import torch
@@ -807,6 +836,7 @@ PROBES = {
     "prelaunch": prelaunch,
     "fft": lambda: fft_rows([int(k) for k in sys.argv[2:]]),
     "fftapi": fft_api,
+    "fftprofile": fft_profile,
     "replay": replay,
     "graphs": graphs,
     "chunks": chunks,
