@@ -327,7 +327,7 @@ def _taps_rows(
         rows = math.prod(kernel.shape[:-1])
         return target.rows(_flip_last(library, kernel) if flip else kernel, rows, n_taps), None
     host = _host_copy(kernel)
-    taps = np.flip(host, -1) if flip else (np.conj(host).real if np.iscomplexobj(host) else host)
+    taps = np.flip(host, -1) if flip else (np.conj(host).real if host.dtype.kind == "c" else host)
     taps = np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype)
     return target.engine.device_taps(taps), taps
 
