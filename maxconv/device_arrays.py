@@ -314,12 +314,14 @@ def _taps_rows(
     kernel,  # noqa: ANN001
     flip: bool,
     dtype: np.dtype,
-) -> tuple[driver.Buffer, np.ndarray | None]:
-    """The taps as [rows, K] on the target's GPU, and their host copy if they
-    came from the host. A CUDA kernel of the signal's library on that GPU
-    stays there (flipped there for convolve); anything else goes through the
-    host once: the engine keeps host taps on the device with their spectra,
-    found by value at the next call (Engine.device_taps)."""
+    block: int,
+) -> tuple[driver.Buffer, tuple[driver.Buffer, bool] | None]:
+    """The taps as [rows, K] on the target's GPU, and for an FFT call
+    (`block` > 0) their kept spectrum where they came from the host. A CUDA
+    kernel of the signal's library on that GPU stays there (flipped there
+    for convolve); anything else goes through the host once: the engine
+    keeps host taps on the device with their spectra, found by value at the
+    next call (Engine.device_taps)."""
     n_taps = int(kernel.shape[-1])
     library = target.library
     same_library = type(kernel) is target.kind or library_of(kernel) is library
@@ -329,7 +331,7 @@ def _taps_rows(
     host = _host_copy(kernel)
     taps = np.flip(host, -1) if flip else (np.conj(host).real if host.dtype.kind == "c" else host)
     taps = np.ascontiguousarray(taps.reshape(-1, n_taps), dtype=dtype)
-    return target.engine.device_taps(taps), taps
+    return target.engine.device_taps(taps, block)
 
 
 # The address of an array's first element, per library (for AddressViews).
@@ -416,10 +418,7 @@ def filter_cuda(
         result = out
     else:
         result = _empty(target.library, in1, (*lead, count))
-    taps, host_taps = _taps_rows(target, in2, flip, dtype)
-    spectrum = None
-    if method == "fft" and host_taps is not None:
-        spectrum = engine.spectrum(host_taps, block)
+    taps, spectrum = _taps_rows(target, in2, flip, dtype, block if method == "fft" else 0)
     output = target.rows(result, rows, count)
     target.order.before()
     engine.correlate(output, signal, taps, pad, method, block, spectrum, replay=True)

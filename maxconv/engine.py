@@ -305,24 +305,33 @@ class Engine:
             return self._keyed_spectrum(taps, block, key)
         if taps.shape[0] > SPECTRA_MAX_ROWS:
             return None
+        return self._kept_spectrum(self._kept(taps), taps, block)
+
+    def device_taps(
+        self, taps: np.ndarray, block: int = 0
+    ) -> tuple[driver.Buffer, tuple[driver.Buffer, bool] | None]:
+        """Host taps [R, K] on this device, and for `block` > 0 their FFT
+        spectrum as `spectrum` gives it, found in one lookup: a device copy
+        kept with their spectra (a loop of calls on CUDA arrays with the
+        same host taps finds the same buffer, so its calls can replay, see
+        device_graphs); taps of more than SPECTRA_MAX_ROWS rows get a new
+        copy and no kept spectrum."""
+        if taps.shape[0] > SPECTRA_MAX_ROWS:
+            return self.to_device(taps), None
         kept = self._kept(taps)
+        if kept.device is None:
+            kept.device = self.to_device(taps.copy())  # the CPU would share the memory
+        return kept.device, self._kept_spectrum(kept, taps, block) if block > 0 else None
+
+    def _kept_spectrum(
+        self, kept: KeptTaps, taps: np.ndarray, block: int
+    ) -> tuple[driver.Buffer, bool]:
+        """The spectrum buffer of kept taps at `block`, and whether it is computed."""
         buffer = kept.spectra.get(block)
         if buffer is not None:
             return buffer, True
         buffer = kept.spectra[block] = self._spectrum_buffer(taps, block)
         return buffer, False
-
-    def device_taps(self, taps: np.ndarray) -> driver.Buffer:
-        """Host taps [R, K] on this device: a copy kept with their spectra (a
-        loop of calls on CUDA arrays with the same host taps finds the same
-        buffer, so its calls can replay, see device_graphs), else a new one
-        for taps of more than SPECTRA_MAX_ROWS rows."""
-        if taps.shape[0] > SPECTRA_MAX_ROWS:
-            return self.to_device(taps)
-        kept = self._kept(taps)
-        if kept.device is None:
-            kept.device = self.to_device(taps.copy())  # the CPU would share the memory
-        return kept.device
 
     def _kept(self, taps: np.ndarray) -> KeptTaps:
         """The kept entry of taps equal to `taps` (same shape, dtype and bytes),

@@ -686,7 +686,7 @@ def _fft_api_steps(engine, k: int):  # noqa: ANN001, ANN202
     block = engine.fft_block(k, n, np.float32)
     signal = engine.to_device(x.cpu().numpy().reshape(1, -1))
     result = engine.device_buffer("probe", (1, n), np.float32)
-    taps_dev = engine.device_taps(taps)
+    taps_dev = engine.device_taps(taps)[0]
     engine.correlate(result, signal, taps_dev, 0, "fft", block, engine.spectrum(taps, block))
     kept = engine.spectrum(taps, block)
     steps = {

@@ -53,7 +53,8 @@ def test_many_row_taps_are_not_kept():
     engine = Engine("cpu")
     taps = np.ones((engine_module.SPECTRA_MAX_ROWS + 1, 40), np.float32)
     assert engine.spectrum(taps, 1024) is None
-    assert engine.device_taps(taps) is not engine.device_taps(taps)
+    assert engine.device_taps(taps, 1024)[1] is None
+    assert engine.device_taps(taps)[0] is not engine.device_taps(taps)[0]
 
 
 def test_device_taps_kept_as_a_copy():
@@ -61,11 +62,23 @@ def test_device_taps_kept_as_a_copy():
     buffers), holding a copy: the caller's array changed later leaves it alone."""
     engine = Engine("cpu")
     taps = np.arange(64, dtype=np.float32).reshape(1, 64)
-    buffer = engine.device_taps(taps)
-    assert engine.device_taps(taps.copy()) is buffer
+    buffer, spectrum = engine.device_taps(taps)
+    assert spectrum is None  # block 0: no spectrum asked for
+    assert engine.device_taps(taps.copy())[0] is buffer
     taps[0, 0] = 100.0
-    assert engine.device_taps(taps) is not buffer
+    assert engine.device_taps(taps)[0] is not buffer
     assert buffer.to_numpy()[0, 0] == 0.0
+
+
+def test_device_taps_with_their_spectrum():
+    """One lookup gives the device copy and the spectrum, shared with `spectrum`."""
+    engine = Engine("cpu")
+    taps = np.arange(300, dtype=np.float32).reshape(1, 300)
+    buffer, (first, ready) = engine.device_taps(taps, 2048)
+    assert not ready
+    assert engine.device_taps(taps.copy(), 2048) == (buffer, (first, True))
+    assert engine.spectrum(taps, 2048) == (first, True)
+    assert engine.device_taps(taps, 4096)[1][1] is False
 
 
 def test_single_kernel_calls():
