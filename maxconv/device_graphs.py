@@ -15,9 +15,11 @@ memory: the kept views of tensors passed again or put by their library's
 allocator where the last ones were) and replays it from then on; MAX itself
 refuses a replay whose buffers differ from the capture's. It serves calls on
 CUDA arrays (the per-call-bound path; the engine's other callers, batches in
-worker threads among them, execute). Only the direct op is captured: the FFT
-op allocates its scratch within the call, which a graph would hold for as
-long as it is kept.
+worker threads among them, execute). The direct op's calls are captured, and
+the FFT op's only where a call is its fused kernel alone with the taps'
+spectrum kept and ready (planning.gpu_fft_single_kernel: numpy taps with
+CUDA arrays); other FFT calls allocate scratch within the call, which a
+graph would hold for as long as it is kept.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def execute(model: engine.Model, buffers: list[driver.Buffer]) -> None:
 
 
 class DeviceGraphs:
-    """One GPU engine's captured calls of the direct op (see the module doc)."""
+    """One GPU engine's captured op calls (see the module doc)."""
 
     GRAPHS_KEPT = 8  # captured graphs kept; past that the oldest is released
     SEEN_KEPT = 64  # calls remembered as seen once (captured if they come again)

@@ -1,6 +1,7 @@
 """DeviceGraphs: which calls are executed, captured, replayed and released
 (a stand-in model records what MAX would be asked; the real capture and
-replay are checked on a GPU by the CUDA-array tests in test_api.py)."""
+replay are checked on a GPU by the CUDA-array tests in test_api.py and
+test_kept_taps.py)."""
 
 from __future__ import annotations
 
