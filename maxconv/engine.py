@@ -144,6 +144,7 @@ class Engine:
         self._windows: dict[tuple[int, int], driver.Buffer] = {}
         self._staging: dict[np.dtype, Staging] = {}
         self._kept_taps: list[KeptTaps] = []  # most recently used last
+        self._kept_lock = threading.Lock()  # batch workers share the engine
         self._keyed_spectra: collections.OrderedDict[tuple, driver.Buffer] = (
             collections.OrderedDict()
         )
@@ -342,15 +343,16 @@ class Engine:
         blake2b digest costs 710 (and the host API looks taps up every call).
         """
         data = np.ascontiguousarray(taps).tobytes()
-        for index, kept in enumerate(self._kept_taps):
-            if kept.shape == taps.shape and kept.dtype == taps.dtype and kept.data == data:
-                self._kept_taps.append(self._kept_taps.pop(index))
-                return kept
-        if len(self._kept_taps) >= SPECTRA_KEPT:
-            self._kept_taps.pop(0)
-        kept = KeptTaps(data, taps.shape, np.dtype(taps.dtype))
-        self._kept_taps.append(kept)
-        return kept
+        with self._kept_lock:
+            for index, kept in enumerate(self._kept_taps):
+                if kept.shape == taps.shape and kept.dtype == taps.dtype and kept.data == data:
+                    self._kept_taps.append(self._kept_taps.pop(index))
+                    return kept
+            if len(self._kept_taps) >= SPECTRA_KEPT:
+                self._kept_taps.pop(0)
+            kept = KeptTaps(data, taps.shape, np.dtype(taps.dtype))
+            self._kept_taps.append(kept)
+            return kept
 
     def _keyed_spectrum(
         self, taps: np.ndarray, block: int, key: Hashable

@@ -9,6 +9,7 @@ the taps' spectrum is ready) against scipy in float64.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,38 @@ def test_torch_signal_numpy_taps_fft_loop(gpu_device, n_taps):
     assert captured == gpu_fft_single_kernel(
         n_taps, engine.fft_block(n_taps, n - n_taps + 1, np.float32), "float32"
     )
+
+
+class YieldingTaps(np.ndarray):
+    """Taps whose shape, read at every comparison of a lookup, hands the
+    interpreter to another thread first: the lookups of several threads
+    then interleave inside the engine's search of its kept taps."""
+
+    @property
+    def shape(self):  # noqa: ANN201
+        time.sleep(1e-5)
+        return super().shape
+
+
+def test_kept_taps_shared_by_threads():
+    """Batch workers share an engine: concurrent lookups (evicting one another)
+    raise nothing and always give the device copy of the taps asked for."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = Engine("cpu")
+    kinds = engine_module.SPECTRA_KEPT + 2
+    rows = [np.full((1, 50), float(i), np.float32).view(YieldingTaps) for i in range(kinds)]
+
+    def lookups(seed: int) -> list[int]:
+        pick = random.Random(seed)
+        wrong = []
+        for _ in range(200):
+            i = pick.randrange(len(rows))
+            if engine.device_taps(rows[i], 1024)[0].to_numpy()[0, 0] != float(i):
+                wrong.append(i)
+        return wrong
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [future.result() for future in [pool.submit(lookups, s) for s in range(4)]]
+    assert results == [[], [], [], []]
