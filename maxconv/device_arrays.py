@@ -20,8 +20,8 @@ GPU stays there (flipped there for convolve); other kernels go through the
 host once: the engine keeps host taps on the device, found by value, with
 their FFT spectra (so the FFT op's fused calls replay too). CUDA taps get
 their spectrum computed every call: nothing tells that their memory still
-holds the same values. Real float32/float64 samples along the last axis; other dtypes raise
-a TypeError that says how to convert.
+holds the same values. Real float32/float64 samples along the last axis;
+other dtypes raise a TypeError that says how to convert.
 """
 
 from __future__ import annotations

@@ -28,7 +28,13 @@ from .cache import GraphCache, cache_key
 from .calibration_record import calibration_path, load_calibration
 from .device_graphs import DeviceGraphs, execute
 from .devices import open_device
-from .planning import FFT_FROM_TAPS, choose_method, fft_block_points, gpu_fft_single_kernel
+from .planning import (
+    FFT_FROM_TAPS,
+    choose_method,
+    fft_block_points,
+    gpu_fft_single_kernel,
+    op_points,
+)
 from .transfer import Staging
 
 OPS_DIR = Path(__file__).parent / "ops"
@@ -342,7 +348,7 @@ class Engine:
         of 131,072 float32 taps costs ~24 us on the 2-core machine where a
         blake2b digest costs 710 (and the host API looks taps up every call).
         """
-        data = np.ascontiguousarray(taps).tobytes()
+        data = taps.tobytes()  # C order whatever the layout
         with self._kept_lock:
             for index, kept in enumerate(self._kept_taps):
                 if kept.shape == taps.shape and kept.dtype == taps.dtype and kept.data == data:
@@ -373,7 +379,7 @@ class Engine:
     def _spectrum_buffer(self, taps: np.ndarray, block: int) -> driver.Buffer:
         """A buffer for the spectra of `taps` at `block`, with room behind them for
         the twiddle tables (both devices keep them there)."""
-        points = 1 << (max(block, taps.shape[1], SPECTRUM_MIN_POINTS) - 1).bit_length()
+        points = op_points(block, taps.shape[1], SPECTRUM_MIN_POINTS)
         width = 2 * points + -(-SPECTRUM_TABLE_POINTS * points // taps.shape[0])
         return driver.Buffer(
             SUPPORTED_DTYPES[np.dtype(taps.dtype)], (taps.shape[0], width), device=self.device

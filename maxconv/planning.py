@@ -133,10 +133,15 @@ def full_slice(mode: str, length: int, n_taps: int) -> tuple[int, int]:
     return min(length, n_taps) - 1, abs(length - n_taps) + 1
 
 
+def op_points(block: int, n_taps: int, least: int) -> int:
+    """The FFT op's transform length L for `block`: the power of two at least
+    block, K and `least` (fft_points in ops/fft_common.mojo: lanes^2, 64 on a
+    GPU, at most 256 on a CPU)."""
+    return 1 << (max(block, n_taps, least) - 1).bit_length()
+
+
 def gpu_fft_single_kernel(n_taps: int, block: int, dtype: str) -> bool:
     """Whether a GPU FFT-op call of K = `n_taps` at `block` runs the fused kernel
-    (once spectra and tables are kept and ready: one kernel, no allocation).
-    The op's L is the power of two at least block, K and 64 (fft_points in
-    ops/fft_common.mojo)."""
-    points = 1 << (max(block, n_taps, 64) - 1).bit_length()
+    (once spectra and tables are kept and ready: one kernel, no allocation)."""
+    points = op_points(block, n_taps, 64)
     return dtype == "float32" and GPU_FUSED_POINTS[0] <= points <= GPU_FUSED_POINTS[1]
