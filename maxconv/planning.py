@@ -39,9 +39,25 @@ FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
 # engine runs it): K = 512: L = 4096 0.083 kept, 8192 0.100 (2048: 0.095,
 # gpu_h200_fused.txt); K = 1024: 4096 0.091 kept, 8192 0.103; K = 2048:
 # 8192 0.112, 4096 0.122 kept; K = 4096: 16384 0.138, 8192 0.148; K = 8192:
-# 16384 0.176, staged 32768 0.190 kept, 65536 0.178; K = 16384: the 4K rule,
-# 65536 0.188 kept, 131072 0.208 (V = 32 chunks: 0.203).
-FFT_GPU_F32_POINTS = ((1024, 1 << 12), (2048, 1 << 13), (8192, 1 << 14))
+# 16384 0.176, staged 32768 0.190 kept, 65536 0.178. Past 8192, with the
+# radix-32 global passes split over threads (ops/fft_gpu_staged.mojo
+# _coop_pass), twice the 4K rule's L wins at K = 16384 (2^17 0.165 against
+# 2^16 0.174) and 32768 (2^18 0.178 against 2^17 0.184), tables kept
+# (gpu_h200_coop_pass_2026-11-29.txt); the 4K rule stays at 8192 (fused 0.153,
+# 2^16 0.158), 65536 and 131072 (2^18 0.202, 2^19 0.232; twice: 0.206,
+# 0.263). Between those K the doubled L's cost a transformed point (11-13 %
+# more, from the same pairs of runs) against its larger share of outputs
+# puts the switch at 3/4 of the power of two: K <= 12288 keeps 2^16,
+# 16385 .. 24576 keep 2^17.
+FFT_GPU_F32_POINTS = (
+    (1024, 1 << 12),
+    (2048, 1 << 13),
+    (8192, 1 << 14),
+    (12288, 1 << 16),
+    (16384, 1 << 17),
+    (24576, 1 << 17),
+    (32768, 1 << 18),
+)
 # The GPU op's fused float32 kernel transforms L = 2^8 .. 2^14 (FUSED_MIN_LOG,
 # FUSED_MAX_LOG in ops/fft_gpu_fused.mojo): a call of it with the taps'
 # spectrum and tables kept and ready enqueues that one kernel and allocates
@@ -82,7 +98,7 @@ def fft_block_points(
 
     4K rounded up, at least FFT_MIN_POINTS, capped on a CPU (never below 2K,
     where half of each block is still output); on a GPU in float32, the
-    measured table FFT_GPU_F32_POINTS where it covers K (K <= 8192); never longer than
+    measured table FFT_GPU_F32_POINTS where it covers K (K <= 32768); never longer than
     one block covering all the outputs. A short row, a few blocks long, may take
     a shorter L down to 2K where that needs less transform work: blocks go
     in pairs through one complex transform each way, plus one transform for

@@ -509,7 +509,8 @@ def test_fft_block_length_for_long_rows_and_clips():
 
     # Long rows keep 4K rounded up (measured best), capped on a CPU.
     assert fft_block_points(4096, 1 << 24, "gpu", "float64") == 1 << 14
-    assert fft_block_points(16384, 1 << 24, "gpu", "float32") == 1 << 16
+    assert fft_block_points(16384, 1 << 24, "gpu", "float64") == 1 << 16
+    assert fft_block_points(65536, 1 << 24, "gpu", "float32") == 1 << 18
     assert fft_block_points(4096, 1 << 24, "cpu", "float32") == 1 << 14
     assert fft_block_points(1_000_000, 1 << 30, "cpu", "float32") == 1 << 21
     # A GPU takes float32 blocks from the measured table (the fused kernel,
@@ -520,6 +521,12 @@ def test_fft_block_length_for_long_rows_and_clips():
     assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 13
     assert fft_block_points(1024, 1 << 24, "gpu", "float32") == 1 << 12
     assert fft_block_points(512, 1 << 24, "gpu", "float32") == 1 << 12
+    # Past 8192 (staged kernels) twice the 4K rule's L from 3/4 of a power of two.
+    assert fft_block_points(12288, 1 << 24, "gpu", "float32") == 1 << 16
+    assert fft_block_points(12289, 1 << 24, "gpu", "float32") == 1 << 17
+    assert fft_block_points(16384, 1 << 24, "gpu", "float32") == 1 << 17
+    assert fft_block_points(24576, 1 << 24, "gpu", "float32") == 1 << 17
+    assert fft_block_points(32768, 1 << 24, "gpu", "float32") == 1 << 18
     # A clip of a few blocks takes the length with the least transform work:
     # one full pair at 2^16 rather than one half-empty pair at 2^17.
     assert fft_block_points(24_000, 71_999, "gpu", "float32") == 1 << 16

@@ -40,14 +40,20 @@ from .fft_gpu_fused import (
     fused_values_log,
 )
 from .fft_gpu_staged import (
+    COOP_CAP_THREADS,
+    COOP_TPB,
     STAGED_CHUNK_LOG,
     STAGED_MIN_LOG,
     STAGED_PASS_BITS,
     STAGED_PASS_CAP_THREADS,
     STAGED_PASS_TPB,
     STAGED_VALUES_LOG,
+    _coop_pass,
     _staged_chunk,
     _staged_pass,
+    coop_blocks,
+    coop_pass,
+    coop_smem_bytes,
     staged_chunk_cap_threads,
     staged_chunk_log,
     staged_values_log,
@@ -85,6 +91,10 @@ comptime GPU_FUSED_V64 = 5
 # exchange a block barrier (the fused and chunk kernels with lean=False:
 # what the op ran before _exchange_sync).
 comptime GPU_FUSED_PLAIN = 6
+# GPU_STAGED_SINGLE: the op's staged kernels, but every global pass one
+# butterfly a thread (_staged_pass; the op splits radix 16 and 32 over
+# threads: _coop_pass).
+comptime GPU_STAGED_SINGLE = 7
 comptime TRIAL_MIN_LOG = 12
 comptime TRIAL_MAX_LOG = 14
 
@@ -187,7 +197,7 @@ def _fused_conv[dtype: DType, lp: Int, vb: Int, max_threads: Int, lean: Bool = T
     )
 
 
-def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
+def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int, coop: Bool](
     ctx: DeviceContext,
     bits: Int,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -202,23 +212,42 @@ def _staged_enqueue_pass[dtype: DType, inverse: Bool, io: Bool, spectrum: Bool, 
     lo_bits: Int,
     geo: Blocks,
 ) raises:
-    """Launch one _staged_pass of radix 2^bits (1..STAGED_PASS_BITS).
-    Radix 32 is never capped below 255 registers: at 128 (max_threads 512)
-    ptxas spilled 40-1388 bytes a thread (sm_90, ptxas -v)."""
+    """Launch one global pass of radix 2^bits (1..STAGED_PASS_BITS):
+    _coop_pass where coop_pass(bits) (unless not coop: the harness's
+    GPU_STAGED_SINGLE), else _staged_pass. _staged_pass at radix 32 is never
+    capped below 255 registers: at 128 (max_threads 512) ptxas spilled
+    40-1388 bytes a thread (sm_90, ptxas -v)."""
     var grid = ceildiv(n_rows << (lp - bits), STAGED_PASS_TPB)
     comptime for b in range(1, STAGED_PASS_BITS + 1):
         if bits == b:
-            comptime cap = max_threads if b < 5 else STAGED_PASS_TPB
-            ctx.enqueue_function[_staged_pass[dtype, b, inverse, io, spectrum, cap]](
-                re, im, source, result, tw, Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits),
-                Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
-                Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs),
-                grid_dim=grid, block_dim=STAGED_PASS_TPB,
-            )
+            comptime if coop and coop_pass(b):
+                ctx.enqueue_function[_coop_pass[dtype, b, inverse, io, spectrum, COOP_CAP_THREADS]](
+                    re, im, source, result, tw, Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits),
+                    Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
+                    Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs),
+                    grid_dim=coop_blocks(n_rows, lp, b), block_dim=COOP_TPB,
+                    shared_mem_bytes=coop_smem_bytes[dtype](),
+                    func_attribute=FuncAttribute.MAX_DYNAMIC_SHARED_SIZE_BYTES(UInt32(coop_smem_bytes[dtype]())),
+                )
+            else:
+                comptime cap = max_threads if b < 5 else STAGED_PASS_TPB
+                ctx.enqueue_function[_staged_pass[dtype, b, inverse, io, spectrum, cap]](
+                    re, im, source, result, tw, Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits),
+                    Int32(geo.length), Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs),
+                    Int32(geo.block_outputs), Int32(geo.blocks), Int32(geo.pairs),
+                    grid_dim=grid, block_dim=STAGED_PASS_TPB,
+                )
 
 
 def _staged_rows[
-    dtype: DType, lc: Int, vb: Int, spectrum: Bool, chunk_threads_cap: Int, pass_threads_cap: Int, lean: Bool
+    dtype: DType,
+    lc: Int,
+    vb: Int,
+    spectrum: Bool,
+    chunk_threads_cap: Int,
+    pass_threads_cap: Int,
+    lean: Bool,
+    coop: Bool,
 ](
     ctx: DeviceContext,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -246,11 +275,11 @@ def _staged_rows[
     for index in range(passes):
         var bits = _pass_bits(above, STAGED_PASS_BITS, index)
         if index == 0:
-            _staged_enqueue_pass[dtype, False, True, spectrum, pass_threads_cap](
+            _staged_enqueue_pass[dtype, False, True, spectrum, pass_threads_cap, coop](
                 ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
             )
         else:
-            _staged_enqueue_pass[dtype, False, False, spectrum, pass_threads_cap](
+            _staged_enqueue_pass[dtype, False, False, spectrum, pass_threads_cap, coop](
                 ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
             )
         lb -= bits
@@ -267,11 +296,11 @@ def _staged_rows[
             var bits = _pass_bits(above, STAGED_PASS_BITS, index)
             lb += bits
             if index == 0:
-                _staged_enqueue_pass[dtype, True, True, spectrum, pass_threads_cap](
+                _staged_enqueue_pass[dtype, True, True, spectrum, pass_threads_cap, coop](
                     ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
                 )
             else:
-                _staged_enqueue_pass[dtype, True, False, spectrum, pass_threads_cap](
+                _staged_enqueue_pass[dtype, True, False, spectrum, pass_threads_cap, coop](
                     ctx, bits, re, im, source, result, tw, n_rows, pair0, lp, lb, lo_bits, geo
                 )
 
@@ -281,7 +310,15 @@ def _staged_rows[
 comptime STAGED_MAX_BATCH_POINTS = 1 << 31
 
 
-def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_threads_cap: Int, lean: Bool = True](
+def _staged_conv[
+    dtype: DType,
+    lc: Int,
+    vb: Int,
+    chunk_threads_cap: Int,
+    pass_threads_cap: Int,
+    lean: Bool = True,
+    coop: Bool = True,
+](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
     signal: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -342,7 +379,7 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
         var first = 0
         while first < taps_rows:
             var n = min(taps_batch, taps_rows - first)
-            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap, lean](
+            _staged_rows[dtype, lc, vb, True, chunk_threads_cap, pass_threads_cap, lean, coop](
                 ctx, x_re_p, x_im_p, taps, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
                 spectra, scale,
             )
@@ -350,7 +387,7 @@ def _staged_conv[dtype: DType, lc: Int, vb: Int, chunk_threads_cap: Int, pass_th
     var first = 0
     while first < total_pairs:
         var n = min(batch, total_pairs - first)
-        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap, lean](
+        _staged_rows[dtype, lc, vb, False, chunk_threads_cap, pass_threads_cap, lean, coop](
             ctx, x_re_p, x_im_p, signal, result, g_re_p, g_im_p, tw_p, tw_c_p, n, first, lp, lo_bits,
             geo, scale,
         )
@@ -487,7 +524,24 @@ def _trial_conv[dtype: DType](
     0: 13 for V32, 12 for V64) of their own V. V32 at 2^13 / 2^14, and
     with chunk 2^13 at 2^18 / 2^22 and 2^14 at 2^19, is the op's kernel.
     GPU_FUSED_PLAIN: the op's kernel of every float32 L from
-    2^FUSED_MIN_LOG with chunk_log 0, lean=False."""
+    2^FUSED_MIN_LOG with chunk_log 0, lean=False. GPU_STAGED_SINGLE: the
+    op's staged kernels past 2^FUSED_MAX_LOG (chunk_log 0), every global
+    pass _staged_pass."""
+    if variant == GPU_STAGED_SINGLE:
+        if chunk_log != 0 or lp <= FUSED_MAX_LOG:
+            return False
+        comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
+            comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
+                comptime if _staged_compiled(lcc, vbc):
+                    if staged_chunk_log(lp) == lcc and staged_values_log(lp) == vbc:
+                        _staged_conv[
+                            dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS, True, False
+                        ](
+                            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                        )
+                        return True
+        return False
     if variant == GPU_FUSED_PLAIN:
         if chunk_log != 0:
             return False
@@ -639,7 +693,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     var lp = _log2(points)
     var v = variant
     comptime if trials:
-        if variant >= GPU_FUSED_16K and variant <= GPU_FUSED_PLAIN:
+        if variant >= GPU_FUSED_16K and variant <= GPU_STAGED_SINGLE:
             comptime if dtype == DType.float32:
                 var trial_geo = Blocks(length, signal_stride, pad, row_outputs, t, blocks, pairs, taps_rows)
                 if _trial_conv[dtype](
@@ -652,7 +706,7 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     if v != GPU_OLD and v != GPU_FUSED and v != GPU_FUSED_FREE:
         raise Error(
             "fft_conv_gpu: variant must be GPU_OLD (0), GPU_FUSED (1) or GPU_FUSED_FREE (2)",
-            " (3 .. 6 in trials builds), not ", variant,
+            " (3 .. 7 in trials builds), not ", variant,
         )
     comptime if dtype == DType.float32:
         if v != GPU_OLD and lp >= FUSED_MIN_LOG and lp <= FUSED_MAX_LOG and (chunk_log == 0 or chunk_log >= lp):

@@ -51,7 +51,7 @@ from std.sys import size_of
 from std.utils import StaticTuple
 
 from .fft_common import _log2
-from .fft_gpu import _bitrev, _reg_dif, _reg_dit
+from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
 from .fft_gpu_fused import (
     FUSED_VALUES_LOG,
     XPtr,
@@ -312,6 +312,265 @@ def _staged_pass[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool,
     var e = Int32(Int(block_idx.x)) * Int32(Int(block_dim.x)) + Int32(Int(thread_idx.x))
     _staged_pass_body[dtype, rb, inverse, io, spectrum](
         e, re, im, source, result, tw, n_rows, pair0, log_points, log_block, lo_bits, length,
+        signal_stride, pad, row_outputs, block_outputs, blocks, pairs,
+    )
+
+
+# Global passes of radix 2^COOP_MIN_BITS and up split each butterfly over
+# G = radix / 8 threads of 8 values (_coop_pass): a radix-32 pass holding a
+# whole butterfly a thread needed 254 registers, one block of 8 warps an SM,
+# and moved 44-50 % of the H200's DRAM peak (ncu, L = 2^18 and 2^19); radix
+# 16 at 128 registers 57-65 %. Radix 8 and below keep _staged_pass.
+comptime COOP_VALUES_LOG = 3
+comptime COOP_TPB = 128
+comptime COOP_MIN_BITS = 5
+# nvvm.maxntid of _coop_pass: 64 registers a thread.
+comptime COOP_CAP_THREADS = 1024
+# Shared words of _coop_pass's re (then im) rows.
+comptime COOP_WORDS = (1 << COOP_VALUES_LOG) * COOP_TPB
+
+
+def coop_smem_bytes[dtype: DType]() -> Int:
+    """_coop_pass's dynamic shared memory: re and im rows."""
+    return 2 * COOP_WORDS * size_of[dtype]()
+
+
+def coop_pass(bits: Int) -> Bool:
+    """Whether the global pass of radix 2^bits runs as _coop_pass."""
+    return bits >= COOP_MIN_BITS
+
+
+def coop_blocks(n_rows: Int, lp: Int, bits: Int) -> Int:
+    """_coop_pass's grid: 2^(lp - bits) butterflies a row, 2^cb a block."""
+    return (n_rows << (lp - bits)) >> (_log2(COOP_TPB) - (bits - COOP_VALUES_LOG))
+
+
+@always_inline
+def _coop_inner_twiddles[dtype: DType, rb: Int, inverse: Bool](
+    g: Int32, mut vr: SIMD[dtype, 1 << COOP_VALUES_LOG], mut vi: SIMD[dtype, 1 << COOP_VALUES_LOG]
+):
+    """Frequency s (register bitrev(s)) of thread group g's 8-point DFT
+    times W_R^(g s) (inverse: its conjugate), R = 2^rb: compile-time
+    constants, one branch a warp (g is uniform in a warp)."""
+    comptime ub = COOP_VALUES_LOG
+    comptime U = 1 << ub
+    comptime R = 1 << rb
+    comptime G = R // U
+    comptime for gg in range(1, G):
+        if g == Int32(gg):
+            comptime for s in range(1, U):
+                comptime w = _unit_root((gg * s) % R, R)
+                _rotate[dtype, inverse, _bitrev(s, ub)](
+                    vr, vi, SIMD[dtype, 2](Scalar[dtype](w[0]), Scalar[dtype](w[1]))
+                )
+
+
+@always_inline
+def _coop_root[dtype: DType, G: Int, t: Int](base: SIMD[dtype, 2], wp: SIMD[dtype, 2 * G]) -> SIMD[dtype, 2]:
+    """base * W^(U t ustep), the powers' pairs in wp (t = 0: base)."""
+    comptime if t == 0:
+        return base
+    else:
+        return _cmul(base, SIMD[dtype, 2](wp[2 * t], wp[2 * t + 1]))
+
+
+@always_inline
+def _coop_phase[
+    dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool, second: Bool, space: AddressSpace
+](
+    blk: Int32,
+    tid: Int32,
+    sr: XPtr[dtype, space],
+    si: XPtr[dtype, space],
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int32,
+    pair0: Int32,
+    log_points: Int32,
+    log_block: Int32,
+    lo_bits: Int32,
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+):
+    """Thread tid of block blk of _coop_pass, before (second = False) or
+    after its barrier: the radix-R butterflies of _staged_pass_body (same
+    points, same order, same outputs), R = 2^rb = G * U with U = 8.
+
+    Element q = g + G u of butterfly c of the block is read by thread
+    (g, c) (tid = g * C + c), frequency f = s + U t written by thread
+    (s // (U / G), c): X_f = sum_g W_G^(g t) W_R^(g s) sum_u W_U^(u s) x_q.
+    Forward: the U-point DFTs and W_R^(g s) (first phase), the shared
+    rows [s][g][c], the G-point DFTs and W_L^(f ustep) (second); inverse:
+    the mirror. Warps read and write 32 consecutive points of one row."""
+    comptime ub = COOP_VALUES_LOG
+    comptime U = 1 << ub
+    comptime gb = rb - ub
+    comptime G = 1 << gb
+    comptime H = U // G
+    comptime cb = _log2(COOP_TPB) - gb
+    comptime C = 1 << cb
+    var g = tid >> Int32(cb)
+    var c = tid & Int32(C - 1)
+    var lp = log_points
+    var per_row_log = lp - Int32(rb)
+    var e = blk * Int32(C) + c
+    var row = e >> per_row_log
+    if row >= n_rows:
+        return
+    var k = e & ((Int32(1) << per_row_log) - 1)
+    var lb = log_block
+    var lm = lb - Int32(rb)
+    var m = Int32(1) << lm
+    var j = k & (m - 1)
+    var offset = ((k >> lm) << lb) + j
+    var row_re = re.unsafe_offset(Int(row) << Int(lp))
+    var row_im = im.unsafe_offset(Int(row) << Int(lp))
+    # The U side: thread group g's points q = g + G u and the U-point DFT.
+    comptime if second == inverse:
+        var vr = SIMD[dtype, U](0)
+        var vi = SIMD[dtype, U](0)
+        comptime if not inverse:
+            comptime if io:
+                var pair = pair0 + row
+                var r_row = pair // pairs
+                var b0 = 2 * (pair - r_row * pairs)
+                var t_blk = block_outputs
+                var src = source.unsafe_offset(Int(r_row) * Int(signal_stride))
+                var v0 = b0 * t_blk - pad + offset + g * m
+                var n_in = length.cast[DType.uint32]()
+                comptime for u in range(U):
+                    var v = v0 + Int32(u * G) * m
+                    if v.cast[DType.uint32]() < n_in:
+                        vr[u] = src[unsafe_offset=Int(v)]
+                comptime if not spectrum:
+                    if b0 + 1 < blocks:
+                        comptime for u in range(U):
+                            var v = v0 + t_blk + Int32(u * G) * m
+                            if v.cast[DType.uint32]() < n_in:
+                                vi[u] = src[unsafe_offset=Int(v)]
+            else:
+                comptime for u in range(U):
+                    var at = Int(offset + (g + Int32(u * G)) * m)
+                    vr[u] = row_re[unsafe_offset=at]
+                    vi[u] = row_im[unsafe_offset=at]
+            _reg_dif[dtype, U](vr, vi)
+            _coop_inner_twiddles[dtype, rb, False](g, vr, vi)
+            comptime for s in range(U):
+                var at = Int((((Int32(s) << Int32(gb)) + g) << Int32(cb)) + c)
+                sr[unsafe_offset=at] = vr[_bitrev(s, ub)]
+                si[unsafe_offset=at] = vi[_bitrev(s, ub)]
+        else:
+            comptime for s in range(U):
+                var at = Int((((Int32(s) << Int32(gb)) + g) << Int32(cb)) + c)
+                vr[_bitrev(s, ub)] = sr[unsafe_offset=at]
+                vi[_bitrev(s, ub)] = si[unsafe_offset=at]
+            _coop_inner_twiddles[dtype, rb, True](g, vr, vi)
+            _reg_dit[dtype, U](vr, vi)
+            comptime if io:
+                var pair = pair0 + row
+                var r_row = pair // pairs
+                var b0 = 2 * (pair - r_row * pairs)
+                var t_blk = block_outputs
+                var t_out = row_outputs
+                var at = b0 * t_blk
+                var dst = result.unsafe_offset(Int(r_row) * Int(t_out))
+                comptime for u in range(U):
+                    var n = offset + (g + Int32(u * G)) * m
+                    if n < t_blk and at + n < t_out:
+                        dst[unsafe_offset=Int(at + n)] = vr[u]
+                if b0 + 1 < blocks:
+                    comptime for u in range(U):
+                        var n = offset + (g + Int32(u * G)) * m
+                        if n < t_blk and at + t_blk + n < t_out:
+                            dst[unsafe_offset=Int(at + t_blk + n)] = vi[u]
+            else:
+                comptime for u in range(U):
+                    var at = Int(offset + (g + Int32(u * G)) * m)
+                    row_re[unsafe_offset=at] = vr[u]
+                    row_im[unsafe_offset=at] = vi[u]
+    else:
+        # The G side: frequencies f = s0 + i + U t (i < H, t < G), their
+        # G-point DFTs and the pass's twiddles W_L^(f ustep): base_i =
+        # W^((s0 + i) ustep) read, W^(U t ustep) powers of one read.
+        var ustep = j << (lp - lb)
+        var s0 = g * Int32(H)
+        var wu = _lohi_root[dtype](tw, Int32(U) * ustep, lo_bits)
+        var wp = SIMD[dtype, 2 * G](0)
+        var power = wu
+        comptime for t in range(1, G):
+            comptime if t > 1:
+                power = _cmul(power, wu)
+            wp[2 * t] = power[0]
+            wp[2 * t + 1] = power[1]
+        comptime for i in range(H):
+            var base = _lohi_root[dtype](tw, (s0 + Int32(i)) * ustep, lo_bits)
+            var br = SIMD[dtype, G](0)
+            var bi = SIMD[dtype, G](0)
+            comptime if not inverse:
+                comptime for gg in range(G):
+                    var at = Int((((s0 + Int32(i)) << Int32(gb)) + Int32(gg)) << Int32(cb)) + Int(c)
+                    br[gg] = sr[unsafe_offset=at]
+                    bi[gg] = si[unsafe_offset=at]
+                _reg_dif[dtype, G](br, bi)
+                comptime for t in range(G):
+                    _rotate[dtype, False, _bitrev(t, gb)](br, bi, _coop_root[dtype, G, t](base, wp))
+                    var at = Int(offset + (s0 + Int32(i + U * t)) * m)
+                    row_re[unsafe_offset=at] = br[_bitrev(t, gb)]
+                    row_im[unsafe_offset=at] = bi[_bitrev(t, gb)]
+            else:
+                comptime for t in range(G):
+                    var at = Int(offset + (s0 + Int32(i + U * t)) * m)
+                    br[_bitrev(t, gb)] = row_re[unsafe_offset=at]
+                    bi[_bitrev(t, gb)] = row_im[unsafe_offset=at]
+                    _rotate[dtype, True, _bitrev(t, gb)](br, bi, _coop_root[dtype, G, t](base, wp))
+                _reg_dit[dtype, G](br, bi)
+                comptime for gg in range(G):
+                    var at = Int((((s0 + Int32(i)) << Int32(gb)) + Int32(gg)) << Int32(cb)) + Int(c)
+                    sr[unsafe_offset=at] = br[gg]
+                    si[unsafe_offset=at] = bi[gg]
+
+
+@__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))
+def _coop_pass[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool, max_threads: Int](
+    re: Pointer[Scalar[dtype], MutAnyOrigin],
+    im: Pointer[Scalar[dtype], MutAnyOrigin],
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    n_rows: Int32,
+    pair0: Int32,
+    log_points: Int32,
+    log_block: Int32,
+    lo_bits: Int32,
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+):
+    """_staged_pass's stage with each butterfly split over G threads
+    (_coop_phase), COOP_TPB threads a block, one shared-memory exchange."""
+    var sr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
+    var si = sr.unsafe_offset(COOP_WORDS)
+    var blk = Int32(Int(block_idx.x))
+    var tid = Int32(Int(thread_idx.x))
+    _coop_phase[dtype, rb, inverse, io, spectrum, False, AddressSpace.SHARED](
+        blk, tid, sr, si, re, im, source, result, tw, n_rows, pair0, log_points, log_block, lo_bits, length,
+        signal_stride, pad, row_outputs, block_outputs, blocks, pairs,
+    )
+    barrier()
+    _coop_phase[dtype, rb, inverse, io, spectrum, True, AddressSpace.SHARED](
+        blk, tid, sr, si, re, im, source, result, tw, n_rows, pair0, log_points, log_block, lo_bits, length,
         signal_stride, pad, row_outputs, block_outputs, blocks, pairs,
     )
 

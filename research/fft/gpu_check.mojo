@@ -20,7 +20,9 @@
 # GPU_FUSED_FREE shares (and V32 where it runs the same chunk).
 # lbench times the op's kernels (lean: warp barriers where an exchange
 # stays in one warp) against GPU_FUSED_PLAIN (a block barrier at every
-# exchange) and the uncapped build, at the planner's L.
+# exchange) and the uncapped build, at the planner's L; pbench the op's
+# staged path (radix-16 / 32 global passes split over threads) against
+# GPU_STAGED_SINGLE (one butterfly a thread).
 # Sections by name: ./gpu_check staged sbench
 from max.gpu.host import DeviceContext
 from maxconv.ops.fft_common import fft_points
@@ -32,6 +34,7 @@ from maxconv.ops.fft_gpu_launch import (
     GPU_FUSED_V32,
     GPU_FUSED_V64,
     GPU_OLD,
+    GPU_STAGED_SINGLE,
     fft_conv_gpu,
 )
 from max.gpu.host import HostBuffer
@@ -401,6 +404,18 @@ def staged_checks(ctx: DeviceContext) raises -> Int:
     report[F](ctx, "Sfree L2^16 same", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "Sfree L2^19 same", fails, 1, 1, 786431, 131072, 524288, "same", 1, GPU_FUSED_FREE, GPU_FUSED)
     report[F](ctx, "Sfree L2^17 same", fails, 1, 1, 303216, 30000, 131072, "same", 1, GPU_FUSED_FREE, GPU_OLD)
+    # Global passes one butterfly a thread (GPU_STAGED_SINGLE) against the
+    # op's split ones (_coop_pass at radix 16 and 32): the same transform,
+    # so spectra cross both ways (radix 16 at 2^16, 32 at 2^17 .. 2^19,
+    # 32 then 16 at 2^22).
+    report[F](ctx, "coop <- single L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_FUSED,
+              GPU_STAGED_SINGLE)
+    report[F](ctx, "single <- coop L2^17", fails, 1, 1, 303216, 30000, 131072, "full", 1, GPU_STAGED_SINGLE,
+              GPU_FUSED)
+    report[F](ctx, "coop <- single L2^19", fails, 3, 1, 1000000, 131072, 524288, "valid", 3, GPU_FUSED,
+              GPU_STAGED_SINGLE)
+    report[F](ctx, "single <- coop L2^22", fails, 1, 1, 3145726, 1048576, 4194304, "same", 1, GPU_STAGED_SINGLE,
+              GPU_FUSED)
     # The old kernels reading spectra the new ones computed (V = 16 chunks
     # of 2^12: the op's at 2^16, chunk_log 12 at 2^19).
     report[F](ctx, "old L2^16", fails, 2, 2, 147456, 16384, 65536, "same", 2, GPU_OLD, GPU_FUSED)
@@ -582,6 +597,8 @@ def _variant_name(variant: Int) -> String:
         return "fused16k"
     if variant == GPU_FUSED_PLAIN:
         return "plain"
+    if variant == GPU_STAGED_SINGLE:
+        return "single"
     return "v32" if variant == GPU_FUSED_V32 else "v64"
 
 
@@ -622,14 +639,22 @@ def main() raises:
     if "lsweep" in want:
         # The op's kernels at every L of 2K .. 8K (and 16384) for the K where
         # the planner's choice is closest, tables kept.
-        for k in [1024, 2048, 4096, 8192, 16384, 32768]:
-            for points in [4096, 8192, 16384, 32768, 65536, 131072, 262144]:
+        for k in [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]:
+            for points in [4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576]:
                 if points >= 2 * k and points <= 8 * k:
                     bench[DType.float32](ctx, 1 << 24, k, points, 0, 0, GPU_FUSED, 20, 0, True)
+    if "pbench" in want:
+        # The op's staged path (global passes split over threads) against
+        # GPU_STAGED_SINGLE at the planner's L, tables kept; the default
+        # again last (the run's drift).
+        for kl in [(16384, 65536), (32768, 131072), (65536, 262144), (131072, 524288), (1 << 20, 1 << 22)]:
+            for variant in [GPU_FUSED, GPU_STAGED_SINGLE, GPU_FUSED]:
+                bench[DType.float32](ctx, 1 << 24, kl[0], kl[1], 0, 0, variant, 20, 0, True)
     if "prof" in want:
-        # A few calls of the op's kernels at three planner sizes, for a
+        # A few calls of the op's kernels at the planner's sizes, for a
         # profiler (ncu) to pick from.
-        for kl in [(1024, 4096), (4096, 16384), (131072, 524288)]:
+        for kl in [(1024, 4096), (4096, 16384), (8192, 16384), (16384, 65536), (65536, 262144),
+                   (131072, 524288)]:
             bench[DType.float32](ctx, 1 << 24, kl[0], kl[1], 0, 0, GPU_FUSED, 2, 0, True)
     if "orig" in want:
         original(ctx)

@@ -20,11 +20,16 @@ from maxconv.ops.fft_gpu_fused import (
 )
 from maxconv.ops.fft_gpu_launch import _pass_bits
 from maxconv.ops.fft_gpu_staged import (
+    COOP_TPB,
+    COOP_VALUES_LOG,
     STAGED_PASS_BITS,
+    _coop_phase,
     _chunk_first,
     _chunk_last,
     _staged_chunk_offsets,
     _staged_pass_body,
+    coop_blocks,
+    coop_pass,
     staged_chunk_log,
     staged_values_log,
 )
@@ -59,8 +64,24 @@ def _pass[rb: Int, inverse: Bool, io: Bool, spectrum: Bool](
     mut xre: List[Float32], mut xim: List[Float32], mut src: List[Float32], mut dst: List[Float32],
     mut tw: List[Float32], n_rows: Int, pair0: Int, lp: Int, lb: Int, lo_bits: Int, geo: Geo,
 ):
-    """Every thread of one _staged_pass launch (the grid rounded up to 256
-    threads, as launched)."""
+    """Every thread of one global pass launch: _coop_pass block by block
+    (every thread's first phase, then every thread's second: the barrier),
+    or _staged_pass (the grid rounded up to 256 threads, as launched)."""
+    comptime if coop_pass(rb):
+        var words = (1 << COOP_VALUES_LOG) * COOP_TPB
+        var shared = List[Float32](length=2 * words, fill=0)
+        var sr = _ptr(shared).unsafe_origin_cast[MutUntrackedOrigin]()
+        var si = sr.unsafe_offset(words)
+        for blk in range(coop_blocks(n_rows, lp, rb)):
+            comptime for second in [False, True]:
+                for tid in range(COOP_TPB):
+                    _coop_phase[F, rb, inverse, io, spectrum, second, G](
+                        Int32(blk), Int32(tid), sr, si, _ptr(xre), _ptr(xim), _ptr(src), _ptr(dst), _ptr(tw),
+                        Int32(n_rows), Int32(pair0), Int32(lp), Int32(lb), Int32(lo_bits), Int32(geo.length),
+                        Int64(geo.signal_stride), Int32(geo.pad), Int32(geo.row_outputs), Int32(geo.block_outputs),
+                        Int32(geo.blocks), Int32(geo.pairs),
+                    )
+        return
     var threads = ceildiv(n_rows << (lp - rb), 256) * 256
     for e in range(threads):
         _staged_pass_body[F, rb, inverse, io, spectrum](
