@@ -92,8 +92,8 @@ comptime GPU_FUSED_V64 = 5
 # what the op ran before _exchange_sync).
 comptime GPU_FUSED_PLAIN = 6
 # GPU_STAGED_SINGLE: the op's staged kernels, but every global pass one
-# butterfly a thread (_staged_pass; the op splits radix 16 and 32 over
-# threads: _coop_pass).
+# butterfly a thread (_staged_pass; the op splits radix 32 over threads:
+# _coop_pass).
 comptime GPU_STAGED_SINGLE = 7
 comptime TRIAL_MIN_LOG = 12
 comptime TRIAL_MAX_LOG = 14
@@ -498,6 +498,40 @@ struct Blocks(Copyable):
     var taps_rows: Int
 
 
+def _op_staged_conv[dtype: DType, lean: Bool, coop: Bool](
+    ctx: DeviceContext,
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    signal: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    taps_rows: Int,
+    n_taps: Int,
+    lp: Int,
+    geo: Blocks,
+    spectrum: Pointer[Scalar[dtype], MutAnyOrigin],
+    spectrum_given: Bool,
+    spectrum_ready: Bool,
+    batch_pairs: Int,
+    spectrum_elements: Int,
+) raises -> Bool:
+    """The harness's variants of the op's staged path at L = 2^lp (the chunk
+    of staged_chunk_log / staged_values_log, capped registers) with `lean`
+    and `coop` as asked; False (nothing enqueued) where no such chunk is
+    compiled."""
+    comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
+        comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
+            comptime if _staged_compiled(lcc, vbc):
+                if staged_chunk_log(lp) == lcc and staged_values_log(lp) == vbc:
+                    _staged_conv[
+                        dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS, lean, coop
+                    ](
+                        ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+                        spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+                    )
+                    return True
+    return False
+
+
 def _trial_conv[dtype: DType](
     ctx: DeviceContext,
     result: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -530,18 +564,10 @@ def _trial_conv[dtype: DType](
     if variant == GPU_STAGED_SINGLE:
         if chunk_log != 0 or lp <= FUSED_MAX_LOG:
             return False
-        comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
-            comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
-                comptime if _staged_compiled(lcc, vbc):
-                    if staged_chunk_log(lp) == lcc and staged_values_log(lp) == vbc:
-                        _staged_conv[
-                            dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS, True, False
-                        ](
-                            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
-                            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                        )
-                        return True
-        return False
+        return _op_staged_conv[dtype, True, False](
+            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+        )
     if variant == GPU_FUSED_PLAIN:
         if chunk_log != 0:
             return False
@@ -555,18 +581,10 @@ def _trial_conv[dtype: DType](
                     )
                     return True
             return False
-        comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
-            comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
-                comptime if _staged_compiled(lcc, vbc):
-                    if staged_chunk_log(lp) == lcc and staged_values_log(lp) == vbc:
-                        _staged_conv[
-                            dtype, lcc, vbc, staged_chunk_cap_threads(lcc, vbc), STAGED_PASS_CAP_THREADS, False
-                        ](
-                            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
-                            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
-                        )
-                        return True
-        return False
+        return _op_staged_conv[dtype, False, True](
+            ctx, result, signal, taps, rows, taps_rows, n_taps, lp, geo,
+            spectrum, spectrum_given, spectrum_ready, batch_pairs, spectrum_elements,
+        )
     if lp > TRIAL_MAX_LOG:
         var lc = chunk_log if chunk_log > 0 else (13 if variant == GPU_FUSED_V32 else 12)
         comptime for lcc in range(TRIAL_MIN_LOG, TRIAL_MAX_LOG + 1):
@@ -659,8 +677,9 @@ def fft_conv_gpu[dtype: DType, trials: Bool = False](
     outside the row, straight from the caller's buffer.
 
     trials (the harness's build only) adds the trial variants
-    GPU_FUSED_16K, GPU_FUSED_V32, GPU_FUSED_V64 and GPU_FUSED_PLAIN
-    (float32; see _trial_conv); the op leaves them out of its GPU compile.
+    GPU_FUSED_16K, GPU_FUSED_V32, GPU_FUSED_V64, GPU_FUSED_PLAIN and
+    GPU_STAGED_SINGLE (float32; see _trial_conv); the op leaves them out of
+    its GPU compile.
 
     chunk_log and chunk_threads (0: the tuned defaults) exist for
     research/fft/gpu_check.mojo, which times other chunk sizes and block

@@ -179,6 +179,74 @@ def _pass_twiddles[dtype: DType, rb: Int, inverse: Bool](
 
 
 @always_inline
+def _read_pair[dtype: DType, n: Int, spectrum: Bool](
+    source: Pointer[Scalar[dtype], MutAnyOrigin],
+    pair: Int32,
+    first: Int32,
+    stride: Int32,
+    length: Int32,
+    signal_stride: Int64,
+    pad: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+    mut vr: SIMD[dtype, n],
+    mut vi: SIMD[dtype, n],
+):
+    """Points first + q stride (q < n) of block pair `pair` from the source
+    rows: its first block's into vr, its second's (if any; not for
+    spectrum) into vi, zeros outside the row (one unsigned compare)."""
+    var r_row = pair // pairs
+    var b0 = 2 * (pair - r_row * pairs)
+    var src = source.unsafe_offset(Int(r_row) * Int(signal_stride))
+    var v0 = b0 * block_outputs - pad + first
+    var n_in = length.cast[DType.uint32]()
+    comptime for q in range(n):
+        var v = v0 + Int32(q) * stride
+        if v.cast[DType.uint32]() < n_in:
+            vr[q] = src[unsafe_offset=Int(v)]
+    comptime if not spectrum:
+        if b0 + 1 < blocks:
+            comptime for q in range(n):
+                var v = v0 + block_outputs + Int32(q) * stride
+                if v.cast[DType.uint32]() < n_in:
+                    vi[q] = src[unsafe_offset=Int(v)]
+
+
+@always_inline
+def _write_pair[dtype: DType, n: Int](
+    result: Pointer[Scalar[dtype], MutAnyOrigin],
+    pair: Int32,
+    first: Int32,
+    stride: Int32,
+    row_outputs: Int32,
+    block_outputs: Int32,
+    blocks: Int32,
+    pairs: Int32,
+    vr: SIMD[dtype, n],
+    vi: SIMD[dtype, n],
+):
+    """The mirror of _read_pair for the last inverse pass: points first +
+    q stride that are outputs of block pair `pair` (inside the block's
+    valid part and the result row) written from vr (first block) and vi
+    (second, if any)."""
+    var r_row = pair // pairs
+    var b0 = 2 * (pair - r_row * pairs)
+    var t_blk = block_outputs
+    var at = b0 * t_blk
+    var dst = result.unsafe_offset(Int(r_row) * Int(row_outputs))
+    comptime for q in range(n):
+        var p = first + Int32(q) * stride
+        if p < t_blk and at + p < row_outputs:
+            dst[unsafe_offset=Int(at + p)] = vr[q]
+    if b0 + 1 < blocks:
+        comptime for q in range(n):
+            var p = first + Int32(q) * stride
+            if p < t_blk and at + t_blk + p < row_outputs:
+                dst[unsafe_offset=Int(at + t_blk + p)] = vi[q]
+
+
+@always_inline
 def _staged_pass_body[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: Bool](
     e: Int32,
     re: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -228,24 +296,9 @@ def _staged_pass_body[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: 
     var vi = SIMD[dtype, r](0)
     comptime if not inverse:
         comptime if io:
-            var pair = pair0 + row
-            var r_row = pair // pairs
-            var b0 = 2 * (pair - r_row * pairs)
-            var second = b0 + 1 < blocks
-            var t_blk = block_outputs
-            var src = source.unsafe_offset(Int(r_row) * Int(signal_stride))
-            var v0 = b0 * t_blk - pad + offset
-            var n_in = length.cast[DType.uint32]()
-            comptime for q in range(r):
-                var v = v0 + Int32(q) * m
-                if v.cast[DType.uint32]() < n_in:
-                    vr[q] = src[unsafe_offset=Int(v)]
-            comptime if not spectrum:
-                if second:
-                    comptime for q in range(r):
-                        var v = v0 + t_blk + Int32(q) * m
-                        if v.cast[DType.uint32]() < n_in:
-                            vi[q] = src[unsafe_offset=Int(v)]
+            _read_pair[dtype, r, spectrum](
+                source, pair0 + row, offset, m, length, signal_stride, pad, block_outputs, blocks, pairs, vr, vi
+            )
         else:
             comptime for q in range(r):
                 vr[q] = row_re[unsafe_offset=Int(offset + Int32(q) * m)]
@@ -266,23 +319,7 @@ def _staged_pass_body[dtype: DType, rb: Int, inverse: Bool, io: Bool, spectrum: 
             _pass_twiddles[dtype, rb, True](tw, ustep, lo_bits, vr, vi)
         _reg_dit[dtype, r](vr, vi)
         comptime if io:
-            var pair = pair0 + row
-            var r_row = pair // pairs
-            var b0 = 2 * (pair - r_row * pairs)
-            var second = b0 + 1 < blocks
-            var t_blk = block_outputs
-            var t_out = row_outputs
-            var at = b0 * t_blk
-            var dst = result.unsafe_offset(Int(r_row) * Int(t_out))
-            comptime for q in range(r):
-                var n = offset + Int32(q) * m
-                if n < t_blk and at + n < t_out:
-                    dst[unsafe_offset=Int(at + n)] = vr[q]
-            if second:
-                comptime for q in range(r):
-                    var n = offset + Int32(q) * m
-                    if n < t_blk and at + t_blk + n < t_out:
-                        dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
+            _write_pair[dtype, r](result, pair0 + row, offset, m, row_outputs, block_outputs, blocks, pairs, vr, vi)
         else:
             comptime for q in range(r):
                 row_re[unsafe_offset=Int(offset + Int32(q) * m)] = vr[q]
@@ -443,23 +480,10 @@ def _coop_phase[
         var vi = SIMD[dtype, U](0)
         comptime if not inverse:
             comptime if io:
-                var pair = pair0 + row
-                var r_row = pair // pairs
-                var b0 = 2 * (pair - r_row * pairs)
-                var t_blk = block_outputs
-                var src = source.unsafe_offset(Int(r_row) * Int(signal_stride))
-                var v0 = b0 * t_blk - pad + offset + g * m
-                var n_in = length.cast[DType.uint32]()
-                comptime for u in range(U):
-                    var v = v0 + Int32(u * G) * m
-                    if v.cast[DType.uint32]() < n_in:
-                        vr[u] = src[unsafe_offset=Int(v)]
-                comptime if not spectrum:
-                    if b0 + 1 < blocks:
-                        comptime for u in range(U):
-                            var v = v0 + t_blk + Int32(u * G) * m
-                            if v.cast[DType.uint32]() < n_in:
-                                vi[u] = src[unsafe_offset=Int(v)]
+                _read_pair[dtype, U, spectrum](
+                    source, pair0 + row, offset + g * m, Int32(G) * m, length, signal_stride, pad, block_outputs,
+                    blocks, pairs, vr, vi,
+                )
             else:
                 comptime for u in range(U):
                     var at = Int(offset + (g + Int32(u * G)) * m)
@@ -479,22 +503,10 @@ def _coop_phase[
             _coop_inner_twiddles[dtype, rb, True](g, vr, vi)
             _reg_dit[dtype, U](vr, vi)
             comptime if io:
-                var pair = pair0 + row
-                var r_row = pair // pairs
-                var b0 = 2 * (pair - r_row * pairs)
-                var t_blk = block_outputs
-                var t_out = row_outputs
-                var at = b0 * t_blk
-                var dst = result.unsafe_offset(Int(r_row) * Int(t_out))
-                comptime for u in range(U):
-                    var n = offset + (g + Int32(u * G)) * m
-                    if n < t_blk and at + n < t_out:
-                        dst[unsafe_offset=Int(at + n)] = vr[u]
-                if b0 + 1 < blocks:
-                    comptime for u in range(U):
-                        var n = offset + (g + Int32(u * G)) * m
-                        if n < t_blk and at + t_blk + n < t_out:
-                            dst[unsafe_offset=Int(at + t_blk + n)] = vi[u]
+                _write_pair[dtype, U](
+                    result, pair0 + row, offset + g * m, Int32(G) * m, row_outputs, block_outputs, blocks, pairs,
+                    vr, vi,
+                )
             else:
                 comptime for u in range(U):
                     var at = Int(offset + (g + Int32(u * G)) * m)
