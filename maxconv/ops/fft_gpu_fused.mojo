@@ -14,10 +14,10 @@ trial variants (fft_gpu_launch: fft_conv_gpu[trials=True]) also run V = 32
 and 64 at L = 2^12 .. 2^14 and V = 16 at 2^13 and 2^14 (at 2^14: 1024
 threads, 64 registers, 136 KB of shared memory, one block per SM). With V
 = 2^vb the stages are radix V after a head of radix 2^(lp % vb), lp >= 2
-vb, and the pad is one word per V points, conflict-free by the same
-argument as for 16 (a middle stage's stride is a multiple of V, so a warp
-reads 32 consecutive points; the last stage's slots (V + 1) t + q fall in
-32 different banks). A bigger V needs fewer exchanges (L = 8192 and 16384:
+vb, and the pad is one slot per V points, conflict-free by the same
+argument as for 16 (a middle stage's stride is a multiple of V, so a
+half-warp reads 16 consecutive slots; the last stage's slots (V + 1) t + q
+of a half-warp start in banks 2 t mod 32, all different). A bigger V needs fewer exchanges (L = 8192 and 16384:
 2 a direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2)
 at more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32
 128 registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16
@@ -38,8 +38,11 @@ kernel serves the other), laid out for speed:
   itself, x[t + (L/16) q]: straight from the signal row, coalesced (a warp
   reads 32 consecutive samples per load), zeros outside the row with one
   unsigned compare. The last inverse stage mirrors it into the result.
-- Between stages the values go through shared memory (split re/im,
-  one pad word per 16 points: bank-conflict free at every stride used).
+- Between stages the values go through shared memory, one (re, im) slot
+  of 8 bytes a point (one load or store instruction a value, half the
+  shared-memory instructions of split re and im rows), one pad slot per
+  16 points: bank-conflict free at every stride used (an 8-byte access is
+  served a half-warp at a time).
   A stage reads and writes the same slots in place, so one barrier per
   exchange suffices: lp = 12 runs 3 radix-16 stages with 2 exchanges each
   way, lp = 13 one radix-2 and 3 radix-16. An exchange whose points stay
@@ -366,10 +369,23 @@ comptime XPtr[dtype: DType, space: AddressSpace] = Pointer[Scalar[dtype], MutUnt
 
 
 @always_inline
+def _slot_load[dtype: DType, space: AddressSpace](x: XPtr[dtype, space], slot: Int32) -> SIMD[dtype, 2]:
+    """The (re, im) pair in exchange slot `slot`: one 8-byte access."""
+    return x.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](Int(2 * slot))
+
+
+@always_inline
+def _slot_store[dtype: DType, space: AddressSpace](
+    x: XPtr[dtype, space], slot: Int32, re: Scalar[dtype], im: Scalar[dtype]
+):
+    """Store (re, im) to exchange slot `slot`: one 8-byte access."""
+    x.unsafe_store[alignment = 2 * size_of[dtype]()](Int(2 * slot), SIMD[dtype, 2](re, im))
+
+
+@always_inline
 def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace, derive: Bool = True](
     t: Int32,
-    xr: XPtr[dtype, space],
-    xi: XPtr[dtype, space],
+    x: XPtr[dtype, space],
     tw: Pointer[Scalar[dtype], MutAnyOrigin],
     src: Pointer[Scalar[dtype], MutAnyOrigin],
     start: Int32,
@@ -421,13 +437,12 @@ def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressS
     var pt = t + (t >> Int32(vb))
     comptime for q in range(V):
         comptime o = T * q + ((T * q) >> vb)
-        xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
-        xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
+        _slot_store(x, pt + Int32(o), vr[q], vi[q])
 
 
 @always_inline
 def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: AddressSpace, derive: Bool = True](
-    t: Int32, xr: XPtr[dtype, space], xi: XPtr[dtype, space], tw: Pointer[Scalar[dtype], MutAnyOrigin],
+    t: Int32, x: XPtr[dtype, space], tw: Pointer[Scalar[dtype], MutAnyOrigin],
 ):
     """Thread t: radix-V stage s (stride m >= V), butterfly t, in place
     in the exchange rows; inverse: its mirror."""
@@ -444,34 +459,33 @@ def _fused_middle[dtype: DType, lp: Int, vb: Int, s: Int, inverse: Bool, space: 
     comptime if not inverse:
         comptime for q in range(V):
             comptime o = m * q + ((m * q) >> vb)
-            vr[q] = xr[unsafe_offset=Int(pb + Int32(o))]
-            vi[q] = xi[unsafe_offset=Int(pb + Int32(o))]
+            var v = _slot_load(x, pb + Int32(o))
+            vr[q] = v[0]
+            vi[q] = v[1]
         _reg_dif[dtype, V](vr, vi)
         _twiddles[dtype, vb, False, derive](tw, Int32(off) + j, m, vr, vi)
         comptime for p in range(V):
             comptime i = _bitrev(p, vb)
             comptime o = m * p + ((m * p) >> vb)
-            xr[unsafe_offset=Int(pb + Int32(o))] = vr[i]
-            xi[unsafe_offset=Int(pb + Int32(o))] = vi[i]
+            _slot_store(x, pb + Int32(o), vr[i], vi[i])
     else:
         comptime for p in range(V):
             comptime i = _bitrev(p, vb)
             comptime o = m * p + ((m * p) >> vb)
-            vr[i] = xr[unsafe_offset=Int(pb + Int32(o))]
-            vi[i] = xi[unsafe_offset=Int(pb + Int32(o))]
+            var v = _slot_load(x, pb + Int32(o))
+            vr[i] = v[0]
+            vi[i] = v[1]
         _twiddles[dtype, vb, True, derive](tw, Int32(off) + j, m, vr, vi)
         _reg_dit[dtype, V](vr, vi)
         comptime for q in range(V):
             comptime o = m * q + ((m * q) >> vb)
-            xr[unsafe_offset=Int(pb + Int32(o))] = vr[q]
-            xi[unsafe_offset=Int(pb + Int32(o))] = vi[q]
+            _slot_store(x, pb + Int32(o), vr[q], vi[q])
 
 
 @always_inline
 def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressSpace](
     t: Int32,
-    xr: XPtr[dtype, space],
-    xi: XPtr[dtype, space],
+    x: XPtr[dtype, space],
     g_re: Pointer[Scalar[dtype], MutAnyOrigin],
     g_im: Pointer[Scalar[dtype], MutAnyOrigin],
     g_row: Int,
@@ -486,8 +500,9 @@ def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: Address
     var vr = SIMD[dtype, V](0)
     var vi = SIMD[dtype, V](0)
     comptime for q in range(V):
-        vr[q] = xr[unsafe_offset=Int(p17 + Int32(q))]
-        vi[q] = xi[unsafe_offset=Int(p17 + Int32(q))]
+        var v = _slot_load(x, p17 + Int32(q))
+        vr[q] = v[0]
+        vi[q] = v[1]
     _reg_dif[dtype, V](vr, vi)
     comptime if spectrum:
         var sr = SIMD[dtype, V](0)
@@ -511,15 +526,13 @@ def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: Address
                 vi[i] = a * gi[e] + c * gr[e]
         _reg_dit[dtype, V](vr, vi)
         comptime for q in range(V):
-            xr[unsafe_offset=Int(p17 + Int32(q))] = vr[q]
-            xi[unsafe_offset=Int(p17 + Int32(q))] = vi[q]
+            _slot_store(x, p17 + Int32(q), vr[q], vi[q])
 
 
 @always_inline
 def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
-    xr: XPtr[dtype, space],
-    xi: XPtr[dtype, space],
+    x: XPtr[dtype, space],
     tw: Pointer[Scalar[dtype], MutAnyOrigin],
     dst: Pointer[Scalar[dtype], MutAnyOrigin],
     at: Int32,
@@ -542,8 +555,9 @@ def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Boo
     var vi = SIMD[dtype, V](0)
     comptime for q in range(V):
         comptime o = T * q + ((T * q) >> vb)
-        vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
-        vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
+        var v = _slot_load(x, pt + Int32(o))
+        vr[q] = v[0]
+        vi[q] = v[1]
     comptime for c in range(c0):
         var ar = SIMD[dtype, r0](0)
         var ai = SIMD[dtype, r0](0)
@@ -604,9 +618,7 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int,
     for every exchange and every twiddle read.
     """
     comptime stages = _fused_stages(lp, vb)
-    comptime PL = (1 << lp) + (1 << (lp - vb))
-    var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
-    var xi = xr.unsafe_offset(PL)
+    var x = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var t = Int32(Int(thread_idx.x))
     var pair = Int32(Int(block_idx.x))
     var r = pair // pairs
@@ -615,20 +627,20 @@ def _gpu_fused[dtype: DType, lp: Int, vb: Int, spectrum: Bool, max_threads: Int,
     var t_blk = block_outputs
     var src = source.unsafe_offset(Int(r) * Int(signal_stride))
     _fused_first[dtype, lp, vb, spectrum, AddressSpace.SHARED, lean](
-        t, xr, xi, tw, src, b0 * t_blk - pad, t_blk, second, length.cast[DType.uint32]()
+        t, x, tw, src, b0 * t_blk - pad, t_blk, second, length.cast[DType.uint32]()
     )
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED, lean](t, xr, xi, tw)
+        _fused_middle[dtype, lp, vb, s, False, AddressSpace.SHARED, lean](t, x, tw)
         _exchange_sync[lp, vb, s, lean]()
     var g_row = Int(pair) if spectrum else (Int(r) if taps_rows > 1 else 0)
-    _fused_center[dtype, lp, vb, spectrum, AddressSpace.SHARED](t, xr, xi, g_re, g_im, g_row, scale)
+    _fused_center[dtype, lp, vb, spectrum, AddressSpace.SHARED](t, x, g_re, g_im, g_row, scale)
     comptime if not spectrum:
         _exchange_sync[lp, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, xr, xi, tw)
+            _fused_middle[dtype, lp, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, x, tw)
             _exchange_sync[lp, vb, stages - 2 - s_rev, lean]()
         _fused_last[dtype, lp, vb, AddressSpace.SHARED, lean](
-            t, xr, xi, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
+            t, x, tw, result.unsafe_offset(Int(r) * Int(row_outputs)), b0 * t_blk, t_blk,
             row_outputs, second,
         )

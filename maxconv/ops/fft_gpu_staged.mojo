@@ -62,6 +62,8 @@ from .fft_gpu_fused import (
     _exchange_sync,
     _fused_center,
     _fused_middle,
+    _slot_load,
+    _slot_store,
     _fused_radix_log,
     _fused_span_log,
     _fused_stages,
@@ -612,8 +614,7 @@ def _staged_chunk_offsets[spectrum: Bool](
 @always_inline
 def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
-    xr: XPtr[dtype, space],
-    xi: XPtr[dtype, space],
+    x: XPtr[dtype, space],
     tw: Pointer[Scalar[dtype], MutAnyOrigin],
     src_re: Pointer[Scalar[dtype], MutAnyOrigin],
     src_im: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -648,15 +649,13 @@ def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bo
     var pt = t + (t >> Int32(vb))
     comptime for q in range(V):
         comptime o = T * q + ((T * q) >> vb)
-        xr[unsafe_offset=Int(pt + Int32(o))] = vr[q]
-        xi[unsafe_offset=Int(pt + Int32(o))] = vi[q]
+        _slot_store(x, pt + Int32(o), vr[q], vi[q])
 
 
 @always_inline
 def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
-    xr: XPtr[dtype, space],
-    xi: XPtr[dtype, space],
+    x: XPtr[dtype, space],
     tw: Pointer[Scalar[dtype], MutAnyOrigin],
     dst_re: Pointer[Scalar[dtype], MutAnyOrigin],
     dst_im: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -675,8 +674,9 @@ def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Boo
     var vi = SIMD[dtype, V](0)
     comptime for q in range(V):
         comptime o = T * q + ((T * q) >> vb)
-        vr[q] = xr[unsafe_offset=Int(pt + Int32(o))]
-        vi[q] = xi[unsafe_offset=Int(pt + Int32(o))]
+        var v = _slot_load(x, pt + Int32(o))
+        vr[q] = v[0]
+        vi[q] = v[1]
     comptime for c in range(c0):
         var ar = SIMD[dtype, r0](0)
         var ai = SIMD[dtype, r0](0)
@@ -720,25 +720,23 @@ def _staged_chunk[dtype: DType, lc: Int, vb: Int, spectrum: Bool, max_threads: I
     derived twiddles (_twiddles).
     """
     comptime stages = _fused_stages(lc, vb)
-    comptime PL = (1 << lc) + (1 << (lc - vb))
-    var xr = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
-    var xi = xr.unsafe_offset(PL)
+    var x = external_memory[Scalar[dtype], address_space = AddressSpace.SHARED, alignment=16]()
     var t = Int32(Int(thread_idx.x))
     var at = _staged_chunk_offsets[spectrum](Int32(Int(block_idx.x)), log_points, lc, pair0, pairs, taps_rows)
     var row_re = re.unsafe_offset(at[0])
     var row_im = im.unsafe_offset(at[0])
     var g_off = at[1]
-    _chunk_first[dtype, lc, vb, AddressSpace.SHARED, lean](t, xr, xi, tw, row_re, row_im)
+    _chunk_first[dtype, lc, vb, AddressSpace.SHARED, lean](t, x, tw, row_re, row_im)
     barrier()
     comptime for s in range(1, stages - 1):
-        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED, lean](t, xr, xi, tw)
+        _fused_middle[dtype, lc, vb, s, False, AddressSpace.SHARED, lean](t, x, tw)
         _exchange_sync[lc, vb, s, lean]()
     _fused_center[dtype, lc, vb, spectrum, AddressSpace.SHARED](
-        t, xr, xi, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
+        t, x, g_re.unsafe_offset(g_off), g_im.unsafe_offset(g_off), 0, scale
     )
     comptime if not spectrum:
         _exchange_sync[lc, vb, stages - 2, lean]()
         comptime for s_rev in range(1, stages - 1):
-            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, xr, xi, tw)
+            _fused_middle[dtype, lc, vb, stages - 1 - s_rev, True, AddressSpace.SHARED, lean](t, x, tw)
             _exchange_sync[lc, vb, stages - 2 - s_rev, lean]()
-        _chunk_last[dtype, lc, vb, AddressSpace.SHARED, lean](t, xr, xi, tw, row_re, row_im)
+        _chunk_last[dtype, lc, vb, AddressSpace.SHARED, lean](t, x, tw, row_re, row_im)

@@ -62,17 +62,15 @@ def _block[lp: Int, vb: Int, spectrum: Bool](
     by warp barriers runs warp by warp."""
     comptime T = 1 << (lp - vb)
     comptime stages = _fused_stages(lp, vb)
-    comptime PL = (1 << lp) + T
     comptime phases = (stages - 2) + (1 if spectrum else stages - 1)
-    var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
-    var xi = xr.unsafe_offset(PL)
+    var xs = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
     var twp = _ptr(tw)
     var s = _ptr(src).unsafe_offset(src_off)
     var gp = _ptr(g)
     var scale = Float32(1.0 / Float64(1 << lp))
     for t in range(T):
         _fused_first[F, lp, vb, spectrum, G](
-            Int32(t), xr, xi, twp, s, Int32(start), Int32(t_blk), second, UInt32(n_in)
+            Int32(t), xs, twp, s, Int32(start), Int32(t_blk), second, UInt32(n_in)
         )
     var p = 0
     while p < phases:
@@ -83,13 +81,13 @@ def _block[lp: Int, vb: Int, spectrum: Bool](
         for w in range(0, T, width):
             for q in range(p, end + 1):
                 for t in range(w, min(T, w + width)):
-                    _phase[lp, vb, spectrum, phases](q, t, xr, xi, twp, gp, g_row, g_im_off, scale)
+                    _phase[lp, vb, spectrum, phases](q, t, xs, twp, gp, g_row, g_im_off, scale)
         p = end + 1
     comptime if not spectrum:
         var d = _ptr(dst).unsafe_offset(dst_off)
         for t in range(T):
             _fused_last[F, lp, vb, G](
-                Int32(t), xr, xi, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second
+                Int32(t), xs, twp, d, Int32(at), Int32(t_blk), Int32(t_out), second
             )
 
 
@@ -108,8 +106,7 @@ def _warp_after[lp: Int, vb: Int, phases: Int](q: Int) -> Bool:
 def _phase[lp: Int, vb: Int, spectrum: Bool, phases: Int](
     q: Int,
     t: Int,
-    xr: XPtr[F, G],
-    xi: XPtr[F, G],
+    xs: XPtr[F, G],
     twp: Pointer[Float32, MutAnyOrigin],
     gp: Pointer[Float32, MutAnyOrigin],
     g_row: Int,
@@ -121,13 +118,13 @@ def _phase[lp: Int, vb: Int, spectrum: Bool, phases: Int](
     comptime for qq in range(phases):
         if q == qq:
             comptime if qq < stages - 2:
-                _fused_middle[F, lp, vb, qq + 1, False, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lp, vb, qq + 1, False, G](Int32(t), xs, twp)
             elif qq == stages - 2:
                 _fused_center[F, lp, vb, spectrum, G](
-                    Int32(t), xr, xi, gp, gp.unsafe_offset(g_im_off), g_row, scale
+                    Int32(t), xs, gp, gp.unsafe_offset(g_im_off), g_row, scale
                 )
             else:
-                _fused_middle[F, lp, vb, 2 * stages - 3 - qq, True, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lp, vb, 2 * stages - 3 - qq, True, G](Int32(t), xs, twp)
 
 
 def _conv[lp: Int, vb: Int](

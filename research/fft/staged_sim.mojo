@@ -107,10 +107,8 @@ def _chunks[lc: Int, vb: Int, spectrum: Bool](
     """Every thread block of one _staged_chunk launch, thread by thread."""
     comptime T = 1 << (lc - vb)
     comptime stages = _fused_stages(lc, vb)
-    comptime PL = (1 << lc) + T
-    var x = List[Float32](length=2 * PL, fill=0)
-    var xr = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
-    var xi = xr.unsafe_offset(PL)
+    var x = List[Float32](length=2 * ((1 << lc) + T), fill=0)
+    var xs = _ptr(x).unsafe_origin_cast[MutUntrackedOrigin]()
     var twp = _ptr(tw_c)
     var scale = Float32(1.0 / Float64(1 << lp))
     for c in range(n_rows << (lp - lc)):
@@ -120,18 +118,18 @@ def _chunks[lc: Int, vb: Int, spectrum: Bool](
         var g_re = _ptr(g).unsafe_offset(at[1])
         var g_im = _ptr(g).unsafe_offset(g_im_off + at[1])
         for t in range(T):
-            _chunk_first[F, lc, vb, G](Int32(t), xr, xi, twp, row_re, row_im)
+            _chunk_first[F, lc, vb, G](Int32(t), xs, twp, row_re, row_im)
         comptime for s in range(1, stages - 1):
             for t in range(T):
-                _fused_middle[F, lc, vb, s, False, G](Int32(t), xr, xi, twp)
+                _fused_middle[F, lc, vb, s, False, G](Int32(t), xs, twp)
         for t in range(T):
-            _fused_center[F, lc, vb, spectrum, G](Int32(t), xr, xi, g_re, g_im, 0, scale)
+            _fused_center[F, lc, vb, spectrum, G](Int32(t), xs, g_re, g_im, 0, scale)
         comptime if not spectrum:
             comptime for s_rev in range(1, stages - 1):
                 for t in range(T):
-                    _fused_middle[F, lc, vb, stages - 1 - s_rev, True, G](Int32(t), xr, xi, twp)
+                    _fused_middle[F, lc, vb, stages - 1 - s_rev, True, G](Int32(t), xs, twp)
             for t in range(T):
-                _chunk_last[F, lc, vb, G](Int32(t), xr, xi, twp, row_re, row_im)
+                _chunk_last[F, lc, vb, G](Int32(t), xs, twp, row_re, row_im)
 
 
 def _rows[lc: Int, vb: Int, spectrum: Bool](
