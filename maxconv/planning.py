@@ -29,29 +29,30 @@ FFT_MIN_POINTS = 1 << 14
 # 4K rule stayed best or level).
 FFT_MAX_POINTS = {"cpu": 1 << 21, "gpu": None}
 # GPU float32 block lengths, measured: (K at most, L) in rising K, the first
-# that fits K wins; past the last K the 4K rule. Each L is the best one
-# `gpu_check bench` / `tbench` measured for those K with the op's default
-# kernels (ops/fft_gpu_launch.mojo): the fused kernel (one per block pair;
-# 16 values a thread up to 4096, 32 at 8192 and 16384) beats the staged
-# kernels of longer blocks up to K = 8192. On an H200, N = 2^24, ms a call
-# with the taps' spectrum kept (research/fft/results/
-# gpu_h200_trials_2026-11-29.txt; "kept": twiddle tables kept too, as the
-# engine runs it): K = 512: L = 4096 0.083 kept, 8192 0.100 (2048: 0.095,
-# gpu_h200_fused.txt); K = 1024: 4096 0.091 kept, 8192 0.103; K = 2048:
-# 8192 0.112, 4096 0.122 kept; K = 4096: 16384 0.138, 8192 0.148; K = 8192:
-# 16384 0.176, staged 32768 0.190 kept, 65536 0.178. Past 8192, with the
-# radix-32 global passes split over threads (ops/fft_gpu_staged.mojo
-# _coop_pass), twice the 4K rule's L wins at K = 16384 (2^17 0.165 against
-# 2^16 0.174) and 32768 (2^18 0.178 against 2^17 0.184), tables kept
-# (gpu_h200_coop_pass_2026-11-29.txt); the 4K rule stays at 8192 (fused 0.153,
-# 2^16 0.158), 65536 and 131072 (2^18 0.202, 2^19 0.232; twice: 0.206,
-# 0.263). Between those K the doubled L's cost a transformed point (11-13 %
-# more, from the same pairs of runs) against its larger share of outputs
-# puts the switch at 3/4 of the power of two: K <= 12288 keeps 2^16,
-# 16385 .. 24576 keep 2^17.
+# that fits K wins; past the last K the 4K rule. Each L is the best one the
+# harness (research/fft/gpu_check.mojo lsweep / ksweep) measured for those K
+# with the op's default kernels (ops/fft_gpu_launch.mojo): the fused kernel
+# (one per block pair; 16 values a thread up to 4096, 32 at 8192 and 16384)
+# beats the staged kernels of longer blocks up to K = 8192. On an H200,
+# N = 2^24, ms a call, taps' spectrum and twiddle tables kept, two runs each
+# (research/fft/results/gpu_h200_ksweep_2026-11-29.txt, K < 4096, and
+# gpu_h200_direct_addresses_ab_2026-11-29.txt): K = 1024: L = 4096
+# 0.073, 8192 0.084; K = 1536: 4096 0.081, 8192 0.090; K = 2048: 4096
+# 0.093-0.095, 8192 0.093-0.095 (level; 4096 0.085 against 0.085 in a loop);
+# K = 2560: 8192 0.099, 16384 0.109; K = 3072: 8192 0.105, 16384 0.109;
+# K = 3584: 16384 0.109, 8192 0.112; K = 4096: 16384 0.116, 8192 0.123;
+# K = 8192: 16384 0.144, staged 65536 0.157. Past 8192 the staged kernels,
+# with the radix-32 global passes split over threads (ops/fft_gpu_staged.mojo
+# _coop_pass), run twice the 4K rule's L at K = 16384 (2^17 0.169 against
+# 2^16 0.173) and 32768 (2^18 and 2^17 within 1 %; 0.178 against 0.184 in
+# gpu_h200_coop_pass_2026-11-29.txt); the 4K rule stays at 65536 and 131072
+# (2^18 0.205, 2^19 0.237; twice: 0.210, 0.263). Between those K the doubled
+# L's cost a transformed point (11-13 % more, from the same pairs of runs)
+# against its larger share of outputs puts the switch at 3/4 of the power of
+# two: K <= 12288 keeps 2^16, 16385 .. 24576 keep 2^17.
 FFT_GPU_F32_POINTS = (
-    (1024, 1 << 12),
-    (2048, 1 << 13),
+    (2048, 1 << 12),
+    (3072, 1 << 13),
     (8192, 1 << 14),
     (12288, 1 << 16),
     (16384, 1 << 17),

@@ -514,11 +514,14 @@ def test_fft_block_length_for_long_rows_and_clips():
     assert fft_block_points(4096, 1 << 24, "cpu", "float32") == 1 << 14
     assert fft_block_points(1_000_000, 1 << 30, "cpu", "float32") == 1 << 21
     # A GPU takes float32 blocks from the measured table (the fused kernel,
-    # K <= 8192): 4096 up to K = 1024, 8192 for 2048, 16384 for 4096 and 8192.
+    # K <= 8192): 4096 up to K = 2048, 8192 up to 3072, 16384 up to 8192.
     assert fft_block_points(8192, 1 << 24, "gpu", "float32") == 1 << 14
     assert fft_block_points(4096, 1 << 24, "gpu", "float32") == 1 << 14
-    assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 13
-    assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(3073, 1 << 24, "gpu", "float32") == 1 << 14
+    assert fft_block_points(3072, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(2049, 1 << 24, "gpu", "float32") == 1 << 13
+    assert fft_block_points(2048, 1 << 24, "gpu", "float32") == 1 << 12
+    assert fft_block_points(1500, 1 << 24, "gpu", "float32") == 1 << 12
     assert fft_block_points(1024, 1 << 24, "gpu", "float32") == 1 << 12
     assert fft_block_points(512, 1 << 24, "gpu", "float32") == 1 << 12
     # Past 8192 (staged kernels) twice the 4K rule's L from 3/4 of a power of two.

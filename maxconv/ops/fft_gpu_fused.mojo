@@ -270,8 +270,9 @@ def _twiddles[dtype: DType, rl: Int, inverse: Bool, derive: Bool](
     it 83 % busy in the fused kernel at L = 4096."""
     comptime R = 1 << rl
     comptime if not derive or R < 8:
+        var row = tw.unsafe_offset(Int(2 * base))
         comptime for p in range(1, R):
-            var w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32((p - 1) * stride))))
+            var w = row.unsafe_load[width=2, alignment=8](2 * (p - 1) * stride)
             _rotate[dtype, inverse, _bitrev(p, rl)](vr, vi, w)
     else:
         _derived_twiddles[dtype, rl, inverse](tw, base, stride, vr, vi)
@@ -288,16 +289,17 @@ def _derived_twiddles[dtype: DType, rl: Int, inverse: Bool](
     """_twiddles with derive, radix 2^rl >= 8: the table's W^1, W^2, W^4,
     W^8, W^16, ... (entry p - 1 of each), then _apply_powers."""
     comptime HB = _powers_width(rl)
+    var row = tw.unsafe_offset(Int(2 * base))
     var hr = SIMD[dtype, HB](0)
     var hi = SIMD[dtype, HB](0)
     comptime for b in range(rl - 3):
-        var w = tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(((8 << b) - 1) * stride))))
+        var w = row.unsafe_load[width=2, alignment=8](2 * ((8 << b) - 1) * stride)
         hr[b] = w[0]
         hi[b] = w[1]
     _apply_powers[dtype, rl, inverse](
-        tw.unsafe_load[width=2, alignment=8](Int(2 * base)),
-        tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(stride)))),
-        tw.unsafe_load[width=2, alignment=8](Int(2 * (base + Int32(3 * stride)))),
+        row.unsafe_load[width=2, alignment=8](0),
+        row.unsafe_load[width=2, alignment=8](2 * stride),
+        row.unsafe_load[width=2, alignment=8](6 * stride),
         hr, hi, vr, vi,
     )
 
@@ -408,19 +410,23 @@ def _fused_first[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: AddressS
     comptime r0 = 1 << rl0
     comptime c0 = V // r0
     comptime lm0 = _fused_span_log(lp, 0, vb)
+    # Each load addresses the thread's first sample plus a compile-time
+    # offset (no 64-bit index math a load); the bound stays one unsigned
+    # compare of the 32-bit sample index.
     var src0 = start + t
+    var block0 = src.unsafe_offset(Int(src0))
     var vr = SIMD[dtype, V](0)
     var vi = SIMD[dtype, V](0)
     comptime for q in range(V):
-        var v = src0 + Int32(T * q)
-        if v.cast[DType.uint32]() < n_in:
-            vr[q] = src[unsafe_offset=Int(v)]
+        if (src0 + Int32(T * q)).cast[DType.uint32]() < n_in:
+            vr[q] = block0[unsafe_offset = T * q]
     comptime if not spectrum:
         if second:
+            var src1 = src0 + t_blk
+            var block1 = block0.unsafe_offset(Int(t_blk))
             comptime for q in range(V):
-                var v = src0 + t_blk + Int32(T * q)
-                if v.cast[DType.uint32]() < n_in:
-                    vi[q] = src[unsafe_offset=Int(v)]
+                if (src1 + Int32(T * q)).cast[DType.uint32]() < n_in:
+                    vi[q] = block1[unsafe_offset = T * q]
     comptime for c in range(c0):
         var ar = SIMD[dtype, r0](0)
         var ai = SIMD[dtype, r0](0)
@@ -570,15 +576,21 @@ def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Boo
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
+    # Output n = t + T q of a block is kept when n < t_blk and at + n <
+    # t_out, i.e. T q < min(t_blk, t_out - at) - t: one compare with a
+    # constant a store, which addresses the thread's first output plus a
+    # compile-time offset.
+    var out0 = dst.unsafe_offset(Int(at + t))
+    var room0 = min(t_blk, t_out - at) - t
     comptime for q in range(V):
-        var n = t + Int32(T * q)
-        if n < t_blk and at + n < t_out:
-            dst[unsafe_offset=Int(at + n)] = vr[q]
+        if Int32(T * q) < room0:
+            out0[unsafe_offset = T * q] = vr[q]
     if second:
+        var out1 = out0.unsafe_offset(Int(t_blk))
+        var room1 = min(t_blk, t_out - at - t_blk) - t
         comptime for q in range(V):
-            var n = t + Int32(T * q)
-            if n < t_blk and at + t_blk + n < t_out:
-                dst[unsafe_offset=Int(at + t_blk + n)] = vi[q]
+            if Int32(T * q) < room1:
+                out1[unsafe_offset = T * q] = vi[q]
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))

@@ -631,9 +631,11 @@ def _chunk_first[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Bo
     comptime lm0 = _fused_span_log(lc, 0, vb)
     var vr = SIMD[dtype, V](0)
     var vi = SIMD[dtype, V](0)
+    var at_re = src_re.unsafe_offset(Int(t))
+    var at_im = src_im.unsafe_offset(Int(t))
     comptime for q in range(V):
-        vr[q] = src_re[unsafe_offset=Int(t + Int32(T * q))]
-        vi[q] = src_im[unsafe_offset=Int(t + Int32(T * q))]
+        vr[q] = at_re[unsafe_offset = T * q]
+        vi[q] = at_im[unsafe_offset = T * q]
     comptime for c in range(c0):
         var ar = SIMD[dtype, r0](0)
         var ai = SIMD[dtype, r0](0)
@@ -689,9 +691,11 @@ def _chunk_last[dtype: DType, lc: Int, vb: Int, space: AddressSpace, derive: Boo
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
+    var at_re = dst_re.unsafe_offset(Int(t))
+    var at_im = dst_im.unsafe_offset(Int(t))
     comptime for q in range(V):
-        dst_re[unsafe_offset=Int(t + Int32(T * q))] = vr[q]
-        dst_im[unsafe_offset=Int(t + Int32(T * q))] = vi[q]
+        at_re[unsafe_offset = T * q] = vr[q]
+        at_im[unsafe_offset = T * q] = vi[q]
 
 
 @__llvm_metadata(`nvvm.maxntid`=StaticTuple[Int32, 1](Int32(max_threads)))

@@ -608,7 +608,8 @@ def main() raises:
     # N = 2^24), sbench (old against new staged timings at N = 2^24), tbench
     # (the trial variants against the default at N = 2^24), lbench (the
     # op's lean kernels against GPU_FUSED_PLAIN and uncapped), orig (the
-    # original error list and timings).
+    # original error list and timings); by name only: lsweep, ksweep (L by
+    # K), pbench (split passes), prof (for ncu).
     var args = argv()
     var want = List[String]()
     for i in range(1, len(args)):
@@ -641,6 +642,13 @@ def main() raises:
         for k in [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]:
             for points in [4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576]:
                 if points >= 2 * k and points <= 8 * k:
+                    bench[DType.float32](ctx, 1 << 24, k, points, 0, 0, GPU_FUSED, 20, 0, True)
+    if "ksweep" in want:
+        # The planner's first switch points: K between 1024 and 4096 at each
+        # fused L of at least 2K, tables kept.
+        for k in [1536, 2048, 2560, 3072, 3584]:
+            for points in [4096, 8192, 16384]:
+                if points >= 2 * k:
                     bench[DType.float32](ctx, 1 << 24, k, points, 0, 0, GPU_FUSED, 20, 0, True)
     if "pbench" in want:
         # The op's staged path (global passes split over threads) against
