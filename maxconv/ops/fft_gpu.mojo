@@ -179,71 +179,141 @@ def _stage_twiddles[dtype: DType, r: Int](
 
 
 @always_inline
+def _times_root[dtype: DType, e: Int, n: Int, conj: Bool](mut re: Scalar[dtype], mut im: Scalar[dtype]):
+    """(re + i im) *= W_n^e (conj: its conjugate), W_n = exp(-2 pi i / n), e
+    and n compile-time; the quarter turns (e a multiple of n / 4) are swaps
+    and sign changes, no multiplication."""
+    comptime q = (4 * e) // n if (4 * e) % n == 0 else -1
+    comptime turn = q if q < 0 or not conj else (4 - q) % 4
+    comptime if turn == 0:
+        pass
+    elif turn == 1:
+        # times -i
+        var r = re
+        re = im
+        im = -r
+    elif turn == 2:
+        re = -re
+        im = -im
+    elif turn == 3:
+        # times +i
+        var r = re
+        re = -im
+        im = r
+    else:
+        # float64 sin/cos do not exist on NVIDIA GPUs, even at compile
+        # time: the series of _unit_root does.
+        comptime w = _unit_root(e, n)
+        comptime c = Scalar[dtype](w[0])
+        comptime sn = Scalar[dtype](-w[1] if conj else w[1])
+        var r = re
+        re = r * c - im * sn
+        im = r * sn + im * c
+
+
+@always_inline
 def _reg_dif[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
-    """r-point DFT in registers, radix-2 DIF: natural in, X_p at index bitrev(p)."""
-    comptime for st in range(_log2(r)):
-        comptime h = r >> (st + 1)
+    """r-point DFT in registers, radix-2 DIF: natural in, X_p at index bitrev(p).
+
+    Stages go in pairs as radix 2^2 (the radix-2 flow graph, so the same
+    output order): in a pair of strides h and h / 2 the first stage's
+    twiddle W_2h^j (j < h) splits into W_2h^(j mod h/2), moved past the
+    second stage's butterfly, and a quarter turn. Per block of 2h points
+    3 (h/2 - 1) products remain: radix 16 needs 8 complex products where
+    plain radix 2 needs 10, radix 32 28 instead of 34. An odd last stage
+    (h = 1) has no twiddles."""
+    comptime stages = _log2(r)
+    comptime for pair in range(stages // 2):
+        comptime h = r >> (2 * pair + 1)
         comptime for s in range(r // (2 * h)):
-            comptime for j in range(h):
-                comptime i0 = s * 2 * h + j
-                comptime i1 = i0 + h
-                var ar = vr[i0]
-                var ai = vi[i0]
-                var br = vr[i1]
-                var bi = vi[i1]
-                vr[i0] = ar + br
-                vi[i0] = ai + bi
-                var dr = ar - br
-                var di = ai - bi
-                comptime if j == 0:
-                    vr[i1] = dr
-                    vi[i1] = di
-                elif 4 * j == 2 * h:
-                    # times -i
-                    vr[i1] = di
-                    vi[i1] = -dr
-                else:
-                    # float64 sin/cos do not exist on NVIDIA GPUs, even at
-                    # compile time: the series of _unit_root does.
-                    comptime w = _unit_root(j, 2 * h)
-                    comptime c = Scalar[dtype](w[0])
-                    comptime sn = Scalar[dtype](w[1])
-                    vr[i1] = dr * c - di * sn
-                    vi[i1] = dr * sn + di * c
+            comptime for j in range(h // 2):
+                comptime a = s * 2 * h + j
+                comptime b = a + h // 2
+                comptime c = a + h
+                comptime d = c + h // 2
+                var ar = vr[a] + vr[c]
+                var ai = vi[a] + vi[c]
+                var cr = vr[a] - vr[c]
+                var ci = vi[a] - vi[c]
+                var br = vr[b] + vr[d]
+                var bi = vi[b] + vi[d]
+                # (b - d) times -i
+                var dr = vi[b] - vi[d]
+                var di = vr[d] - vr[b]
+                vr[a] = ar + br
+                vi[a] = ai + bi
+                var pr = ar - br
+                var pi_ = ai - bi
+                var qr = cr + dr
+                var qi = ci + di
+                var ur = cr - dr
+                var ui = ci - di
+                _times_root[dtype, 2 * j, 2 * h, False](pr, pi_)
+                _times_root[dtype, j, 2 * h, False](qr, qi)
+                _times_root[dtype, 3 * j, 2 * h, False](ur, ui)
+                vr[b] = pr
+                vi[b] = pi_
+                vr[c] = qr
+                vi[c] = qi
+                vr[d] = ur
+                vi[d] = ui
+    comptime if stages % 2 == 1:
+        comptime for s in range(r // 2):
+            var ar = vr[2 * s]
+            var ai = vi[2 * s]
+            vr[2 * s] = ar + vr[2 * s + 1]
+            vi[2 * s] = ai + vi[2 * s + 1]
+            vr[2 * s + 1] = ar - vr[2 * s + 1]
+            vi[2 * s + 1] = ai - vi[2 * s + 1]
 
 
 @always_inline
 def _reg_dit[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
-    """The mirror of _reg_dif (up to a factor r): index bitrev(p) in, natural out."""
+    """The mirror of _reg_dif (up to a factor r): index bitrev(p) in, natural
+    out; its stage pairs in reverse, with conjugate twiddles."""
     comptime stages = _log2(r)
-    comptime for st_rev in range(stages):
-        comptime h = r >> (stages - st_rev)
+    comptime if stages % 2 == 1:
+        comptime for s in range(r // 2):
+            var ar = vr[2 * s]
+            var ai = vi[2 * s]
+            vr[2 * s] = ar + vr[2 * s + 1]
+            vi[2 * s] = ai + vi[2 * s + 1]
+            vr[2 * s + 1] = ar - vr[2 * s + 1]
+            vi[2 * s + 1] = ai - vi[2 * s + 1]
+    comptime for pair_rev in range(stages // 2):
+        comptime h = r >> (2 * (stages // 2 - 1 - pair_rev) + 1)
         comptime for s in range(r // (2 * h)):
-            comptime for j in range(h):
-                comptime i0 = s * 2 * h + j
-                comptime i1 = i0 + h
-                var ar = vr[i0]
-                var ai = vi[i0]
-                var xr = vr[i1]
-                var xi = vi[i1]
-                var br = xr
-                var bi = xi
-                comptime if j == 0:
-                    pass
-                elif 4 * j == 2 * h:
-                    # times +i
-                    br = -xi
-                    bi = xr
-                else:
-                    comptime w = _unit_root(j, 2 * h)
-                    comptime c = Scalar[dtype](w[0])
-                    comptime sn = Scalar[dtype](-w[1])
-                    br = xr * c - xi * sn
-                    bi = xr * sn + xi * c
-                vr[i0] = ar + br
-                vi[i0] = ai + bi
-                vr[i1] = ar - br
-                vi[i1] = ai - bi
+            comptime for j in range(h // 2):
+                comptime a = s * 2 * h + j
+                comptime b = a + h // 2
+                comptime c = a + h
+                comptime d = c + h // 2
+                var br = vr[b]
+                var bi = vi[b]
+                var cr = vr[c]
+                var ci = vi[c]
+                var dr = vr[d]
+                var di = vi[d]
+                _times_root[dtype, 2 * j, 2 * h, True](br, bi)
+                _times_root[dtype, j, 2 * h, True](cr, ci)
+                _times_root[dtype, 3 * j, 2 * h, True](dr, di)
+                var pr = vr[a] + br
+                var pi_ = vi[a] + bi
+                var qr = vr[a] - br
+                var qi = vi[a] - bi
+                var sr = cr + dr
+                var si = ci + di
+                # (c - d) times +i
+                var tr = di - ci
+                var ti = cr - dr
+                vr[a] = pr + sr
+                vi[a] = pi_ + si
+                vr[c] = pr - sr
+                vi[c] = pi_ - si
+                vr[b] = qr + tr
+                vi[b] = qi + ti
+                vr[d] = qr - tr
+                vi[d] = qi - ti
 
 
 @always_inline
