@@ -78,7 +78,7 @@ comptime FUSED_TW_TPB = 256
 # With max_threads = FUSED_CAP_THREADS, ptxas keeps _gpu_fused within 64
 # registers (sm_90, ptxas -v on its PTX: 56-64 registers, spills of 0-16
 # bytes), so 1024 threads fit an SM (L = 8192: two blocks, not one at the
-# 90 registers it takes uncapped; L = 4096: four, not three at 76).
+# 90 registers it takes uncapped; L = 4096: four, not three at 71).
 comptime FUSED_CAP_THREADS = 1024
 # log2 of the values a thread holds (V = 16), the default up to L = 4096
 # and the staged path's 2^12-point chunks'.
@@ -107,14 +107,17 @@ def fused_cap_threads(vb: Int) -> Int:
     return FUSED_CAP_THREADS >> (vb - FUSED_VALUES_LOG)
 
 
-# Up to L = 2^FUSED_FREE_MAX_LOG the op's fused kernel runs uncapped (76-79
-# registers at L = 4096: three blocks an SM instead of four), which was
-# faster on the H200 in three runs (ms, N = 2^24, taps' spectrum kept):
-# K = 1024 at L = 4096 0.082 against 0.085 capped
-# (research/fft/results/gpu_h200_warp_sync_2026-11-29.txt), 0.100 / 0.102
-# and K = 512 0.090 / 0.095 (gpu_h200_fused.txt); from 8192 on capping wins
-# (K = 2048 at 8192: 0.103 against 0.127 uncapped).
-comptime FUSED_FREE_MAX_LOG = 12
+# Up to L = 2^FUSED_FREE_MAX_LOG the op's fused kernel runs uncapped; from
+# 4096 on it is capped (fused_cap_threads). With one 8-byte shared-memory
+# slot a point and per-thread base addresses the L = 4096 kernel needs 71
+# registers uncapped (three blocks an SM) and 64 capped with no spills (four):
+# capped ran 2.5-3.5 % faster on the H200 (N = 2^24, ms a call / in a loop,
+# tables and spectrum kept: K = 1024 0.0698 / 0.0614 against 0.0702 /
+# 0.0630, 1536 0.0756 / 0.0687 against 0.0781 / 0.0711, 2048 0.0887 /
+# 0.0813 against 0.0913 / 0.0843; research/fft/results/
+# gpu_h200_caps_ab_2026-11-29.txt). From 8192 on capping wins by more (K =
+# 2048 at 8192: 0.103 against 0.127 uncapped).
+comptime FUSED_FREE_MAX_LOG = 11
 
 
 def fused_max_threads(lp: Int, vb: Int) -> Int:
