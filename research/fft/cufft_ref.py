@@ -1,7 +1,9 @@
 """cuFFT's batched complex float32 transforms on the GPU machine, as a yardstick
-for the fused kernels' per-point cost: a forward then an inverse transform of
-2^lp points, batched to 2^20 points in all (8 MB: the data stays in the L2)
-and to 2^24 (128 MB: from HBM). Prints G points a second for one direction.
+for the fused kernels' per-point cost: two transforms of 2^lp points (two
+forward ones: an inverse costs the same, and CuPy's ifft adds a scaling
+pass), batched to 2^20 points in all (8 MB: the data stays in the L2)
+and to 2^24 (128 MB: from HBM). Prints G points a second, a point counted
+once a transform.
 
     python3 research/fft/cufft_ref.py      # GPU machine: CuPy (cuFFT) only
 
@@ -14,8 +16,8 @@ import cupy as cp
 
 
 def rate(points_log: int, total_log: int, repeat: int = 50) -> tuple[float, float]:
-    """(G points a second one way, ms for two transforms) of batched C2C: two
-    forward ones (an inverse costs the same; CuPy's ifft adds a scaling pass)."""
+    """(G points a second, a point counted once a transform; ms for both
+    transforms) of batched C2C."""
     n = 1 << points_log
     batch = 1 << (total_log - points_log)
     x = (cp.random.standard_normal((batch, n)) + 1j * cp.random.standard_normal((batch, n))).astype(
@@ -40,7 +42,7 @@ def main() -> None:
             g, ms = rate(points_log, total_log)
             print(
                 f"C2C 2^{points_log} x {1 << (total_log - points_log)} (2^{total_log} points): "
-                f"two transforms {ms:.4f} ms, {g:.0f} G points/s a direction",
+                f"two transforms {ms:.4f} ms, {g:.0f} G points/s",
                 flush=True,
             )
 
