@@ -212,6 +212,19 @@ def _times_root[dtype: DType, e: Int, n: Int, conj: Bool](mut re: Scalar[dtype],
 
 
 @always_inline
+def _adjacent_pairs[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
+    """The radix-2 stage of stride 1 (no twiddles): (x[2s], x[2s + 1]) ->
+    (x[2s] + x[2s + 1], x[2s] - x[2s + 1]); its own inverse up to 2."""
+    comptime for s in range(r // 2):
+        var ar = vr[2 * s]
+        var ai = vi[2 * s]
+        vr[2 * s] = ar + vr[2 * s + 1]
+        vi[2 * s] = ai + vi[2 * s + 1]
+        vr[2 * s + 1] = ar - vr[2 * s + 1]
+        vi[2 * s + 1] = ai - vi[2 * s + 1]
+
+
+@always_inline
 def _reg_dif[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r]):
     """r-point DFT in registers, radix-2 DIF: natural in, X_p at index bitrev(p).
 
@@ -258,13 +271,7 @@ def _reg_dif[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r
                 vr[d] = ur
                 vi[d] = ui
     comptime if stages % 2 == 1:
-        comptime for s in range(r // 2):
-            var ar = vr[2 * s]
-            var ai = vi[2 * s]
-            vr[2 * s] = ar + vr[2 * s + 1]
-            vi[2 * s] = ai + vi[2 * s + 1]
-            vr[2 * s + 1] = ar - vr[2 * s + 1]
-            vi[2 * s + 1] = ai - vi[2 * s + 1]
+        _adjacent_pairs[dtype, r](vr, vi)
 
 
 @always_inline
@@ -273,13 +280,7 @@ def _reg_dit[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r
     out; its stage pairs in reverse, with conjugate twiddles."""
     comptime stages = _log2(r)
     comptime if stages % 2 == 1:
-        comptime for s in range(r // 2):
-            var ar = vr[2 * s]
-            var ai = vi[2 * s]
-            vr[2 * s] = ar + vr[2 * s + 1]
-            vi[2 * s] = ai + vi[2 * s + 1]
-            vr[2 * s + 1] = ar - vr[2 * s + 1]
-            vi[2 * s + 1] = ai - vi[2 * s + 1]
+        _adjacent_pairs[dtype, r](vr, vi)
     comptime for pair_rev in range(stages // 2):
         comptime h = r >> (2 * (stages // 2 - 1 - pair_rev) + 1)
         comptime for s in range(r // (2 * h)):
@@ -317,29 +318,29 @@ def _reg_dit[dtype: DType, r: Int](mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r
 
 
 @always_inline
-def _twiddle_out[dtype: DType, r: Int](
-    mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r], wr: SIMD[dtype, r], wi: SIMD[dtype, r]
+def _rotate[dtype: DType, inverse: Bool, i: Int](
+    mut vr: SIMD[dtype, _], mut vi: SIMD[dtype, _], w: SIMD[dtype, 2]
 ):
-    """Forward: frequency p (register bitrev(p)) times W^(p*j)."""
-    comptime for p in range(1, r):
-        comptime i = _bitrev(p, _log2(r))
-        var a = vr[i]
-        var b = vi[i]
-        vr[i] = a * wr[p] - b * wi[p]
-        vi[i] = a * wi[p] + b * wr[p]
+    """(vr[i] + i vi[i]) *= w (forward) or conj(w) (inverse); the index a
+    compile-time parameter, as every caller's is."""
+    var a = vr[i]
+    var b = vi[i]
+    comptime if inverse:
+        vr[i] = a * w[0] + b * w[1]
+        vi[i] = b * w[0] - a * w[1]
+    else:
+        vr[i] = a * w[0] - b * w[1]
+        vi[i] = a * w[1] + b * w[0]
 
 
 @always_inline
-def _twiddle_in[dtype: DType, r: Int](
+def _twiddle_all[dtype: DType, r: Int, inverse: Bool](
     mut vr: SIMD[dtype, r], mut vi: SIMD[dtype, r], wr: SIMD[dtype, r], wi: SIMD[dtype, r]
 ):
-    """Inverse: frequency p (register bitrev(p)) times conj(W^(p*j))."""
+    """Frequency p (register bitrev(p)) times (wr[p], wi[p]) = W^(p*j)
+    (forward) or its conjugate (inverse)."""
     comptime for p in range(1, r):
-        comptime i = _bitrev(p, _log2(r))
-        var a = vr[i]
-        var b = vi[i]
-        vr[i] = a * wr[p] + b * wi[p]
-        vi[i] = b * wr[p] - a * wi[p]
+        _rotate[dtype, inverse, _bitrev(p, _log2(r))](vr, vi, SIMD[dtype, 2](wr[p], wi[p]))
 
 
 comptime SharedPtr[dtype: DType] = Pointer[Scalar[dtype], MutUntrackedOrigin, address_space = AddressSpace.SHARED]
@@ -368,7 +369,7 @@ def _smem_dif[dtype: DType, r: Int](
             var wr = SIMD[dtype, r](0)
             var wi = SIMD[dtype, r](0)
             _stage_twiddles[dtype, r](tw, j << (lp - lb), lo_bits, wr, wi)
-            _twiddle_out[dtype, r](vr, vi, wr, wi)
+            _twiddle_all[dtype, r, False](vr, vi, wr, wi)
         comptime for p in range(r):
             comptime i = _bitrev(p, rb)
             var at = _pad(base + p * m)
@@ -401,7 +402,7 @@ def _smem_dit[dtype: DType, r: Int](
             var wr = SIMD[dtype, r](0)
             var wi = SIMD[dtype, r](0)
             _stage_twiddles[dtype, r](tw, j << (lp - lb), lo_bits, wr, wi)
-            _twiddle_in[dtype, r](vr, vi, wr, wi)
+            _twiddle_all[dtype, r, True](vr, vi, wr, wi)
         _reg_dit[dtype, r](vr, vi)
         comptime for q in range(r):
             var at = _pad(base + q * m)
@@ -666,7 +667,7 @@ def _gpu_pass[dtype: DType, r: Int, inverse: Bool, io: Bool, spectrum: Bool](
                 vi[q] = im[unsafe_offset=base + q * m]
         _reg_dif[dtype, r](vr, vi)
         if j != 0:
-            _twiddle_out[dtype, r](vr, vi, wr, wi)
+            _twiddle_all[dtype, r, False](vr, vi, wr, wi)
         comptime for p in range(r):
             comptime i = _bitrev(p, rb)
             re[unsafe_offset=base + p * m] = vr[i]
@@ -677,7 +678,7 @@ def _gpu_pass[dtype: DType, r: Int, inverse: Bool, io: Bool, spectrum: Bool](
             vr[i] = re[unsafe_offset=base + p * m]
             vi[i] = im[unsafe_offset=base + p * m]
         if j != 0:
-            _twiddle_in[dtype, r](vr, vi, wr, wi)
+            _twiddle_all[dtype, r, True](vr, vi, wr, wi)
         _reg_dit[dtype, r](vr, vi)
         var t = Int(row_outputs)
         var at = b0 * t_blk

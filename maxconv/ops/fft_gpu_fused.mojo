@@ -66,7 +66,7 @@ from std.sys import size_of
 from std.utils import StaticTuple
 
 from .fft_common import _log2
-from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
+from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _rotate, _unit_root
 
 
 # Rows of 2^FUSED_MIN_LOG .. 2^FUSED_MAX_LOG points run through _gpu_fused
@@ -230,22 +230,6 @@ def _gpu_fused_twiddles[dtype: DType, lp: Int, vb: Int](tw: Pointer[Scalar[dtype
         var w = fused_tw_value[lp, vb](e)
         tw[unsafe_offset=2 * e] = Scalar[dtype](w[0])
         tw[unsafe_offset=2 * e + 1] = Scalar[dtype](w[1])
-
-
-@always_inline
-def _rotate[dtype: DType, inverse: Bool, i: Int](
-    mut vr: SIMD[dtype, _], mut vi: SIMD[dtype, _], w: SIMD[dtype, 2]
-):
-    """(vr[i] + i vi[i]) *= w (forward) or conj(w) (inverse); the index a
-    compile-time parameter, as every caller's is."""
-    var a = vr[i]
-    var b = vi[i]
-    comptime if inverse:
-        vr[i] = a * w[0] + b * w[1]
-        vi[i] = b * w[0] - a * w[1]
-    else:
-        vr[i] = a * w[0] - b * w[1]
-        vi[i] = a * w[1] + b * w[0]
 
 
 @always_inline

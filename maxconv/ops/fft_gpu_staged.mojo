@@ -55,7 +55,7 @@ from std.sys import size_of
 from std.utils import StaticTuple
 
 from .fft_common import _log2
-from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _unit_root
+from .fft_gpu import _bitrev, _reg_dif, _reg_dit, _rotate, _unit_root
 from .fft_gpu_fused import (
     FUSED_VALUES_LOG,
     XPtr,
@@ -70,7 +70,6 @@ from .fft_gpu_fused import (
     _apply_powers,
     _cmul,
     _powers_width,
-    _rotate,
     _twiddles,
     fused_cap_threads,
     fused_threads,
