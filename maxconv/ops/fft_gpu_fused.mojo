@@ -17,8 +17,9 @@ threads, 64 registers, 136 KB of shared memory, one block per SM). With V
 vb, and the pad is one slot per V points, conflict-free by the same
 argument as for 16 (a middle stage's stride is a multiple of V, so a
 half-warp reads 16 consecutive slots; the last stage's slots (V + 1) t + q
-of a half-warp start in banks 2 t mod 32, all different). A bigger V needs fewer exchanges (L = 8192 and 16384:
-2 a direction at V = 32 against 3 at 16; L = 4096: 1 at V = 64 against 2)
+of a half-warp start in banks 2 t mod 32, all different). A bigger V needs
+fewer exchanges (L = 8192 and 16384: 2 a direction at V = 32 against 3 at
+16; L = 4096: 1 at V = 64 against 2)
 at more registers (ptxas -v, sm_90, capped by fused_cap_threads: V = 32
 128 registers, spills 0-4 bytes; V = 64 207-255, spills 0-8 bytes; V = 16
 at L = 2^14 64, 16-20 bytes) and fewer threads, and its spectrum order is
@@ -254,7 +255,9 @@ def _twiddles[dtype: DType, rl: Int, inverse: Bool, derive: Bool](
     at most five roundings deep: 4 of 15 table reads at radix 16, 5 of 31
     at 32, for 11 and 26 more complex products. The reads go through the
     L1 cache that the shared-memory exchanges use; ncu on the H200 found
-    it 83 % busy in the fused kernel at L = 4096."""
+    its load/store pipe ~69 % busy in the fused kernel at L = 4096 (83 %
+    with split re/im exchange rows), and reading every entry from the
+    table ran 5-25 % slower."""
     comptime R = 1 << rl
     comptime if not derive or R < 8:
         var row = tw.unsafe_offset(Int(2 * base))
