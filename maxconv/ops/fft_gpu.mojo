@@ -204,11 +204,7 @@ def _times_root[dtype: DType, e: Int, n: Int, conj: Bool](mut re: Scalar[dtype],
         # float64 sin/cos do not exist on NVIDIA GPUs, even at compile
         # time: the series of _unit_root does.
         comptime w = _unit_root(e, n)
-        comptime c = Scalar[dtype](w[0])
-        comptime sn = Scalar[dtype](-w[1] if conj else w[1])
-        var r = re
-        re = r * c - im * sn
-        im = r * sn + im * c
+        _rotate[dtype, conj, 0](re, im, SIMD[dtype, 2](Scalar[dtype](w[0]), Scalar[dtype](w[1])))
 
 
 @always_inline

@@ -526,6 +526,14 @@ def _fused_center[dtype: DType, lp: Int, vb: Int, spectrum: Bool, space: Address
 
 
 @always_inline
+def _kept_outputs(t_blk: Int32, t_out: Int32, at: Int32) -> Int32:
+    """Outputs n of a block whose first output is row position `at` are
+    written when n < this: inside the block's t_blk valid outputs and the
+    row's t_out."""
+    return min(t_blk, t_out - at)
+
+
+@always_inline
 def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Bool = True](
     t: Int32,
     x: XPtr[dtype, space],
@@ -566,18 +574,17 @@ def _fused_last[dtype: DType, lp: Int, vb: Int, space: AddressSpace, derive: Boo
         comptime for q in range(r0):
             vr[c + c0 * q] = ar[q]
             vi[c + c0 * q] = ai[q]
-    # Output n = t + T q of a block is kept when n < t_blk and at + n <
-    # t_out, i.e. T q < min(t_blk, t_out - at) - t: one compare with a
-    # constant a store, which addresses the thread's first output plus a
-    # compile-time offset.
+    # Output n = t + T q is kept when T q < _kept_outputs(...) - t: one
+    # compare with a constant a store, which addresses the thread's first
+    # output plus a compile-time offset.
     var out0 = dst.unsafe_offset(Int(at + t))
-    var room0 = min(t_blk, t_out - at) - t
+    var room0 = _kept_outputs(t_blk, t_out, at) - t
     comptime for q in range(V):
         if Int32(T * q) < room0:
             out0[unsafe_offset = T * q] = vr[q]
     if second:
         var out1 = out0.unsafe_offset(Int(t_blk))
-        var room1 = min(t_blk, t_out - at - t_blk) - t
+        var room1 = _kept_outputs(t_blk, t_out, at + t_blk) - t
         comptime for q in range(V):
             if Int32(T * q) < room1:
                 out1[unsafe_offset = T * q] = vi[q]

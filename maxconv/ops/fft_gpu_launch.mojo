@@ -63,10 +63,11 @@ from .fft_gpu_staged import (
 # for every L; GPU_FUSED (the default) runs float32 rows of 2^FUSED_MIN_LOG
 # .. 2^FUSED_MAX_LOG points through the one-kernel path of fft_gpu_fused.mojo
 # (fused_values_log(lp) values a thread: 16 up to 4096, 32 at 8192 and
-# 16384; registers capped from 8192 on, 128 at V = 32: fused_max_threads),
-# and longer float32 rows through the new staged kernels of
-# fft_gpu_staged.mojo (chunks by L: staged_chunk_log, staged_values_log;
-# capped registers too); GPU_FUSED_FREE is the same kernels with ptxas
+# 16384; registers capped from 4096 on, 64 at V = 16, 128 at V = 32:
+# fused_max_threads), and longer float32 rows through the new staged
+# kernels of fft_gpu_staged.mojo (chunks by L: staged_chunk_log,
+# staged_values_log; V = 32 chunks capped, V = 16 not:
+# staged_chunk_cap_threads); GPU_FUSED_FREE is the same kernels with ptxas
 # free to use more registers (fewer blocks per SM). float64 always takes
 # the old kernels.
 comptime GPU_OLD = 0
@@ -515,9 +516,9 @@ def _op_staged_conv[dtype: DType, lean: Bool, coop: Bool](
     spectrum_elements: Int,
 ) raises -> Bool:
     """The harness's variants of the op's staged path at L = 2^lp (the chunk
-    of staged_chunk_log / staged_values_log, capped registers) with `lean`
-    and `coop` as asked; False (nothing enqueued) where no such chunk is
-    compiled."""
+    of staged_chunk_log / staged_values_log, registers as
+    staged_chunk_cap_threads) with `lean` and `coop` as asked; False
+    (nothing enqueued) where no such chunk is compiled."""
     comptime for lcc in range(STAGED_CHUNK_LOG, STAGED_CHUNK_LOG + 3):
         comptime for vbc in range(STAGED_VALUES_LOG, STAGED_VALUES_LOG + 2):
             comptime if _staged_compiled(lcc, vbc):

@@ -65,6 +65,7 @@ from .fft_gpu_fused import (
     _fused_radix_log,
     _fused_span_log,
     _fused_stages,
+    _kept_outputs,
     _apply_powers,
     _cmul,
     _powers_width,
@@ -240,14 +241,16 @@ def _write_pair[dtype: DType, n: Int](
     var t_blk = block_outputs
     var at = b0 * t_blk
     var dst = result.unsafe_offset(Int(r_row) * Int(row_outputs))
+    var room0 = _kept_outputs(t_blk, row_outputs, at)
     comptime for q in range(n):
         var p = first + Int32(q) * stride
-        if p < t_blk and at + p < row_outputs:
+        if p < room0:
             dst[unsafe_offset=Int(at + p)] = vr[q]
     if b0 + 1 < blocks:
+        var room1 = _kept_outputs(t_blk, row_outputs, at + t_blk)
         comptime for q in range(n):
             var p = first + Int32(q) * stride
-            if p < t_blk and at + t_blk + p < row_outputs:
+            if p < room1:
                 dst[unsafe_offset=Int(at + t_blk + p)] = vi[q]
 
 
